@@ -43,3 +43,52 @@ def smollm2_classifier_dir(tmp_path_factory, smollm2_dir) -> str:
     from tests.builders import build_classifier
 
     return str(build_classifier(tmp_path_factory.mktemp("models") / "smollm2-classifier", smollm2_dir))
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis server of the session's own, so tests never touch anyone else's data."""
+    from worker.embedded_redis import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def worker_logs(tmp_path_factory):
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session")
+def start_worker(redis_url, worker_logs):
+    """Starts `inferq worker` subprocesses; all are stopped at the end of the session."""
+    from tests.processes import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(model: str, name: str, **options) -> WorkerProcess:
+        worker = WorkerProcess(options.pop("redis_url", redis_url), model, name, worker_logs, **options)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_worker(start_worker, tiny_llama_dir):
+    return start_worker(tiny_llama_dir, "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_scorer_worker(start_worker, tiny_classifier_dir):
+    return start_worker(tiny_classifier_dir, "tiny-rm", concurrency=4)
+
+
+@pytest.fixture(scope="session")
+def client(redis_url):
+    from api_client import InferQClient
+
+    with InferQClient(redis_url) as sync_client:
+        yield sync_client

@@ -1,0 +1,30 @@
+"""The producer side: enqueue chat and scoring jobs, read their tokens and records. Torch-free."""
+
+from api_client.async_client import AsyncInferQClient
+from api_client.client import InferQClient, JobHandle
+from api_client.handle import AsyncJobHandle
+from engines.errors import EngineError, InferqError, InvalidRequest
+from engines.schemas import GenerationParams, Message, Response
+from tasks.errors import JobCancelled, JobError, JobExpired, JobFailed, JobRestarted, JobTimeout, NoSuchModel
+from tasks.schemas import JobRecord
+
+__all__ = [
+    "AsyncInferQClient",
+    "AsyncJobHandle",
+    "EngineError",
+    "GenerationParams",
+    "InferQClient",
+    "InferqError",
+    "InvalidRequest",
+    "JobCancelled",
+    "JobError",
+    "JobExpired",
+    "JobFailed",
+    "JobHandle",
+    "JobRecord",
+    "JobRestarted",
+    "JobTimeout",
+    "Message",
+    "NoSuchModel",
+    "Response",
+]

@@ -1,0 +1,97 @@
+"""The sync client: the async client run on a background loop. No method body here does real work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from engines.schemas import Message, Response
+from tasks.schemas import JobRecord, WorkerInfo
+from api_client.async_client import AsyncInferQClient
+from api_client.handle import AsyncJobHandle
+from api_client.loop_thread import LoopThread
+
+
+class JobHandle:
+    """The sync face of an `AsyncJobHandle`."""
+
+    def __init__(self, handle: AsyncJobHandle, loop: LoopThread) -> None:
+        self._handle = handle
+        self._loop = loop
+
+    @property
+    def id(self) -> str:
+        return self._handle.id
+
+    def __repr__(self) -> str:
+        return repr(self._handle).replace("AsyncJobHandle", "JobHandle")
+
+    def result(self, timeout: float | None = None) -> JobRecord:
+        return self._loop.run(self._handle.result(timeout))
+
+    def stream(self, index: int = 0) -> Iterator[str]:
+        return self._loop.iterate(self._handle.stream(index))
+
+    def events(self) -> Iterator[Any]:
+        return self._loop.iterate(self._handle.events())
+
+    def cancel(self) -> None:
+        self._loop.run(self._handle.cancel())
+
+    def record(self) -> JobRecord | None:
+        return self._loop.run(self._handle.record())
+
+
+class InferQClient:
+    """LLaMA-Factory's ChatModel surface over the queue: `chat`/`achat`, `stream_chat`/`astream_chat`,
+    `get_scores`/`aget_scores`, plus `submit_chat`/`submit_score` for job handles."""
+
+    def __init__(self, redis_url: str | None = None, *, model: str | None = None) -> None:
+        self._loop = LoopThread()
+        self._client: AsyncInferQClient = self._loop.run(_make_client(redis_url, model))
+
+    def __enter__(self) -> InferQClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._loop.run(self._client.aclose())
+        self._loop.close()
+
+    def chat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> list[Response]:
+        return self._loop.run(self._client.achat(messages, model, **options))
+
+    async def achat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> list[Response]:
+        return await self._loop.run_async(self._client.achat(messages, model, **options))
+
+    def stream_chat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> Iterator[str]:
+        return self._loop.iterate(self._client.astream_chat(messages, model, **options))
+
+    def astream_chat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> AsyncIterator[str]:
+        return self._loop.aiterate(self._client.astream_chat(messages, model, **options))
+
+    def get_scores(self, texts: Sequence[str], model: str | None = None, **options: Any) -> list[float]:
+        return self._loop.run(self._client.aget_scores(texts, model, **options))
+
+    async def aget_scores(self, texts: Sequence[str], model: str | None = None, **options: Any) -> list[float]:
+        return await self._loop.run_async(self._client.aget_scores(texts, model, **options))
+
+    def submit_chat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> JobHandle:
+        return JobHandle(self._loop.run(self._client.submit_chat(messages, model, **options)), self._loop)
+
+    def submit_score(self, texts: Sequence[str], model: str | None = None, **options: Any) -> JobHandle:
+        return JobHandle(self._loop.run(self._client.submit_score(texts, model, **options)), self._loop)
+
+    def find_job(self, job_id: str) -> JobHandle | None:
+        handle = self._loop.run(self._client.find_job(job_id))
+        return None if handle is None else JobHandle(handle, self._loop)
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._loop.run(self._client.workers())
+
+
+async def _make_client(redis_url: str | None, model: str | None) -> AsyncInferQClient:
+    # Built on the background loop: redis.asyncio binds its connections to the loop that first uses them.
+    return AsyncInferQClient(redis_url, model=model)

@@ -1,0 +1,92 @@
+"""Building job payloads: pure functions, shared by the async client and its sync facade."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from engines.errors import InvalidRequest
+from engines.schemas import Message, invalid_from_validation, parse_params
+from tasks.schemas import ChatJob, JobMeta, ScoreJob
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def chat_job(
+    messages: Sequence[Message | dict[str, Any]],
+    model: str | None,
+    *,
+    system: str | None = None,
+    tools: str | list[dict[str, Any]] | None = None,
+    images: Sequence[str] | None = None,
+    videos: Sequence[str] | None = None,
+    audios: Sequence[str] | None = None,
+    adapter: str | None = None,
+    stream: bool = True,
+    deadline_s: float | None = None,
+    **params: Any,
+) -> ChatJob:
+    """A validated ChatJob; bad input raises InvalidRequest naming the field, before anything is sent."""
+    return _validated(
+        ChatJob,
+        model=_model(model),
+        queued_at=time.time(),
+        deadline_at=_deadline(deadline_s),
+        messages=list(messages) if isinstance(messages, (list, tuple)) else messages,
+        system=system,
+        tools=tools,
+        images=_list_or_none(images),
+        videos=_list_or_none(videos),
+        audios=_list_or_none(audios),
+        adapter=adapter,
+        stream=stream,
+        params=parse_params(params),
+    )
+
+
+def score_job(
+    texts: Sequence[str], model: str | None, *, max_length: int | None = None, deadline_s: float | None = None
+) -> ScoreJob:
+    return _validated(
+        ScoreJob,
+        model=_model(model),
+        queued_at=time.time(),
+        deadline_at=_deadline(deadline_s),
+        texts=list(texts) if isinstance(texts, (list, tuple)) else texts,
+        max_length=max_length,
+    )
+
+
+def meta_of(job_id: str, job: ChatJob | ScoreJob) -> JobMeta:
+    return JobMeta(job_id=job_id, kind=job.kind, model=job.model, queued_at=job.queued_at, deadline_at=job.deadline_at)
+
+
+def _validated(model_cls, **fields: Any):
+    try:
+        return model_cls.model_validate(fields)
+    except ValidationError as exc:
+        raise invalid_from_validation(exc) from None
+
+
+def _model(model: str | None) -> str:
+    if model is None:
+        raise InvalidRequest("name the served model (the worker's --name), or give the client a default", field="model")
+    return model
+
+
+def _deadline(deadline_s: float | None) -> float | None:
+    if deadline_s is None:
+        return None
+    if deadline_s <= 0:
+        raise InvalidRequest("must be positive (seconds from now)", field="deadline_s")
+    return time.time() + deadline_s
+
+
+def _list_or_none(values: Sequence[str] | None) -> list[str] | None:
+    return None if values is None else list(values)

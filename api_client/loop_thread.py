@@ -1,0 +1,52 @@
+"""An event loop on a daemon thread, so sync code can drive async code (LLaMA-Factory's ChatModel way)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="inferq-client-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Blocks the calling thread until the coroutine is done on the loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Awaits, from another event loop, a coroutine that must run on this one."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                try:
+                    yield self.run(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            # A consumer that stops early closes (and so cancels) the stream; after close() nothing runs.
+            if not self.loop.is_closed():
+                self.run(agen.aclose())
+
+    async def aiterate(self, agen: AsyncIterator[T]) -> AsyncIterator[T]:
+        try:
+            while True:
+                try:
+                    yield await self.run_async(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            await self.run_async(agen.aclose())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()

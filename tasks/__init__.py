@@ -1,0 +1,23 @@
+"""The producer <-> worker contract: payloads, records, events, errors, names and the Celery app. Torch-free."""
+
+from tasks.app import make_app
+from tasks.config import QueueSettings
+from tasks.errors import JobCancelled, JobError, JobExpired, JobFailed, JobTimeout, NoSuchModel
+from tasks.schemas import ChatJob, FinalEvent, JobRecord, RestartEvent, ScoreJob, TokenEvent
+
+__all__ = [
+    "ChatJob",
+    "FinalEvent",
+    "JobCancelled",
+    "JobError",
+    "JobExpired",
+    "JobFailed",
+    "JobRecord",
+    "JobTimeout",
+    "NoSuchModel",
+    "QueueSettings",
+    "RestartEvent",
+    "ScoreJob",
+    "TokenEvent",
+    "make_app",
+]

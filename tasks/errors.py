@@ -1,0 +1,97 @@
+"""inferq's error tree, and how an error crosses the queue.
+
+    InferqError
+    ├── InvalidRequest            bad input; `.field` names it (engines/errors.py)
+    ├── EngineError               the backend failed; recoverable (engines/errors.py)
+    │   ├── EngineUnavailable     unknown backend or missing extra
+    │   ├── EngineOverloaded      out of memory or capacity
+    │   └── EngineDead            unrecoverable; the worker exits and is restarted
+    └── JobError                  what happened to a job on the queue
+        ├── JobFailed             failed for a reason outside this tree (a bug, a dead worker, too many deliveries)
+        ├── JobCancelled          cancelled; `.record` holds the text generated so far
+        ├── JobTimeout            the client stopped waiting; the job may still run (also a TimeoutError)
+        ├── JobRestarted          a stream reader learns that the job restarted on another worker
+        └── JobExpired            its deadline passed before it finished
+            └── NoSuchModel       ...and no live worker serves its model
+
+An error crosses the queue as `ErrorInfo {type, message, field}`; the client raises the same class again.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engines.errors import (
+    EngineDead,
+    EngineError,
+    EngineOverloaded,
+    EngineUnavailable,
+    InferqError,
+    InvalidRequest,
+)
+
+if TYPE_CHECKING:
+    from tasks.schemas import ErrorInfo, JobRecord
+
+
+class JobError(InferqError):
+    """Something happened to a job; `.record` is its job record when one exists."""
+
+    def __init__(self, message: str, *, field: str | None = None, record: JobRecord | None = None) -> None:
+        super().__init__(message, field=field)
+        self.record = record
+
+
+class JobFailed(JobError):
+    pass
+
+
+class JobCancelled(JobError):
+    pass
+
+
+class JobTimeout(JobError, TimeoutError):
+    pass
+
+
+class JobExpired(JobError):
+    pass
+
+
+class NoSuchModel(JobExpired):
+    pass
+
+
+class JobRestarted(JobError):
+    """A stream was interrupted: the job's worker died and the job runs again from the start.
+
+    Text already read belongs to the void attempt; call `stream()` again to follow the new one.
+    """
+
+
+ERRORS: dict[str, type[InferqError]] = {
+    cls.__name__: cls
+    for cls in (
+        InferqError,
+        InvalidRequest,
+        EngineError,
+        EngineUnavailable,
+        EngineOverloaded,
+        EngineDead,
+        JobError,
+        JobFailed,
+        JobCancelled,
+        JobTimeout,
+        JobRestarted,
+        JobExpired,
+        NoSuchModel,
+    )
+}
+
+
+def error_from_info(info: ErrorInfo, record: JobRecord | None = None) -> InferqError:
+    """The exception an `ErrorInfo` describes; an unknown type (a newer worker) becomes JobFailed."""
+    cls = ERRORS.get(info.type, JobFailed)
+    if issubclass(cls, JobError):
+        return cls(info.message, field=info.field, record=record)
+    return cls(info.message, field=info.field)

@@ -1,0 +1,51 @@
+"""Every queue, task, Redis key and channel name inferq uses (arq keeps its keys the same way)."""
+
+CHAT_TASK = "inferq.chat"
+SCORE_TASK = "inferq.score"
+
+# One queue per served model name: a job can only ever reach a worker serving its model.
+QUEUE_PREFIX = "inferq.model."
+
+PREFIX = "inferq:"
+CANCEL_CHANNEL = f"{PREFIX}cancel"  # job ids to cancel; every worker listens
+WORKER_KEY_PATTERN = f"{PREFIX}worker:*"
+
+
+def queue_for_model(model: str) -> str:
+    return f"{QUEUE_PREFIX}{model}"
+
+
+def events_key(job_id: str) -> str:
+    """The job's replay log (a Redis stream whose entry ids are `0-<seq>`)."""
+    return f"{PREFIX}events:{job_id}"
+
+
+def events_channel(job_id: str) -> str:
+    """The job's live pub/sub channel; carries the same events as the replay log."""
+    return f"{PREFIX}events:{job_id}"
+
+
+def record_key(job_id: str) -> str:
+    return f"{PREFIX}record:{job_id}"
+
+
+def job_key(job_id: str) -> str:
+    """What the producer knew at submit time (model, kind, deadline), for handles rebuilt from an id."""
+    return f"{PREFIX}job:{job_id}"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"{PREFIX}cancel:{job_id}"
+
+
+def lease_key(job_id: str) -> str:
+    """Held by the one worker running the job; a second delivery waits on it instead of running twice."""
+    return f"{PREFIX}lease:{job_id}"
+
+
+def deliveries_key(job_id: str) -> str:
+    return f"{PREFIX}deliveries:{job_id}"
+
+
+def worker_key(hostname: str) -> str:
+    return f"{PREFIX}worker:{hostname}"

@@ -1,0 +1,164 @@
+"""What crosses Redis between producers and workers: job payloads, job records, stream events. JSON only."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from engines.errors import InferqError, InvalidRequest
+from engines.schemas import GenerationParams, Message, Response, invalid_from_validation
+
+# Queue names are built from model names; ":" separates Redis priority sub-queues.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Job(_Wire):
+    model: str = Field(description="the served model name; routes the job to that model's queue")
+    queued_at: float = Field(description="producer clock, epoch seconds")
+    deadline_at: float | None = Field(None, description="epoch seconds; the job expires if not done by then")
+
+    @field_validator("model")
+    @classmethod
+    def _model_name(cls, value: str) -> str:
+        if not MODEL_NAME.match(value):
+            raise ValueError("model names use letters, digits and . _ / - (at most 128)")
+        return value
+
+
+class ChatJob(_Job):
+    kind: Literal["chat"] = "chat"
+    messages: list[Message] = Field(min_length=1)
+    system: str | None = None
+    tools: str | list[dict[str, Any]] | None = None
+    images: list[str] | None = None
+    videos: list[str] | None = None
+    audios: list[str] | None = None
+    params: GenerationParams = Field(default_factory=GenerationParams)
+    adapter: str | None = None
+    stream: bool = True
+
+
+class ScoreJob(_Job):
+    kind: Literal["score"] = "score"
+    texts: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    max_length: int | None = Field(None, ge=1)
+
+
+JOB_MODELS: dict[str, type[ChatJob] | type[ScoreJob]] = {"chat": ChatJob, "score": ScoreJob}
+
+
+def parse_job(payload: Any, kind: str) -> ChatJob | ScoreJob:
+    """Validates a raw task payload; errors name the field (e.g. `messages.0.role`)."""
+    if not isinstance(payload, dict):
+        raise InvalidRequest(f"the task takes one JSON object, got {type(payload).__name__}", field="payload")
+    try:
+        return JOB_MODELS[kind].model_validate(payload)
+    except ValidationError as exc:
+        raise invalid_from_validation(exc) from None
+
+
+JobStatus = Literal["succeeded", "failed", "cancelled", "expired"]
+
+
+class ErrorInfo(_Wire):
+    type: str
+    message: str
+    field: str | None = None
+
+    @classmethod
+    def of(cls, error: InferqError) -> ErrorInfo:
+        return cls(type=type(error).__name__, message=error.message, field=error.field)
+
+
+class Usage(_Wire):
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Timings(_Wire):
+    queued_at: float
+    started_at: float | None = None
+    first_token_at: float | None = None
+    finished_at: float | None = None
+
+
+class JobRecord(_Wire):
+    """The one result of a job; written once (SET NX), whoever finishes it."""
+
+    job_id: str
+    kind: Literal["chat", "score"]
+    status: JobStatus
+    model: str
+    engine: str | None = None
+    worker: str | None = Field(None, description="the Celery hostname that ran the job")
+    host: str | None = None
+    attempt: int = 0
+    responses: list[Response] | None = None
+    scores: list[float] | None = None
+    usage: Usage | None = None
+    timings: Timings
+    error: ErrorInfo | None = None
+
+
+class TokenEvent(_Wire):
+    type: Literal["token"] = "token"
+    seq: int
+    attempt: int
+    index: int = Field(description="which of the job's n answers")
+    text: str
+    num_tokens: int
+    finish_reason: Literal["stop", "length", "abort"] | None = None
+
+
+class RestartEvent(_Wire):
+    """The job runs again (its worker died): text from earlier attempts is void."""
+
+    type: Literal["restart"] = "restart"
+    seq: int
+    attempt: int
+
+
+class FinalEvent(_Wire):
+    type: Literal["final"] = "final"
+    seq: int
+    record: JobRecord
+
+
+StreamEvent = Annotated[TokenEvent | RestartEvent | FinalEvent, Field(discriminator="type")]
+STREAM_EVENT: TypeAdapter[TokenEvent | RestartEvent | FinalEvent] = TypeAdapter(StreamEvent)
+
+
+class JobMeta(_Wire):
+    """Written by the producer at submit time."""
+
+    job_id: str
+    kind: Literal["chat", "score"]
+    model: str
+    queued_at: float
+    deadline_at: float | None = None
+
+
+class WorkerInfo(_Wire):
+    """What a live worker announces (key `inferq:worker:<hostname>`, refreshed while it runs)."""
+
+    hostname: str
+    model: str
+    engine: str
+    model_path: str
+    can_generate: bool
+    adapters: list[str] = Field(default_factory=list)
+    host: str
+    pid: int
+    started_at: float
+    concurrency: int
+    num_running: int = 0

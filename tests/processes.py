@@ -1,0 +1,84 @@
+"""Real worker processes for queue tests: `inferq worker` started as a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+from tasks import names
+from worker.embedded_redis import _die_with_parent
+
+# Short leases and heartbeats so crash recovery happens within a test's patience.
+TEST_WORKER_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1", "HF_HUB_OFFLINE": "1"}
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        redis_url: str,
+        model: str,
+        name: str,
+        log_dir: Path,
+        *,
+        engine: str = "huggingface",
+        concurrency: int = 8,
+        engine_args: dict | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.redis_url = redis_url
+        self.name = name
+        self.hostname = f"{name}-{uuid.uuid4().hex[:6]}@test"
+        self.log_path = log_dir / f"{self.hostname.replace('@', '_')}.log"
+        self.command = [
+            sys.executable, "-m", "worker.main", "worker",
+            "--engine", engine, "--model", model, "--name", name,
+            "--redis-url", redis_url, "--concurrency", str(concurrency),
+            "--hostname", self.hostname,
+            "--engine-args", json.dumps(engine_args or {}),
+        ]  # fmt: skip
+        self.env = {**os.environ, **TEST_WORKER_ENV, **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 180) -> WorkerProcess:
+        log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
+        client = redis.Redis.from_url(self.redis_url)
+        deadline = time.monotonic() + timeout_s
+        while not client.exists(names.worker_key(self.hostname)):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {self.hostname} did not start:\n{self.log_tail()}")
+            time.sleep(0.1)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log)"

@@ -1,0 +1,136 @@
+"""The worker's Celery app: the shared app plus the tasks, the engine bootstep and its command-line options.
+
+`celery -A worker.app worker --engine huggingface --model smollm2 --pool threads` works as well as
+`inferq worker`, which only fills in these flags; every standard `celery worker` option keeps working.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+from celery import bootsteps, signals
+from celery.exceptions import Ignore, Reject
+from pydantic import ValidationError
+
+from engines.errors import InferqError
+from tasks import names
+from tasks.app import make_app
+from tasks.errors import error_from_info
+from worker.jobs import Finished, Requeue, Skipped, run_job
+from worker.reaper import Reaper
+from worker.runner import EngineRunner
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+app = make_app()
+_runner: EngineRunner | None = None
+_reaper: Reaper | None = None
+
+# Pools that run tasks in the worker's own process, where the engine lives. prefork would fork CUDA
+# into children (pytorch#40403) and give each child its own engine.
+ENGINE_POOLS = ("celery.concurrency.thread", "celery.concurrency.solo")
+
+WORKER_OPTIONS = {
+    "engine": "Engine backend: huggingface, vllm, sglang or ktransformers.",
+    "model": "Checkpoint path, hub name, or smollm2 (the default model).",
+    "name": "Served model name producers ask for (default: from --model).",
+    "gpus": "Comma-separated GPU indices to pin this worker to (sets CUDA_VISIBLE_DEVICES).",
+    "engine_args": "JSON object of engine arguments, e.g. '{\"max_batch_size\": 16}'.",
+}
+for _option, _help in WORKER_OPTIONS.items():
+    app.user_options["worker"].add(click.Option([f"--{_option.replace('_', '-')}"], default=None, help=_help))
+
+
+def runner() -> EngineRunner:
+    if _runner is None:
+        raise RuntimeError("no engine: this process is not an inferq worker (start it with `inferq worker`)")
+    return _runner
+
+
+def worker_settings(**options: Any) -> WorkerSettings:
+    """Settings from CLI options (None = not given) over INFERQ_* variables, or a one-line error."""
+    try:
+        return WorkerSettings(**{key: value for key, value in options.items() if value is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise SystemExit(f"inferq worker: bad settings: {problems}") from None
+
+
+def pin_gpus(gpus: list[int] | None) -> None:
+    if gpus is None:
+        return
+    if "torch" in sys.modules:
+        raise SystemExit("inferq worker: torch was imported before the worker pinned its GPUs")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
+
+
+class EngineStep(bootsteps.StartStopStep):
+    """Loads the worker's one engine before the consumer starts taking jobs."""
+
+    requires = ("celery.worker.components:Pool",)
+
+    def __init__(self, worker: Any, **options: Any) -> None:
+        super().__init__(worker, **options)
+        self.settings = worker_settings(
+            **{key: options.get(key) for key in WORKER_OPTIONS}, concurrency=worker.concurrency
+        )
+        if worker.pool_cls.__module__ not in ENGINE_POOLS:
+            raise SystemExit("inferq worker: use --pool threads (or solo); the engine lives in the worker process")
+        pin_gpus(self.settings.gpus)
+        # An inferq worker consumes exactly its model's queue.
+        worker.setup_queues([names.queue_for_model(self.settings.name)])
+
+    def start(self, worker: Any) -> None:
+        global _runner, _reaper
+        _runner = EngineRunner(self.settings, worker.hostname)
+        _runner.start()
+        _reaper = Reaper(worker.app, self.settings.lease_ttl_s)
+        _reaper.start()
+        queue = names.queue_for_model(self.settings.name)
+        log.info("serving %s (%s engine) on queue %s", self.settings.name, self.settings.engine, queue)
+
+
+app.steps["worker"].add(EngineStep)
+
+
+@signals.worker_shutdown.connect
+def _close_engine(**_: Any) -> None:
+    # Sent after the pool has finished its jobs (warm shutdown), so no job loses its engine.
+    if _reaper is not None:
+        _reaper.stop()
+    if _runner is not None:
+        _runner.stop()
+
+
+@app.task(name=names.CHAT_TASK, bind=True, throws=(InferqError,))
+def chat(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _execute(self, "chat", args, kwargs)
+
+
+@app.task(name=names.SCORE_TASK, bind=True, throws=(InferqError,))
+def score(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    return _execute(self, "score", args, kwargs)
+
+
+def _execute(task: Any, kind: str, args: tuple, kwargs: dict) -> dict[str, Any]:
+    current = runner()
+    outcome = current.call(run_job(current, task.request.id, kind, args, kwargs, task.request.hostname))
+    if isinstance(outcome, Skipped):
+        log.info("job %s: %s", task.request.id, outcome.reason)
+        raise Ignore()
+    if isinstance(outcome, Requeue):
+        log.error("job %s goes back to the queue: %s; this worker stops", task.request.id, outcome.reason)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise Reject(outcome.reason, requeue=True)
+    assert isinstance(outcome, Finished)
+    record = outcome.record
+    if record.error is None:
+        return record.model_dump(mode="json")
+    # Celery's own state (and Flower) shows the failure; the job record is what clients read.
+    raise error_from_info(record.error, record)

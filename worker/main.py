@@ -1,0 +1,77 @@
+"""The `inferq` command: `worker` here; the producer-side commands live in worker/cli_client.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from worker.settings import WorkerSettings
+
+
+def add_worker_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "worker",
+        help="serve one model from one engine",
+        description="Start a GPU-pinned worker. Arguments it does not know go to `celery worker` as they are.",
+    )
+    parser.add_argument("--engine", help="huggingface (default), vllm, sglang or ktransformers")
+    parser.add_argument("--model", help="checkpoint path, hub name, or smollm2 (default)")
+    parser.add_argument("--name", help="served model name producers ask for (default: from --model)")
+    parser.add_argument("--gpus", help="GPU indices to pin to, e.g. 0,1")
+    parser.add_argument("--concurrency", type=int, help="jobs running at once in the engine (default 16)")
+    parser.add_argument("--engine-args", help="JSON object of engine arguments")
+    parser.add_argument("--redis-url", help="default: $INFERQ_REDIS_URL or redis://127.0.0.1:6379/0")
+    parser.add_argument("--hostname", help="Celery node name (default: <name>[-gpu<ids>]@<host>)")
+    parser.set_defaults(handler=run_worker)
+
+
+def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
+    if args.redis_url:
+        os.environ["INFERQ_REDIS_URL"] = args.redis_url
+    options = {
+        "engine": args.engine,
+        "model": args.model,
+        "name": args.name,
+        "gpus": args.gpus,
+        "engine_args": args.engine_args,
+    }
+    from worker.app import app, worker_settings
+
+    # Checked here, before Celery starts and long before the model loads.
+    settings = worker_settings(**options, concurrency=args.concurrency)
+    argv = [
+        "worker",
+        "--pool=threads",
+        f"--concurrency={settings.concurrency}",
+        f"--hostname={args.hostname or default_hostname(settings)}",
+        "--without-mingle",
+        "--task-events",
+        "--loglevel=INFO",
+    ]
+    argv += [f"--{key.replace('_', '-')}={value}" for key, value in options.items() if value is not None]
+    app.worker_main([*argv, *celery_args])
+    return 0
+
+
+def default_hostname(settings: WorkerSettings) -> str:
+    pinned = f"-gpu{'-'.join(map(str, settings.gpus))}" if settings.gpus else ""
+    return f"{settings.name.replace('/', '-')}{pinned}@{socket.gethostname()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from worker.cli_client import add_client_parsers
+
+    parser = argparse.ArgumentParser(prog="inferq", description="Queue-driven LLM inference workers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_worker_parser(commands)
+    add_client_parsers(commands)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args.handler(args, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The worker's one engine on its one event loop, and the Redis plumbing around it.
+
+Celery's threads hand jobs over with `call()`; every job of the process runs as a coroutine on this
+loop, so they all reach the same engine concurrently and its batching can work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from engines import BaseEngine, load_engine
+from tasks import names
+from tasks.schemas import WorkerInfo
+from tasks.store import JobStore
+from worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass
+class RunningJob:
+    """A job this worker runs now, and how to stop it: abort its engine request (chat) or its task (score)."""
+
+    job_id: str
+    abort: Callable[[], Awaitable[None]]
+    cancelled: bool = field(default=False)
+
+
+class EngineRunner:
+    def __init__(self, settings: WorkerSettings, hostname: str) -> None:
+        self.settings = settings
+        self.hostname = hostname
+        self.loop = asyncio.new_event_loop()
+        self.engine: BaseEngine | None = None
+        self.store: JobStore | None = None
+        self.running: dict[str, RunningJob] = {}
+        self.dead: BaseException | None = None  # set when the engine cannot serve again
+        self.started_at = time.time()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="inferq-engine-loop", daemon=True)
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def served_name(self) -> str:
+        assert self.settings.name is not None  # WorkerSettings fills it in
+        return self.settings.name
+
+    def start(self) -> None:
+        """Loads the engine (blocking) and starts listening for cancels and announcing the worker."""
+        self._thread.start()
+        self.call(self._start())
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Runs a coroutine on the engine loop and waits for it, from any other thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+        try:
+            self.call(self._stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=30)
+
+    async def _start(self) -> None:
+        settings = self.settings
+        # Built on this loop: engines bind their async machinery to the loop they are created on.
+        self.engine = load_engine(settings.engine, settings.model, **settings.engine_args)
+        redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
+        self.store = JobStore(redis, settings)
+        await redis.ping()
+        await self._announce()
+        self._background = [
+            asyncio.create_task(self._listen_for_cancels(), name="inferq-cancels"),
+            asyncio.create_task(self._heartbeat(), name="inferq-heartbeat"),
+        ]
+
+    async def _stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.store is not None:
+            await self.store.redis.delete(names.worker_key(self.hostname))
+            await self.store.redis.aclose()
+        if self.engine is not None:
+            await self.engine.close()
+
+    async def cancel(self, job_id: str) -> None:
+        job = self.running.get(job_id)
+        if job is None or job.cancelled:
+            return
+        job.cancelled = True
+        log.info("cancelling job %s", job_id)
+        await job.abort()
+
+    async def _listen_for_cancels(self) -> None:
+        while True:
+            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(names.CANCEL_CHANNEL)
+                async for message in pubsub.listen():
+                    await self.cancel(message["data"])
+            except RedisConnectionError:
+                log.warning("cancel listener lost Redis; reconnecting")
+                await asyncio.sleep(1)
+            finally:
+                await pubsub.aclose()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                await self._announce()
+            except RedisConnectionError:
+                log.warning("heartbeat could not reach Redis")
+
+    async def _announce(self) -> None:
+        info = WorkerInfo(
+            hostname=self.hostname,
+            model=self.served_name,
+            engine=self.settings.engine,
+            model_path=str(getattr(self.engine, "model_path", self.settings.model)),
+            can_generate=self.engine.can_generate,
+            adapters=sorted(self.engine.adapters),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self.started_at,
+            concurrency=self.settings.concurrency,
+            num_running=len(self.running),
+        )
+        ttl_s = max(3 * self.settings.heartbeat_s, 2)
+        await self.store.redis.set(names.worker_key(self.hostname), info.model_dump_json(), px=int(ttl_s * 1000))

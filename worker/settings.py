@@ -1,0 +1,53 @@
+"""A worker's configuration: one `WorkerSettings`, from CLI flags and `INFERQ_*` variables, checked
+before any model loads so that a typo fails in a second, not after a 40-second engine start."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from engines.registry import ENGINES
+from tasks.config import QueueSettings
+from tasks.schemas import MODEL_NAME
+
+
+class WorkerSettings(QueueSettings):
+    engine: str = Field("huggingface", description=f"one of {', '.join(ENGINES)}")
+    model: str = Field("smollm2", description="a checkpoint path, a hub name, or smollm2 (the default model)")
+    name: str | None = Field(None, description="the served model name producers ask for; default: from --model")
+    gpus: list[int] | None = Field(None, description="GPU indices this worker is pinned to")
+    concurrency: int = Field(16, ge=1, le=1024, description="jobs running at once in the one engine")
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    max_deliveries: int = Field(3, ge=1, description="a job delivered more often than this (it kept killing workers) fails")
+    lease_ttl_s: float = Field(30.0, ge=1, description="a dead worker's job lease lapses after this")
+    heartbeat_s: float = Field(5.0, gt=0, description="how often the worker re-announces itself")
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; choose one of {', '.join(ENGINES)}")
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(part) for part in re.split(r"[,\s]+", value.strip()) if part] if value.strip() else None
+        return value
+
+    @field_validator("engine_args", mode="before")
+    @classmethod
+    def _engine_args_json(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _served_name(self) -> WorkerSettings:
+        if self.name is None:
+            self.name = self.model.rstrip("/").rsplit("/", 1)[-1]
+        if not MODEL_NAME.match(self.name):
+            raise ValueError(f"name {self.name!r}: use letters, digits and . _ / - (at most 128)")
+        return self
