@@ -23,6 +23,7 @@ class AsyncJobHandle:
         self._client = client
         self._store = client.store
         self.meta = meta
+        self._deadline_at = meta.deadline_at
 
     @property
     def id(self) -> str:
@@ -35,30 +36,22 @@ class AsyncJobHandle:
         """The job's record once it succeeded; otherwise the error it ended with, raised.
 
         A timeout only stops this wait (JobTimeout); the job goes on. A job whose deadline passed
-        with no worker running it is expired here, and the record says so.
+        with no worker running it is expired by whoever waits for it, and its record says so.
         """
-        give_up_at = None if timeout is None else time.monotonic() + timeout
-        deadline_at = self.meta.deadline_at
-        while True:
-            wait_until = give_up_at
-            if deadline_at is not None:
-                deadline_in = deadline_at - time.time() + time.monotonic()
-                wait_until = deadline_in if wait_until is None else min(wait_until, deadline_in)
+        record = await self._store.record(self.id)
+        if record is None:
             try:
-                return _succeeded(await self._wait_for_record(wait_until))
+                async with asyncio.timeout(timeout):
+                    async for event in self.events():
+                        if isinstance(event, FinalEvent):
+                            record = event.record
             except TimeoutError:
-                pass
-            if give_up_at is not None and time.monotonic() >= give_up_at:
                 raise JobTimeout(f"no result after {timeout} s; the job goes on (job {self.id})") from None
-            # The deadline passed. A running job is expired by its worker; a queued one, here.
-            if await self._store.is_running(self.id):
-                deadline_at = time.time() + DEADLINE_GRACE_S
-                continue
-            return _succeeded(await self._expire())
+        return _succeeded(record)
 
     async def events(self) -> AsyncIterator[TokenEvent | RestartEvent | FinalEvent]:
         """Every event of the job's current attempt, in order, from its first (replayed if need be)."""
-        async for event in job_events(self._store, self.id):
+        async for event in job_events(self._store, self.id, on_quiet=self._enforce_deadline):
             yield event
 
     async def stream(self, index: int = 0) -> AsyncIterator[str]:
@@ -92,17 +85,16 @@ class AsyncJobHandle:
         """The record as it is now, whatever its status; None while the job is not done."""
         return await self._store.record(self.id)
 
-    async def _wait_for_record(self, until_monotonic: float | None) -> JobRecord:
-        record = await self._store.record(self.id)
-        if record is not None:
-            return record
-        async with asyncio.timeout(None if until_monotonic is None else until_monotonic - time.monotonic()):
-            async for event in self.events():
-                if isinstance(event, FinalEvent):
-                    return event.record
-        raise AssertionError("job events end with the final event")
+    async def _enforce_deadline(self) -> None:
+        if self._deadline_at is None or time.time() < self._deadline_at:
+            return
+        if await self._store.is_running(self.id):
+            # Its worker expires a running job itself; give that record time to land.
+            self._deadline_at = time.time() + DEADLINE_GRACE_S
+            return
+        await self._expire()
 
-    async def _expire(self) -> JobRecord:
+    async def _expire(self) -> None:
         await self._store.request_cancel(self.id)  # a worker that takes it later lets it go
         served = {info.model for info in await self._client.workers()}
         if self.meta.model in served:
@@ -110,8 +102,7 @@ class AsyncJobHandle:
         else:
             listing = ", ".join(sorted(served)) or "none"
             error = NoSuchModel(f"no live worker serves model {self.meta.model!r} (served: {listing})", field="model")
-        await self._store.finish(self._ended("expired", error))
-        return await self._store.record(self.id)
+        await self._store.finish(self._ended("expired", error))  # its final event ends every reader
 
     def _ended(self, status: str, error: JobExpired | JobCancelled) -> JobRecord:
         return JobRecord(

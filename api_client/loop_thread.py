@@ -32,9 +32,7 @@ class LoopThread:
                 except StopAsyncIteration:
                     return
         finally:
-            # A consumer that stops early closes (and so cancels) the stream; after close() nothing runs.
-            if not self.loop.is_closed():
-                self.run(agen.aclose())
+            self._close_from_sync(agen)
 
     async def aiterate(self, agen: AsyncIterator[T]) -> AsyncIterator[T]:
         try:
@@ -45,6 +43,18 @@ class LoopThread:
                     return
         finally:
             await self.run_async(agen.aclose())
+
+    def _close_from_sync(self, agen: AsyncIterator[Any]) -> None:
+        """A consumer that stops early closes (and so cancels) the stream, and waits for that...
+
+        ...unless this runs on the loop's own thread: the garbage collector finalizes an abandoned
+        generator on whatever thread it happens to run, and waiting there would wait forever.
+        """
+        if self.loop.is_closed():
+            return
+        closing = asyncio.run_coroutine_threadsafe(agen.aclose(), self.loop)
+        if threading.current_thread() is not self._thread:
+            closing.result()
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -7,7 +7,7 @@ sequence numbers show a gap or the channel has been quiet for a while.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from tasks import names
 from tasks.schemas import FinalEvent, RestartEvent
@@ -16,7 +16,11 @@ from tasks.store import Event, JobStore, decode_event
 QUIET_S = 1.0  # after this long without a message, look at the log (and the record) again
 
 
-async def job_events(store: JobStore, job_id: str) -> AsyncIterator[Event]:
+async def job_events(
+    store: JobStore, job_id: str, on_quiet: Callable[[], Awaitable[None]] | None = None
+) -> AsyncIterator[Event]:
+    """`on_quiet` runs each time the channel has been quiet for QUIET_S, before the log is read again
+    (the handle expires jobs whose deadline passed there)."""
     pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(names.events_channel(job_id))
     try:
@@ -41,6 +45,8 @@ async def job_events(store: JobStore, job_id: str) -> AsyncIterator[Event]:
                 read_log = False
             message = await pubsub.get_message(timeout=QUIET_S)
             if message is None:
+                if on_quiet is not None:
+                    await on_quiet()
                 read_log = True
                 continue
             event = decode_event(message["data"])

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from engines import default_model
 
 TINY_CONFIG = dict(
     hidden_size=128,
@@ -46,12 +48,7 @@ def build_tiny_llama(folder: Path, tokenizer_dir: str, seed: int = 0) -> Path:
 
 def build_classifier(folder: Path, base_dir: str, seed: int = 0) -> Path:
     """A one-label sequence classifier: `base_dir`'s weights with a random score head."""
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1, dtype=torch.float32)
-    with torch.no_grad():
-        model.score.weight.normal_(0, 0.5)
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)
+    default_model.build_classifier(base_dir, folder, seed)
     return folder
 
 

@@ -45,6 +45,10 @@ def smollm2_classifier_dir(tmp_path_factory, smollm2_dir) -> str:
     return str(build_classifier(tmp_path_factory.mktemp("models") / "smollm2-classifier", smollm2_dir))
 
 
+# Short leases and heartbeats, so that crash recovery happens within a test's patience.
+TEST_WORKER_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1"}
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """A real Redis server of the session's own, so tests never touch anyone else's data."""
@@ -62,12 +66,13 @@ def worker_logs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def start_worker(redis_url, worker_logs):
     """Starts `inferq worker` subprocesses; all are stopped at the end of the session."""
-    from tests.processes import WorkerProcess
+    from worker.process import WorkerProcess
 
     started: list[WorkerProcess] = []
 
     def start(model: str, name: str, **options) -> WorkerProcess:
-        worker = WorkerProcess(options.pop("redis_url", redis_url), model, name, worker_logs, **options)
+        env = {**TEST_WORKER_ENV, **options.pop("env", {})}
+        worker = WorkerProcess(options.pop("redis_url", redis_url), model, name, worker_logs, env=env, **options)
         started.append(worker)
         return worker.start()
 

@@ -40,6 +40,7 @@ class Scheduler:
         self._aborted: set[str] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
         self._dead: EngineDead | None = None
 
     @property
@@ -49,6 +50,11 @@ class Scheduler:
     async def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
         if self._dead is not None:
             raise self._dead
+        loop = asyncio.get_running_loop()
+        if self._event_loop is None:
+            self._event_loop = loop
+        elif loop is not self._event_loop:
+            raise EngineError("an engine serves the event loop it first ran on; keep one loop per engine")
         if request.request_id in self._streams:
             raise EngineError(f"request id {request.request_id!r} is already running", field="request_id")
         stream: asyncio.Queue[Delta | EngineError] = asyncio.Queue()

@@ -122,3 +122,25 @@ def test_a_handle_can_be_found_again_by_id(client, tiny_worker):
     again = client.find_job(handle.id)
     assert again is not None and again.result(timeout=60) == handle.result(timeout=60)
     assert client.find_job("no-such-job") is None
+
+
+def test_streaming_a_job_for_an_unserved_model_ends_at_its_deadline(client):
+    handle = client.submit_chat(QUESTION, "ghost-model", deadline_s=1)
+    with pytest.raises(NoSuchModel):
+        list(handle.stream())
+
+
+def test_an_abandoned_stream_collected_on_the_client_loop_does_not_deadlock(client, tiny_worker):
+    import gc
+
+    abandoned = client.submit_chat(QUESTION, "tiny", max_new_tokens=2000).stream()
+    next(abandoned)
+    # Finalize it on the client's own loop thread, as the garbage collector may.
+    client._loop.run(_collect(abandoned))
+    del abandoned
+    gc.collect()
+    assert client.chat(QUESTION, "tiny", max_new_tokens=2)[0].response_length == 2
+
+
+async def _collect(generator):
+    generator.close()

@@ -1,10 +1,14 @@
-"""Real worker processes for queue tests: `inferq worker` started as a subprocess, as a user would."""
+"""`inferq worker` as a child process, started and waited for until it announces itself.
+
+`inferq demo` runs its workers this way, and so do the queue tests: exactly as a user would.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,10 +18,7 @@ from pathlib import Path
 import redis
 
 from tasks import names
-from worker.embedded_redis import _die_with_parent
-
-# Short leases and heartbeats so crash recovery happens within a test's patience.
-TEST_WORKER_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1", "HF_HUB_OFFLINE": "1"}
+from worker.embedded_redis import die_with_parent
 
 
 class WorkerProcess:
@@ -32,10 +33,11 @@ class WorkerProcess:
         concurrency: int = 8,
         engine_args: dict | None = None,
         env: dict[str, str] | None = None,
+        hostname: str | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.name = name
-        self.hostname = f"{name}-{uuid.uuid4().hex[:6]}@test"
+        self.hostname = hostname or f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         self.log_path = log_dir / f"{self.hostname.replace('@', '_')}.log"
         self.command = [
             sys.executable, "-m", "worker.main", "worker",
@@ -44,13 +46,13 @@ class WorkerProcess:
             "--hostname", self.hostname,
             "--engine-args", json.dumps(engine_args or {}),
         ]  # fmt: skip
-        self.env = {**os.environ, **TEST_WORKER_ENV, **(env or {})}
+        self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 180) -> WorkerProcess:
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
         client = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + timeout_s

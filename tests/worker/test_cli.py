@@ -1,0 +1,56 @@
+"""The `inferq` producer commands, run as processes against a real worker."""
+
+import json
+import subprocess
+import sys
+
+
+def _inferq(redis_url, *args, stdin=None):
+    return subprocess.run(
+        [sys.executable, "-m", "worker.main", *args, "--redis-url", redis_url],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_chat_streams_keeps_history_clears_and_exits(redis_url, tiny_worker):
+    result = _inferq(
+        redis_url, "chat", "--model", "tiny", "--temperature", "0", "--max-new-tokens", "5",
+        stdin="hello\nand again\nclear\nexit\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Assistant: ") == 2
+    assert "History has been removed." in result.stdout
+
+
+def test_chat_reports_an_error_and_goes_on(redis_url, tiny_worker):
+    result = _inferq(redis_url, "chat", "--model", "tiny", "--top-p", "3", stdin="hi\nexit\n")
+    assert result.returncode == 0
+    assert "[InvalidRequest] top_p" in result.stdout
+
+
+def test_submit_streams_then_prints_the_record(redis_url, tiny_worker):
+    result = _inferq(redis_url, "submit", "--model", "tiny", "Hello there", "--max-new-tokens", "6", "--temperature", "0")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout[result.stdout.index("{") :])
+    assert record["status"] == "succeeded" and record["responses"][0]["response_length"] == 6
+    assert result.stdout.startswith(record["responses"][0]["response_text"])
+
+
+def test_submit_no_wait_prints_the_job_id(redis_url, tiny_worker):
+    result = _inferq(redis_url, "submit", "--model", "tiny", "Hi", "--no-wait")
+    assert result.returncode == 0 and len(result.stdout.strip()) == 32
+
+
+def test_a_failing_job_exits_non_zero_with_its_error(redis_url):
+    result = _inferq(redis_url, "submit", "--model", "nobody", "Hi", "--deadline", "1")
+    assert result.returncode == 1
+    assert "NoSuchModel" in result.stderr and '"status": "expired"' in result.stdout
+
+
+def test_score_prints_one_score_per_text(redis_url, tiny_scorer_worker):
+    result = _inferq(redis_url, "score", "--model", "tiny-rm", "first text", "second text")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) == {"first text", "second text"}
