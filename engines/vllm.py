@@ -162,8 +162,10 @@ class VllmEngine(BaseEngine):
         return float(final.outputs.data[0])
 
     async def close(self) -> None:
-        # Stops the EngineCore process (and its workers) that AsyncLLM spawned.
+        # Stops the EngineCore process (and its workers) that AsyncLLM spawned; dropping the object
+        # now keeps its __del__ from shutting down again at interpreter exit, when modules are gone.
         self._engine.shutdown()
+        del self._engine
 
 
 def _generation_eos(model: str) -> int | list[int] | None:

@@ -62,3 +62,15 @@ def build_value_head_model(folder: Path, base_dir: str, seed: int = 0) -> Path:
         folder / "value_head.safetensors",
     )
     return folder
+
+
+def build_lora_adapter(folder: Path, base_dir: str, seed: int = 0) -> Path:
+    """A random LoRA on q/v projections, strong enough to change SmolLM2's greedy answer, not to break it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(folder)
+    return folder

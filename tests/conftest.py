@@ -6,6 +6,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# vLLM's CPU build: a KV cache size it can take for granted, and both cores for its model threads
+# (otherwise it keeps one of the two for its scheduler). Worker subprocesses inherit these.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
 
 import pytest
 
@@ -97,3 +101,10 @@ def client(redis_url):
 
     with InferQClient(redis_url) as sync_client:
         yield sync_client
+
+
+@pytest.fixture(scope="session")
+def sea_adapter_dir(tmp_path_factory, smollm2_dir) -> str:
+    from tests.builders import build_lora_adapter
+
+    return str(build_lora_adapter(tmp_path_factory.mktemp("adapters") / "sea", smollm2_dir))

@@ -21,6 +21,7 @@ from engines.errors import InferqError
 from tasks import names
 from tasks.app import make_app
 from tasks.errors import error_from_info
+from worker import orphan_guard
 from worker.jobs import Finished, Requeue, Skipped, run_job
 from worker.reaper import Reaper
 from worker.runner import EngineRunner
@@ -88,6 +89,8 @@ class EngineStep(bootsteps.StartStopStep):
 
     def start(self, worker: Any) -> None:
         global _runner, _reaper
+        # Before the engine spawns anything: vLLM's processes must not outlive a killed worker.
+        orphan_guard.start(os.getpid())
         _runner = EngineRunner(self.settings, worker.hostname)
         _runner.start()
         _reaper = Reaper(worker.app, self.settings.lease_ttl_s)

@@ -1,0 +1,44 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from worker.orphan_guard import descendants
+
+# A stand-in worker: starts its guard, then a grandchild that would outlive it (as vLLM's EngineCore does).
+PARENT = """
+import subprocess, sys, time
+from worker import orphan_guard
+import os
+orphan_guard.start(os.getpid())
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_parents_descendants_are_killed_by_its_guard():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    grandchild = int(parent.stdout.readline())
+    time.sleep(1.5)  # at least one snapshot
+    assert grandchild in descendants(parent.pid)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{grandchild}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{grandchild}").exists()
+
+
+def test_descendants_are_found_recursively():
+    sleeper = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        time.sleep(0.3)
+        found = descendants(os.getpid())
+        assert sleeper.pid in found
+        assert any(pid not in (sleeper.pid,) and pid in descendants(sleeper.pid) for pid in found)
+    finally:
+        sleeper.kill()
+        sleeper.wait()

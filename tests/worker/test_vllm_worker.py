@@ -1,0 +1,61 @@
+"""A real vLLM worker process behind the queue: concurrent streams, and no orphaned EngineCore afterwards."""
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+from api_client import AsyncInferQClient
+from tasks.schemas import FinalEvent, TokenEvent
+from worker.orphan_guard import descendants
+
+VLLM_ARGS = {"enforce_eager": True}
+
+
+def _alive(pids) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+def _wait_gone(pids, timeout_s=30) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _alive(pids)
+
+
+async def _stream_job(client, i):
+    handle = await client.submit_chat(
+        [{"role": "user", "content": f"Write a short story about the number {i}."}], max_new_tokens=64, temperature=0
+    )
+    events = [event async for event in handle.events()]
+    return handle, events
+
+
+async def test_sixteen_concurrent_streams_on_a_vllm_worker_then_a_clean_exit(start_worker, redis_url, smollm2_dir):
+    worker = start_worker(smollm2_dir, "smollm2-vllm", engine="vllm", engine_args=VLLM_ARGS, concurrency=16)
+    spawned = descendants(worker.pid)
+    assert len(spawned) >= 2  # vLLM's EngineCore (and its model worker), and the orphan guard
+    async with AsyncInferQClient(redis_url, model="smollm2-vllm") as client:
+        started = time.perf_counter()
+        results = await asyncio.gather(*[_stream_job(client, i) for i in range(16)])
+        elapsed = time.perf_counter() - started
+    total_tokens = 0
+    for handle, events in results:
+        assert [event.seq for event in events] == list(range(1, len(events) + 1))  # every delta, in order
+        final = events[-1]
+        assert isinstance(final, FinalEvent) and final.record.status == "succeeded"
+        assert final.record.engine == "vllm"
+        tokens = [event for event in events if isinstance(event, TokenEvent)]
+        assert "".join(event.text for event in tokens) == final.record.responses[0].response_text
+        total_tokens += final.record.usage.completion_tokens
+    print(f"\nvLLM worker, 16 concurrent streams: {total_tokens} tokens in {elapsed:.1f} s = {total_tokens / elapsed:.1f} tok/s")
+    assert worker.stop(signal.SIGTERM) == 0
+    assert _wait_gone(spawned) == set()  # no EngineCore left behind
+
+
+def test_a_killed_vllm_worker_leaves_no_engine_core_behind(start_worker, smollm2_dir):
+    worker = start_worker(smollm2_dir, "smollm2-vllm-doomed", engine="vllm", engine_args=VLLM_ARGS, concurrency=2)
+    spawned = descendants(worker.pid)
+    assert spawned
+    worker.kill()  # SIGKILL: the worker cannot clean up; its orphan guard does
+    assert _wait_gone(spawned) == set()
