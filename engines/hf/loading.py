@@ -11,6 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from engines.errors import EngineError
+from engines.model_info import is_sequence_classifier
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,8 @@ def load(model_path: str, *, dtype: str, device: torch.device, trust_remote_code
     common = {"dtype": resolve_dtype(dtype, device), "trust_remote_code": trust_remote_code}
     # Several visible GPUs: let accelerate spread the layers; one device: place the model whole.
     placement = {"device_map": "auto"} if device.type == "cuda" and torch.cuda.device_count() > 1 else {}
-    architectures = config.architectures or []
     value_head = _value_head_file(model_path)
-    if any(name.endswith("ForSequenceClassification") for name in architectures):
+    if is_sequence_classifier(config):
         classifier = AutoModelForSequenceClassification.from_pretrained(model_path, **common, **placement)
         if classifier.config.num_labels != 1:
             raise EngineError(
