@@ -73,14 +73,24 @@ class AsyncInferQClient:
         return None if meta is None else AsyncJobHandle(self, meta)
 
     async def achat(
-        self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, *, timeout: float | None = None, **options: Any
+        self,
+        messages: Sequence[Message | dict[str, Any]],
+        model: str | None = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
     ) -> list[Response]:
         handle = await self.submit_chat(messages, model, stream=False, **options)
         record = await _result_or_cancel(handle, timeout)
         return record.responses
 
     async def astream_chat(
-        self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, *, timeout: float | None = None, **options: Any
+        self,
+        messages: Sequence[Message | dict[str, Any]],
+        model: str | None = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
     ) -> AsyncIterator[str]:
         handle = await self.submit_chat(messages, model, stream=True, **options)
         finished = False

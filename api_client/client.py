@@ -60,16 +60,24 @@ class InferQClient:
         self._loop.run(self._client.aclose())
         self._loop.close()
 
-    def chat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> list[Response]:
+    def chat(
+        self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
+    ) -> list[Response]:
         return self._loop.run(self._client.achat(messages, model, **options))
 
-    async def achat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> list[Response]:
+    async def achat(
+        self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
+    ) -> list[Response]:
         return await self._loop.run_async(self._client.achat(messages, model, **options))
 
-    def stream_chat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> Iterator[str]:
+    def stream_chat(
+        self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
+    ) -> Iterator[str]:
         return self._loop.iterate(self._client.astream_chat(messages, model, **options))
 
-    def astream_chat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> AsyncIterator[str]:
+    def astream_chat(
+        self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
+    ) -> AsyncIterator[str]:
         return self._loop.aiterate(self._client.astream_chat(messages, model, **options))
 
     def get_scores(self, texts: Sequence[str], model: str | None = None, **options: Any) -> list[float]:
@@ -78,7 +86,9 @@ class InferQClient:
     async def aget_scores(self, texts: Sequence[str], model: str | None = None, **options: Any) -> list[float]:
         return await self._loop.run_async(self._client.aget_scores(texts, model, **options))
 
-    def submit_chat(self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any) -> JobHandle:
+    def submit_chat(
+        self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
+    ) -> JobHandle:
         return JobHandle(self._loop.run(self._client.submit_chat(messages, model, **options)), self._loop)
 
     def submit_score(self, texts: Sequence[str], model: str | None = None, **options: Any) -> JobHandle:

@@ -75,7 +75,7 @@ class ResponseBuilder:
                 prompt_length=self.prompt_length,
                 finish_reason=finish or "abort",
             )
-            for texts, length, finish in zip(self._texts, self._lengths, self._finish)
+            for texts, length, finish in zip(self._texts, self._lengths, self._finish, strict=True)
         ]
 
 
@@ -110,9 +110,7 @@ class BaseEngine(ABC):
     ) -> ChatRequest:
         """Checks and tokenises a request without touching the model (no GPU work)."""
         if not self.can_generate:
-            raise InvalidRequest(
-                f"this {self.name} engine serves a scoring model; use get_scores", field="model"
-            )
+            raise InvalidRequest(f"this {self.name} engine serves a scoring model; use get_scores", field="model")
         parsed = attach_media(parse_messages(messages), images, videos, audios)
         job_params = parse_params(params)
         media = check_media(parsed, self.media_kinds)

@@ -123,6 +123,7 @@ def _convert(gguf: Path, target: Path) -> None:
     plain.save_pretrained(target)
     tokenizer.save_pretrained(target)
 
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(ensure_smollm2())

@@ -68,7 +68,9 @@ def build_prompt(
     if system is not None and messages[0].role == "system":
         raise InvalidRequest("given both as `system` and as a first system message", field="system")
     if messages[-1].role not in ("user", "tool"):
-        raise InvalidRequest("the last message must come from the user or a tool; the model answers it", field="messages")
+        raise InvalidRequest(
+            "the last message must come from the user or a tool; the model answers it", field="messages"
+        )
     for i, message in enumerate(messages[1:], start=1):
         if message.role == "system":
             raise InvalidRequest("a system message may only come first", field=f"messages.{i}.role")
@@ -115,7 +117,8 @@ def prepare_tokenizer(tokenizer: Any, chat_template: str | None) -> None:
         tokenizer.chat_template = chat_template
     if not getattr(tokenizer, "chat_template", None):
         raise InvalidRequest(
-            "the tokenizer has no chat template; pass one with engine_args.chat_template", field="engine_args.chat_template"
+            "the tokenizer has no chat template; pass one with engine_args.chat_template",
+            field="engine_args.chat_template",
         )
 
 

@@ -70,9 +70,7 @@ class GenerationParams(_Model):
     repetition_penalty: float | None = Field(None, gt=0)
     length_penalty: float | None = None
     stop: list[str] | None = None
-    num_return_sequences: int | None = Field(
-        None, ge=1, validation_alias=AliasChoices("num_return_sequences", "n")
-    )
+    num_return_sequences: int | None = Field(None, ge=1, validation_alias=AliasChoices("num_return_sequences", "n"))
     seed: int | None = None
     skip_special_tokens: bool | None = None
 

@@ -119,7 +119,8 @@ class VllmEngine(BaseEngine):
         self.context_length = self._engine.model_config.max_model_len
         # Adapter ids are positive ints unique per name; vLLM loads an adapter on its first request.
         self._loras = {
-            name: LoRARequest(name, lora_id, path) for lora_id, (name, path) in enumerate(args.adapters.items(), start=1)
+            name: LoRARequest(name, lora_id, path)
+            for lora_id, (name, path) in enumerate(args.adapters.items(), start=1)
         }
         self.adapters = frozenset(self._loras)
 
@@ -138,7 +139,9 @@ class VllmEngine(BaseEngine):
                     reason = completion.finish_reason
                     if reason is not None and reason not in FINISH_REASONS:
                         raise EngineError(f"vLLM ended the request with finish_reason {reason!r}")
-                    yield Delta(completion.index, completion.text, tuple(completion.token_ids), FINISH_REASONS.get(reason))
+                    yield Delta(
+                        completion.index, completion.text, tuple(completion.token_ids), FINISH_REASONS.get(reason)
+                    )
 
     async def abort(self, request_id: str) -> None:
         # The id given to generate(): vLLM maps it to its internal ids, every n-child included.

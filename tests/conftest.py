@@ -55,10 +55,11 @@ TEST_WORKER_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1"}
 
 @pytest.fixture(scope="session")
 def redis_url():
-    """A real Redis server of the session's own, so tests never touch anyone else's data."""
+    """A real Redis server of the session's own, so tests never touch anyone else's data. It wants a
+    password, so every queue test also shows that authenticated URLs work end to end."""
     from worker.embedded_redis import EmbeddedRedis
 
-    with EmbeddedRedis() as server:
+    with EmbeddedRedis(password="inferq-test-secret") as server:
         yield server.url
 
 

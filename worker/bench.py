@@ -38,7 +38,11 @@ def run(model: str, num_requests: int, new_tokens: int) -> int:
     table = Table(title=f"hf engine on {device}, {num_requests} concurrent x {new_tokens} tok ({model})")
     for column in ("run", "tok/s", "vs padded-batch bound"):
         table.add_column(column, justify="right")
-    for label, tps in (("inferq (continuous batching)", inferq_tps), ("padded-batch bound", bound_tps), ("serial (LLaMA-Factory)", serial_tps)):
+    for label, tps in (
+        ("inferq (continuous batching)", inferq_tps),
+        ("padded-batch bound", bound_tps),
+        ("serial (LLaMA-Factory)", serial_tps),
+    ):
         table.add_row(label, f"{tps:.1f}", f"{tps / bound_tps:.2f}x")
     console.print(table)
     print(
@@ -80,8 +84,13 @@ def _padded_batch(path: str, tokenizer, conversations, new_tokens: int) -> float
     dtype = torch.float32 if device == "cpu" else "auto"
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
     prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False).to(device)
-    generate = lambda: model.generate(**batch, do_sample=False, max_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id)  # noqa: E731
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False).to(
+        device
+    )
+
+    def generate():
+        return model.generate(**batch, do_sample=False, max_new_tokens=new_tokens, pad_token_id=tokenizer.pad_token_id)
+
     with torch.inference_mode():
         generate()  # warm-up
         started = time.perf_counter()

@@ -127,7 +127,7 @@ def run_score(args: argparse.Namespace, _: list[str]) -> int:
             scores = client.get_scores(args.texts, max_length=args.max_length, timeout=args.timeout)
         except InferqError as error:
             return _fail(error)
-    print(json.dumps(dict(zip(args.texts, scores)), indent=2))
+    print(json.dumps(dict(zip(args.texts, scores, strict=True)), indent=2))
     return 0
 
 

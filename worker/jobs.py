@@ -73,7 +73,6 @@ async def run_job(runner: EngineRunner, job_id: str, kind: str, args: tuple, kwa
         try:
             record = run.record(error=refusal) if refusal else await run.execute(job, publisher)
         except EngineDead as dead:
-            runner.dead = dead
             return Requeue(str(dead))
         return Finished(record, await publisher.finish(record))
 

@@ -10,6 +10,7 @@ Run as `python -m worker.orphan_guard <worker pid>`; stdlib only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -64,10 +65,8 @@ def main(worker_pid: int) -> None:
         time.sleep(SNAPSHOT_INTERVAL_S)
     for pid, start in snapshot.items():
         if _start_time(pid) == start:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _start_time(pid: int) -> int | None:

@@ -50,10 +50,10 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 180) -> WorkerProcess:
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
-        )
+        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
         client = redis.Redis.from_url(self.redis_url)
         deadline = time.monotonic() + timeout_s
         while not client.exists(names.worker_key(self.hostname)):

@@ -46,7 +46,6 @@ class EngineRunner:
         self.engine: BaseEngine | None = None
         self.store: JobStore | None = None
         self.running: dict[str, RunningJob] = {}
-        self.dead: BaseException | None = None  # set when the engine cannot serve again
         self.started_at = time.time()
         self._thread = threading.Thread(target=self.loop.run_forever, name="inferq-engine-loop", daemon=True)
         self._background: list[asyncio.Task[None]] = []

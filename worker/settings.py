@@ -21,7 +21,9 @@ class WorkerSettings(QueueSettings):
     gpus: list[int] | None = Field(None, description="GPU indices this worker is pinned to")
     concurrency: int = Field(16, ge=1, le=1024, description="jobs running at once in the one engine")
     engine_args: dict[str, Any] = Field(default_factory=dict)
-    max_deliveries: int = Field(3, ge=1, description="a job delivered more often than this (it kept killing workers) fails")
+    max_deliveries: int = Field(
+        3, ge=1, description="a job delivered more often than this (it kept killing workers) fails"
+    )
     lease_ttl_s: float = Field(30.0, ge=1, description="a dead worker's job lease lapses after this")
     heartbeat_s: float = Field(5.0, gt=0, description="how often the worker re-announces itself")
 

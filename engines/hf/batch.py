@@ -158,7 +158,7 @@ class DecodeBatch:
         self.next_input = next_tokens
         return [
             (sequence.request.request_id, sequence.accept(token))
-            for sequence, token in zip(self.sequences, next_tokens.tolist())
+            for sequence, token in zip(self.sequences, next_tokens.tolist(), strict=True)
         ]
 
     def filter(self) -> None:
@@ -186,7 +186,7 @@ class DecodeBatch:
         """Appends `other`'s rows, left-padding the shorter cache to the longer one."""
         mine, theirs = self.attention_mask.shape[1], other.attention_mask.shape[1]
         width = max(mine, theirs)
-        for layer, other_layer in zip(self.cache.layers, other.cache.layers):
+        for layer, other_layer in zip(self.cache.layers, other.cache.layers, strict=True):
             layer.keys = torch.cat([_left_pad(layer.keys, width - mine), _left_pad(other_layer.keys, width - theirs)])
             layer.values = torch.cat(
                 [_left_pad(layer.values, width - mine), _left_pad(other_layer.values, width - theirs)]

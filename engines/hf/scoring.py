@@ -28,7 +28,7 @@ class Scorer:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self._batch_size):
             chunk = order[start : start + self._batch_size]
-            for i, score in zip(chunk, self._score_batch([texts[i] for i in chunk], max_length)):
+            for i, score in zip(chunk, self._score_batch([texts[i] for i in chunk], max_length), strict=True):
                 scores[i] = score
         return scores
 

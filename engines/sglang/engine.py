@@ -84,7 +84,9 @@ class SGLangEngine(BaseEngine):
 
         hf_config = AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
         kwargs = self.server_args(model, args, hf_config, torch.cuda.device_count())
-        check_overrides(getattr(args, self.overrides_field), server_arg_names(server_args_module.ServerArgs), self.overrides_field)
+        check_overrides(
+            getattr(args, self.overrides_field), server_arg_names(server_args_module.ServerArgs), self.overrides_field
+        )
         kwargs.update(getattr(args, self.overrides_field))
         log.info("starting %s engine: %s", self.name, kwargs)
         with contained_launch() as launched:

@@ -65,7 +65,9 @@ class StreamMode:
     @classmethod
     def of(cls, server_args: Any) -> StreamMode:
         incremental = bool(getattr(server_args, "incremental_streaming_output", False))
-        return cls(text_is_delta=incremental, ids_are_delta=incremental or bool(getattr(server_args, "stream_output", False)))
+        return cls(
+            text_is_delta=incremental, ids_are_delta=incremental or bool(getattr(server_args, "stream_output", False))
+        )
 
 
 class SequenceStream:
@@ -116,4 +118,6 @@ def server_arg_names(server_args_class: type) -> set[str]:
 def check_overrides(overrides: dict[str, Any], known: set[str], engine_args_field: str) -> None:
     for name in overrides:
         if name not in known:
-            raise InvalidRequest("not a ServerArgs field of this SGLang", field=f"engine_args.{engine_args_field}.{name}")
+            raise InvalidRequest(
+                "not a ServerArgs field of this SGLang", field=f"engine_args.{engine_args_field}.{name}"
+            )

@@ -37,7 +37,12 @@ def test_tools_are_passed_to_the_template_as_parsed_json(tokenizer):
     [
         ([{"role": "system", "content": "a"}, {"role": "user", "content": "b"}], "again", None, "system"),
         ([{"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}], None, None, "messages"),
-        ([{"role": "user", "content": "b"}, {"role": "system", "content": "c"}, {"role": "user", "content": "d"}], None, None, "messages.1.role"),
+        (
+            [{"role": "user", "content": "b"}, {"role": "system", "content": "c"}, {"role": "user", "content": "d"}],
+            None,
+            None,
+            "messages.1.role",
+        ),
         ([{"role": "user", "content": "b"}], None, "{not json", "tools"),
         ([{"role": "user", "content": "b"}], None, "42", "tools"),
     ],
@@ -57,7 +62,9 @@ def test_template_errors_become_invalid_requests(tokenizer):
 
 
 def test_media_on_a_text_only_model_is_refused_with_its_location():
-    messages = parse_messages([{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image", "image": "a.png"}]}])
+    messages = parse_messages(
+        [{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image", "image": "a.png"}]}]
+    )
     with pytest.raises(InvalidRequest) as caught:
         check_media(messages, frozenset())
     assert caught.value.field == "messages.0.content.1"

@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from engines.errors import InvalidRequest
 from engines.schemas import GenerationParams, Message, parse_messages, parse_params
@@ -38,7 +39,7 @@ def test_params_accept_n_and_a_single_stop_string():
 
 def test_params_are_frozen():
     params = GenerationParams(temperature=0.5)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         params.temperature = 1.0  # type: ignore[misc]
 
 

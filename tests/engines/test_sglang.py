@@ -80,7 +80,11 @@ def test_cumulative_chunks_become_deltas_and_live_id_lists_are_copied():
     assert stream.feed({"text": "Hel", "output_ids": live, **_meta()}) == ("Hel", (5,), None)
     live.append(6)  # SGLang keeps appending to the list it streamed
     assert stream.feed({"text": "Hello", "output_ids": live, **_meta()}) == ("lo", (6,), None)
-    assert stream.feed({"text": "Hello!", "output_ids": [5, 6, 7], **_meta({"type": "length"})}) == ("!", (7,), "length")
+    assert stream.feed({"text": "Hello!", "output_ids": [5, 6, 7], **_meta({"type": "length"})}) == (
+        "!",
+        (7,),
+        "length",
+    )
 
 
 def test_incremental_chunks_pass_through_and_the_forks_mixed_mode_works():
@@ -202,7 +206,10 @@ async def test_images_reach_the_model(stand_in, tiny_llama_dir, tmp_path):
     engine = load_engine("sglang", str(vision), chat_template=VLM_TEMPLATE)
     try:
         assert engine.media_kinds == {"image"}
-        message = {"role": "user", "content": [{"type": "image", "image": "https://x/cat.png"}, {"type": "text", "text": "What is it?"}]}
+        message = {
+            "role": "user",
+            "content": [{"type": "image", "image": "https://x/cat.png"}, {"type": "text", "text": "What is it?"}],
+        }
         await engine.chat([message], max_new_tokens=3)
         sent = engine._engine.tokenizer_manager.requests[-1]
         assert sent.image_data == ["https://x/cat.png"]

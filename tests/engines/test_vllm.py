@@ -38,7 +38,9 @@ def test_engine_args_follow_llamafactory_and_the_machine():
 
 
 def test_adapters_turn_lora_on_and_overrides_come_last():
-    args = VllmEngineArgs(adapters={"a": "/x"}, max_lora_rank=32, tensor_parallel_size=2, vllm_config={"max_num_seqs": 8})
+    args = VllmEngineArgs(
+        adapters={"a": "/x"}, max_lora_rank=32, tensor_parallel_size=2, vllm_config={"max_num_seqs": 8}
+    )
     kwargs = engine_kwargs("m", args, _Config(), num_gpus=4)
     assert (kwargs["enable_lora"], kwargs["max_lora_rank"], kwargs["tensor_parallel_size"]) == (True, 32, 2)
     assert kwargs["max_num_seqs"] == 8
@@ -99,7 +101,7 @@ async def test_greedy_tokens_equal_the_hf_engines(vllm_engine, smollm2_engine):
     for question in PROMPTS:
         expected = await _token_ids(smollm2_engine, question, max_new_tokens=40, **GREEDY)
         produced = await _token_ids(vllm_engine, question, max_new_tokens=40, **GREEDY)
-        same = sum(a == b for a, b in zip(expected, produced))
+        same = sum(a == b for a, b in zip(expected, produced, strict=False))
         agreement.append(f"{same}/{max(len(expected), len(produced))}")
         assert produced == expected, f"{question!r}: token agreement {agreement[-1]}"
     print("vLLM vs HF greedy token agreement:", ", ".join(agreement))
@@ -109,7 +111,9 @@ async def test_vllm_answers_match_hf_responses(vllm_engine, smollm2_engine):
     messages = [{"role": "user", "content": PROMPTS[0]}]
     assert await vllm_engine.chat(messages, **GREEDY) == await smollm2_engine.chat(messages, **GREEDY)
     # stop strings: same text, same token count, same finish_reason
-    assert await vllm_engine.chat(messages, stop=[" is"], **GREEDY) == await smollm2_engine.chat(messages, stop=[" is"], **GREEDY)
+    assert await vllm_engine.chat(messages, stop=[" is"], **GREEDY) == await smollm2_engine.chat(
+        messages, stop=[" is"], **GREEDY
+    )
     [short] = await vllm_engine.chat(messages, max_new_tokens=3, **GREEDY)
     assert (short.response_length, short.finish_reason) == (3, "length")
 

@@ -7,7 +7,9 @@ from tasks.errors import ERRORS, JobCancelled, JobFailed, JobTimeout, NoSuchMode
 from tasks.schemas import ErrorInfo, JobRecord, Timings
 
 
-@pytest.mark.parametrize("error", [InvalidRequest("bad", field="top_p"), EngineOverloaded("oom"), NoSuchModel("gone", field="model")])
+@pytest.mark.parametrize(
+    "error", [InvalidRequest("bad", field="top_p"), EngineOverloaded("oom"), NoSuchModel("gone", field="model")]
+)
 def test_an_error_crosses_the_queue_as_the_same_class(error):
     info = ErrorInfo.model_validate_json(ErrorInfo.of(error).model_dump_json())
     again = error_from_info(info)

@@ -5,7 +5,9 @@ from tasks.schemas import STREAM_EVENT, ChatJob, FinalEvent, JobRecord, ScoreJob
 
 
 def test_a_chat_payload_round_trips_through_json():
-    job = parse_job({"model": "m", "queued_at": 1.0, "messages": [{"role": "user", "content": "hi"}], "params": {"n": 2}}, "chat")
+    job = parse_job(
+        {"model": "m", "queued_at": 1.0, "messages": [{"role": "user", "content": "hi"}], "params": {"n": 2}}, "chat"
+    )
     assert isinstance(job, ChatJob) and job.params.num_return_sequences == 2
     assert ChatJob.model_validate_json(job.model_dump_json()) == job
 

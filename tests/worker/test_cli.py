@@ -32,7 +32,9 @@ def test_chat_reports_an_error_and_goes_on(redis_url, tiny_worker):
 
 
 def test_submit_streams_then_prints_the_record(redis_url, tiny_worker):
-    result = _inferq(redis_url, "submit", "--model", "tiny", "Hello there", "--max-new-tokens", "6", "--temperature", "0")
+    result = _inferq(
+        redis_url, "submit", "--model", "tiny", "Hello there", "--max-new-tokens", "6", "--temperature", "0"
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout[result.stdout.index("{") :])
     assert record["status"] == "succeeded" and record["responses"][0]["response_length"] == 6

@@ -19,8 +19,12 @@ def test_embedded_redis_serves_and_takes_a_password():
 
 def test_the_server_dies_with_its_owner_even_on_sigkill():
     owner = subprocess.Popen(
-        [sys.executable, "-c", "from worker.embedded_redis import EmbeddedRedis; import time; "
-         "s = EmbeddedRedis(); print(s.start(), flush=True); time.sleep(600)"],
+        [
+            sys.executable,
+            "-c",
+            "from worker.embedded_redis import EmbeddedRedis; import time; "
+            "s = EmbeddedRedis(); print(s.start(), flush=True); time.sleep(600)",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

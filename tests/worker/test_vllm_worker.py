@@ -40,7 +40,7 @@ async def test_sixteen_concurrent_streams_on_a_vllm_worker_then_a_clean_exit(sta
         results = await asyncio.gather(*[_stream_job(client, i) for i in range(16)])
         elapsed = time.perf_counter() - started
     total_tokens = 0
-    for handle, events in results:
+    for _, events in results:
         assert [event.seq for event in events] == list(range(1, len(events) + 1))  # every delta, in order
         final = events[-1]
         assert isinstance(final, FinalEvent) and final.record.status == "succeeded"
@@ -48,7 +48,9 @@ async def test_sixteen_concurrent_streams_on_a_vllm_worker_then_a_clean_exit(sta
         tokens = [event for event in events if isinstance(event, TokenEvent)]
         assert "".join(event.text for event in tokens) == final.record.responses[0].response_text
         total_tokens += final.record.usage.completion_tokens
-    print(f"\nvLLM worker, 16 concurrent streams: {total_tokens} tokens in {elapsed:.1f} s = {total_tokens / elapsed:.1f} tok/s")
+    print(
+        f"\nvLLM worker, 16 concurrent streams: {total_tokens} tokens in {elapsed:.1f} s = {total_tokens / elapsed:.1f} tok/s"
+    )
     assert worker.stop(signal.SIGTERM) == 0
     assert _wait_gone(spawned) == set()  # no EngineCore left behind
 

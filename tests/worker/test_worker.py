@@ -8,7 +8,6 @@ import time
 
 import pytest
 import redis
-from celery.exceptions import CeleryError
 
 from api_client import InvalidRequest, JobFailed, JobRestarted
 from tasks import make_app, names
@@ -27,7 +26,13 @@ def celery_app(redis_url):
 
 
 def _raw_job(**overrides):
-    return {"model": "tiny", "queued_at": time.time(), "messages": QUESTION, "params": {"max_new_tokens": 4}, **overrides}
+    return {
+        "model": "tiny",
+        "queued_at": time.time(),
+        "messages": QUESTION,
+        "params": {"max_new_tokens": 4},
+        **overrides,
+    }
 
 
 def _record(redis_url, job_id) -> JobRecord:
@@ -49,7 +54,9 @@ def _record(redis_url, job_id) -> JobRecord:
         ([{"model": "tiny", "queued_at": 1}], {}, "messages"),
     ],
 )
-def test_raw_payloads_past_the_client_get_field_named_errors(celery_app, client, tiny_worker, redis_url, args, kwargs, field):
+def test_raw_payloads_past_the_client_get_field_named_errors(
+    celery_app, client, tiny_worker, redis_url, args, kwargs, field
+):
     result = celery_app.send_task(names.CHAT_TASK, args=args, kwargs=kwargs, queue=names.queue_for_model("tiny"))
     with pytest.raises(InvalidRequest):
         result.get(timeout=30)  # Celery's own view: the task failed with inferq's error class
@@ -79,7 +86,9 @@ def test_live_workers_announce_themselves(client, tiny_worker, tiny_scorer_worke
 
 def test_a_second_delivery_of_a_job_does_not_run_it_again(celery_app, tiny_worker, redis_url):
     job_id = "duplicate-delivery"
-    first = celery_app.send_task(names.CHAT_TASK, args=[_raw_job()], task_id=job_id, queue=names.queue_for_model("tiny"))
+    first = celery_app.send_task(
+        names.CHAT_TASK, args=[_raw_job()], task_id=job_id, queue=names.queue_for_model("tiny")
+    )
     first.get(timeout=30)
     celery_app.send_task(names.CHAT_TASK, args=[_raw_job()], task_id=job_id, queue=names.queue_for_model("tiny"))
     time.sleep(2)
