@@ -133,6 +133,10 @@ def _execute(task: Any, kind: str, args: tuple, kwargs: dict) -> dict[str, Any]:
         raise Reject(outcome.reason, requeue=True)
     assert isinstance(outcome, Finished)
     record = outcome.record
+    if not outcome.written:
+        # A client cancelled or expired the job first; its record stands, and Celery's state stays out of it.
+        log.info("job %s already had a record (%s)", task.request.id, record.status)
+        raise Ignore()
     if record.error is None:
         return record.model_dump(mode="json")
     # Celery's own state (and Flower) shows the failure; the job record is what clients read.

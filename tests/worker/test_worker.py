@@ -172,3 +172,15 @@ def test_bad_worker_settings_fail_fast_and_name_the_setting(flags, complaint):
     assert result.returncode != 0
     assert complaint in result.stderr
     assert time.monotonic() - started < 30  # long before any model could load
+
+
+def test_priority_zero_jumps_the_queue(start_worker, tiny_llama_dir, client):
+    worker = start_worker(tiny_llama_dir, "prioritised", concurrency=1)
+    busy = client.submit_chat(QUESTION, "prioritised", max_new_tokens=200, **GREEDY)
+    next(busy.stream())  # the one slot is taken; what follows waits in Redis
+    low = client.submit_chat(QUESTION, "prioritised", max_new_tokens=2, priority=9)
+    high = client.submit_chat(QUESTION, "prioritised", max_new_tokens=2, priority=0)
+    low_started = low.result(timeout=60).timings.started_at
+    high_started = high.result(timeout=60).timings.started_at
+    assert high_started < low_started
+    worker.stop()
