@@ -5,7 +5,7 @@ from api_client.client import InferQClient, JobHandle
 from api_client.handle import AsyncJobHandle
 from engines.errors import EngineError, InferqError, InvalidRequest
 from engines.schemas import GenerationParams, Message, Response
-from tasks.errors import JobCancelled, JobError, JobExpired, JobFailed, JobRestarted, JobTimeout, NoSuchModel
+from tasks.errors import JobCancelled, JobError, JobExpired, JobFailed, JobLost, JobRestarted, JobTimeout, NoSuchModel
 from tasks.schemas import JobRecord
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "JobError",
     "JobExpired",
     "JobFailed",
+    "JobLost",
     "JobHandle",
     "JobRecord",
     "JobRestarted",

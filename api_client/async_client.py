@@ -1,22 +1,28 @@
-"""The async client: what a web backend (FastAPI, aiohttp...) uses to enqueue jobs and read their tokens."""
+"""The async client: what a web backend (FastAPI, aiohttp...) uses to enqueue jobs and read their tokens.
+
+One client holds a few Redis connections whatever its load: a small blocking pool for commands, one
+shared subscriber for every job it follows (tasks/hub.py), and a small producer pool for Celery.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from redis.asyncio import Redis
-
+from api_client.handle import AsyncJobHandle
+from api_client.jobs import chat_job, encode_job, meta_of, new_job_id, score_job
+from engines.errors import InvalidRequest
 from engines.schemas import Message, Response
 from tasks import names
-from engines.errors import InvalidRequest
 from tasks.app import PRIORITY_STEPS, make_app
 from tasks.config import QueueSettings
 from tasks.schemas import ChatJob, ScoreJob, WorkerInfo
 from tasks.store import JobStore
-from api_client.handle import AsyncJobHandle
-from api_client.jobs import chat_job, meta_of, new_job_id, score_job
+
+# Celery's send_task blocks on the broker; these threads do it, each with a producer of its own.
+SEND_THREADS = 2
 
 
 class AsyncInferQClient:
@@ -27,11 +33,16 @@ class AsyncInferQClient:
     instead, to wait for, stream, or cancel at will.
     """
 
-    def __init__(self, redis_url: str | None = None, *, model: str | None = None) -> None:
-        self.settings = QueueSettings(**({"redis_url": redis_url} if redis_url else {}))
+    def __init__(
+        self, redis_url: str | None = None, *, model: str | None = None, settings: QueueSettings | None = None
+    ) -> None:
+        """`settings` defaults to the INFERQ_* environment; `redis_url` overrides its URL."""
+        settings = settings or QueueSettings()
+        self.settings = settings.model_copy(update={"redis_url": redis_url}) if redis_url else settings
         self.model = model
-        self.store = JobStore(Redis.from_url(self.settings.redis_url, decode_responses=True), self.settings)
-        self._celery = make_app(self.settings)
+        self.store = JobStore.open(self.settings)
+        self._celery = make_app(self.settings, broker_pool_limit=SEND_THREADS)
+        self._senders = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="inferq-send")
 
     async def __aenter__(self) -> AsyncInferQClient:
         return self
@@ -40,7 +51,8 @@ class AsyncInferQClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self.store.redis.aclose()
+        await self.store.aclose()
+        self._senders.shutdown(wait=False)
         self._celery.close()
 
     async def submit_chat(
@@ -70,7 +82,7 @@ class AsyncInferQClient:
     async def find_job(self, job_id: str) -> AsyncJobHandle | None:
         """A handle to a job submitted elsewhere (another process), while its record is kept."""
         meta = await self.store.meta(job_id)
-        return None if meta is None else AsyncJobHandle(self, meta)
+        return None if meta is None else AsyncJobHandle(self.store, meta)
 
     async def achat(
         self,
@@ -95,9 +107,8 @@ class AsyncInferQClient:
         handle = await self.submit_chat(messages, model, stream=True, **options)
         finished = False
         try:
-            async with asyncio.timeout(timeout):
-                async for piece in handle.stream():
-                    yield piece
+            async for piece in handle.stream(timeout=timeout):
+                yield piece
             finished = True
         finally:
             if not finished:
@@ -112,25 +123,29 @@ class AsyncInferQClient:
 
     async def workers(self) -> list[WorkerInfo]:
         """The live workers (each re-announces itself every few seconds)."""
-        keys = [key async for key in self.store.redis.scan_iter(match=names.WORKER_KEY_PATTERN, count=100)]
-        raw = await self.store.redis.mget(keys) if keys else []
-        return [WorkerInfo.model_validate_json(value) for value in raw if value]
+        return await self.store.workers()
 
     async def _submit(self, job: ChatJob | ScoreJob, priority: int | None) -> AsyncJobHandle:
         if priority is not None and priority not in PRIORITY_STEPS:
             raise InvalidRequest("must be 0 (highest) to 9 (lowest)", field="priority")
+        payload = encode_job(job, self.settings.max_payload_bytes)
         job_id = new_job_id()
         meta = meta_of(job_id, job)
         await self.store.save_meta(meta)
-        await asyncio.to_thread(
-            self._celery.send_task,
-            names.CHAT_TASK if job.kind == "chat" else names.SCORE_TASK,
-            args=[job.model_dump(mode="json", exclude_none=True)],
-            task_id=job_id,
-            queue=names.queue_for_model(job.model),
-            priority=priority,
+        await asyncio.get_running_loop().run_in_executor(
+            self._senders,
+            lambda: self._celery.send_task(
+                names.CHAT_TASK if job.kind == "chat" else names.SCORE_TASK,
+                args=[payload],
+                task_id=job_id,
+                queue=names.queue_for_model(job.model),
+                priority=priority,
+                # what Flower and the event stream show instead of the prompt
+                argsrepr=f"<{job.kind} job for {job.model}>",
+                kwargsrepr="{}",
+            ),
         )
-        return AsyncJobHandle(self, meta)
+        return AsyncJobHandle(self.store, meta)
 
 
 async def _result_or_cancel(handle: AsyncJobHandle, timeout: float | None):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from engines.schemas import Message, Response
-from tasks.schemas import JobRecord, WorkerInfo
 from api_client.async_client import AsyncInferQClient
 from api_client.handle import AsyncJobHandle
-from api_client.loop_thread import LoopThread
+from api_client.loop_thread import CLOSE_WAIT_S, LoopThread
+from engines.schemas import Message, Response
+from tasks.config import QueueSettings
+from tasks.schemas import JobRecord, WorkerInfo
 
 
 class JobHandle:
@@ -29,11 +32,11 @@ class JobHandle:
     def result(self, timeout: float | None = None) -> JobRecord:
         return self._loop.run(self._handle.result(timeout))
 
-    def stream(self, index: int = 0) -> Iterator[str]:
-        return self._loop.iterate(self._handle.stream(index))
+    def stream(self, index: int = 0, timeout: float | None = None) -> Iterator[str]:
+        return self._loop.iterate(self._handle.stream(index, timeout))
 
-    def events(self) -> Iterator[Any]:
-        return self._loop.iterate(self._handle.events())
+    def events(self, timeout: float | None = None) -> Iterator[Any]:
+        return self._loop.iterate(self._handle.events(timeout))
 
     def cancel(self) -> None:
         self._loop.run(self._handle.cancel())
@@ -46,9 +49,14 @@ class InferQClient:
     """LLaMA-Factory's ChatModel surface over the queue: `chat`/`achat`, `stream_chat`/`astream_chat`,
     `get_scores`/`aget_scores`, plus `submit_chat`/`submit_score` for job handles."""
 
-    def __init__(self, redis_url: str | None = None, *, model: str | None = None) -> None:
+    def __init__(
+        self, redis_url: str | None = None, *, model: str | None = None, settings: QueueSettings | None = None
+    ) -> None:
         self._loop = LoopThread()
-        self._client: AsyncInferQClient = self._loop.run(_make_client(redis_url, model))
+        self._client: AsyncInferQClient = self._loop.run(_make_client(redis_url, model, settings))
+        # Also at interpreter exit (weakref.finalize runs then), while the loop's thread still runs:
+        # a script that never closes its client, or leaves a stream open, still exits.
+        self._closer = weakref.finalize(self, _close, self._loop, self._client)
 
     def __enter__(self) -> InferQClient:
         return self
@@ -57,8 +65,7 @@ class InferQClient:
         self.close()
 
     def close(self) -> None:
-        self._loop.run(self._client.aclose())
-        self._loop.close()
+        self._closer()
 
     def chat(
         self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
@@ -102,6 +109,12 @@ class InferQClient:
         return self._loop.run(self._client.workers())
 
 
-async def _make_client(redis_url: str | None, model: str | None) -> AsyncInferQClient:
+def _close(loop: LoopThread, client: AsyncInferQClient) -> None:
+    with contextlib.suppress(Exception):  # at exit, a Redis that is already gone must not stop the rest
+        loop.run(client.aclose(), timeout=CLOSE_WAIT_S)
+    loop.close()
+
+
+async def _make_client(redis_url: str | None, model: str | None, settings: QueueSettings | None) -> AsyncInferQClient:
     # Built on the background loop: redis.asyncio binds its connections to the loop that first uses them.
-    return AsyncInferQClient(redis_url, model=model)
+    return AsyncInferQClient(redis_url, model=model, settings=settings)

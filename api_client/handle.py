@@ -1,27 +1,30 @@
-"""A submitted job: wait for its record, read its stream, cancel it."""
+"""A submitted job: wait for its record, read its stream, cancel it. Built from a store and a meta."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
 
-from tasks.errors import JobCancelled, JobExpired, JobRestarted, JobTimeout, NoSuchModel, error_from_info
-from tasks.schemas import ErrorInfo, FinalEvent, JobMeta, JobRecord, RestartEvent, Timings, TokenEvent
 from api_client.stream import job_events
-
-if TYPE_CHECKING:
-    from api_client.async_client import AsyncInferQClient
+from tasks.errors import (
+    JobCancelled,
+    JobExpired,
+    JobLost,
+    JobRestarted,
+    NoSuchModel,
+    error_from_info,
+)
+from tasks.schemas import ErrorInfo, FinalEvent, JobMeta, JobRecord, JobStatus, RestartEvent, Timings, TokenEvent
+from tasks.store import JobStore
 
 # Once a running job's deadline passes, its worker records the expiry; give that record time to land.
 DEADLINE_GRACE_S = 5.0
 
 
 class AsyncJobHandle:
-    def __init__(self, client: AsyncInferQClient, meta: JobMeta) -> None:
-        self._client = client
-        self._store = client.store
+    def __init__(self, store: JobStore, meta: JobMeta) -> None:
+        self._store = store
         self.meta = meta
         self._deadline_at = meta.deadline_at
 
@@ -36,31 +39,29 @@ class AsyncJobHandle:
         """The job's record once it succeeded; otherwise the error it ended with, raised.
 
         A timeout only stops this wait (JobTimeout); the job goes on. A job whose deadline passed
-        with no worker running it is expired by whoever waits for it, and its record says so.
+        with no worker running it, or whose model has had no live worker for a grace period, is
+        expired by whoever waits for it, and its record says so.
         """
         record = await self._store.record(self.id)
         if record is None:
-            try:
-                async with asyncio.timeout(timeout):
-                    async for event in self.events():
-                        if isinstance(event, FinalEvent):
-                            record = event.record
-            except TimeoutError:
-                raise JobTimeout(f"no result after {timeout} s; the job goes on (job {self.id})") from None
+            async for event in self.events(timeout=timeout):
+                if isinstance(event, FinalEvent):
+                    record = event.record
         return _succeeded(record)
 
-    async def events(self) -> AsyncIterator[TokenEvent | RestartEvent | FinalEvent]:
+    async def events(self, timeout: float | None = None) -> AsyncIterator[TokenEvent | RestartEvent | FinalEvent]:
         """Every event of the job's current attempt, in order, from its first (replayed if need be)."""
-        async for event in job_events(self._store, self.id, on_quiet=self._enforce_deadline):
+        async for event in job_events(self._store, self.id, on_quiet=self._look_around, until=_until(timeout)):
             yield event
 
-    async def stream(self, index: int = 0) -> AsyncIterator[str]:
+    async def stream(self, index: int = 0, timeout: float | None = None) -> AsyncIterator[str]:
         """The text deltas of answer `index`; raises the job's error if it does not succeed.
 
-        A job submitted with stream=False yields its whole text once it is done.
+        A job submitted with stream=False yields its whole text once it is done. `timeout` bounds
+        the whole stream (JobTimeout); the job goes on.
         """
         streamed = False
-        async for event in self.events():
+        async for event in self.events(timeout=timeout):
             if isinstance(event, TokenEvent):
                 if event.index == index and event.text:
                     streamed = True
@@ -79,32 +80,39 @@ class AsyncJobHandle:
         before it starts. A finished job stays as it is."""
         await self._store.request_cancel(self.id)
         if not await self._store.is_running(self.id):
-            await self._store.finish(self._ended("cancelled", JobCancelled("cancelled while queued")))
+            await self._store.finish(self._ended(JobStatus.CANCELLED, JobCancelled("cancelled while queued")))
 
     async def record(self) -> JobRecord | None:
         """The record as it is now, whatever its status; None while the job is not done."""
         return await self._store.record(self.id)
 
-    async def _enforce_deadline(self) -> None:
-        if self._deadline_at is None or time.time() < self._deadline_at:
-            return
+    async def _look_around(self) -> None:
+        """Runs whenever the job's channel has been quiet: nobody may wait for ever."""
+        if await self._store.meta(self.id) is None and await self._store.record(self.id) is None:
+            raise JobLost(f"job {self.id} is gone from Redis (was it restarted without persistence?)")
         if await self._store.is_running(self.id):
-            # Its worker expires a running job itself; give that record time to land.
-            self._deadline_at = time.time() + DEADLINE_GRACE_S
+            if self._deadline_at is not None and time.time() >= self._deadline_at:
+                # Its worker expires a running job itself; give that record time to land.
+                self._deadline_at = time.time() + DEADLINE_GRACE_S
             return
-        await self._expire()
+        if self._deadline_at is not None and time.time() >= self._deadline_at:
+            await self._expire(JobExpired("the deadline passed while the job was queued"))
+            return
+        unserved_s = await self._store.fleet.unserved_for_s(self.meta.model)
+        if unserved_s >= self._store.settings.no_worker_grace_s:
+            listing = ", ".join(sorted(self._store.fleet.served())) or "none"
+            await self._expire(
+                NoSuchModel(
+                    f"no live worker has served model {self.meta.model!r} for {unserved_s:.0f} s (served: {listing})",
+                    field="model",
+                )
+            )
 
-    async def _expire(self) -> None:
+    async def _expire(self, error: JobExpired) -> None:
         await self._store.request_cancel(self.id)  # a worker that takes it later lets it go
-        served = {info.model for info in await self._client.workers()}
-        if self.meta.model in served:
-            error: JobExpired = JobExpired("the deadline passed while the job was queued")
-        else:
-            listing = ", ".join(sorted(served)) or "none"
-            error = NoSuchModel(f"no live worker serves model {self.meta.model!r} (served: {listing})", field="model")
-        await self._store.finish(self._ended("expired", error))  # its final event ends every reader
+        await self._store.finish(self._ended(JobStatus.EXPIRED, error))  # its final event ends every reader
 
-    def _ended(self, status: str, error: JobExpired | JobCancelled) -> JobRecord:
+    def _ended(self, status: JobStatus, error: JobExpired | JobCancelled) -> JobRecord:
         return JobRecord(
             job_id=self.id,
             kind=self.meta.kind,
@@ -113,6 +121,10 @@ class AsyncJobHandle:
             timings=Timings(queued_at=self.meta.queued_at, finished_at=time.time()),
             error=ErrorInfo.of(error),
         )
+
+
+def _until(timeout: float | None) -> float | None:
+    return None if timeout is None else asyncio.get_running_loop().time() + timeout
 
 
 def _succeeded(record: JobRecord) -> JobRecord:

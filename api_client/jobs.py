@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -61,6 +62,18 @@ def score_job(
         texts=list(texts) if isinstance(texts, (list, tuple)) else texts,
         max_length=max_length,
     )
+
+
+def encode_job(job: ChatJob | ScoreJob, max_payload_bytes: int) -> dict[str, Any]:
+    """The task argument, refused when its JSON is larger than the cap every worker enforces too."""
+    encoded = job.model_dump_json(exclude_none=True)
+    size = len(encoded.encode())
+    if size > max_payload_bytes:
+        raise InvalidRequest(
+            f"the job is {size} bytes of JSON; the cap is {max_payload_bytes} (INFERQ_MAX_PAYLOAD_BYTES)",
+            field="payload",
+        )
+    return json.loads(encoded)
 
 
 def meta_of(job_id: str, job: ChatJob | ScoreJob) -> JobMeta:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+CLOSE_WAIT_S = 10.0  # how long closing a stream early may take (it cancels the job)
 
 
 class LoopThread:
@@ -16,9 +20,9 @@ class LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="inferq-client-loop", daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Blocks the calling thread until the coroutine is done on the loop."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Awaits, from another event loop, a coroutine that must run on this one."""
@@ -47,16 +51,22 @@ class LoopThread:
     def _close_from_sync(self, agen: AsyncIterator[Any]) -> None:
         """A consumer that stops early closes (and so cancels) the stream, and waits for that...
 
-        ...unless this runs on the loop's own thread: the garbage collector finalizes an abandoned
-        generator on whatever thread it happens to run, and waiting there would wait forever.
+        ...unless this runs on the loop's own thread (the garbage collector finalizes an abandoned
+        generator on whatever thread it happens to run, and waiting there would wait forever), or the
+        loop is gone: an iterator finalized while the interpreter shuts down finds it closed, and a
+        process never hangs at exit for a stream it left open.
         """
-        if self.loop.is_closed():
+        if self.loop.is_closed() or not self._thread.is_alive():
             return
         closing = asyncio.run_coroutine_threadsafe(agen.aclose(), self.loop)
         if threading.current_thread() is not self._thread:
-            closing.result()
+            with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+                closing.result(timeout=CLOSE_WAIT_S)
 
     def close(self) -> None:
+        if self.loop.is_closed():
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
-        self.loop.close()
+        if not self._thread.is_alive():
+            self.loop.close()

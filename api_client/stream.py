@@ -1,35 +1,52 @@
 """Reads a job's events exactly once and in order, whenever the reader arrives.
 
-Pub/sub drops messages sent before a subscription (or during a reconnect), so the reader subscribes
-first, then reads the replay log, then follows the channel, going back to the log whenever the
-sequence numbers show a gap or the channel has been quiet for a while.
+Pub/sub drops messages sent before a subscription (or while a connection is down), so the reader
+subscribes first (through the process's one shared subscriber), then reads the replay log, then
+follows the channel, going back to the log whenever sequence numbers show a gap, the subscriber
+reconnected (RESYNC), or the channel has been quiet for a while.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from tasks import names
+from redis.exceptions import RedisError
+
+from tasks.errors import JobTimeout
+from tasks.hub import RESYNC
 from tasks.schemas import FinalEvent, RestartEvent
 from tasks.store import Event, JobStore, decode_event
 
-QUIET_S = 1.0  # after this long without a message, look at the log (and the record) again
+# Quiet periods between looks at the log (and the record, the deadline, the fleet): short at first,
+# when a job with no worker should fail fast, then longer, so 10,000 waiting jobs cost little.
+QUIET_SCHEDULE_S = (1.0, 1.0, 2.0, 4.0, 8.0)
 
 
 async def job_events(
-    store: JobStore, job_id: str, on_quiet: Callable[[], Awaitable[None]] | None = None
+    store: JobStore,
+    job_id: str,
+    on_quiet: Callable[[], Awaitable[None]] | None = None,
+    until: float | None = None,
 ) -> AsyncIterator[Event]:
-    """`on_quiet` runs each time the channel has been quiet for QUIET_S, before the log is read again
-    (the handle expires jobs whose deadline passed there)."""
-    pubsub = store.redis.pubsub(ignore_subscribe_messages=True)
-    await pubsub.subscribe(names.events_channel(job_id))
+    """`on_quiet` runs each time the channel has been quiet for a while, before the log is read again
+    (the handle expires jobs there). `until` (the event loop's clock) bounds the whole read: JobTimeout.
+    Nothing is held across a `yield` except the subscription, so each step may run in a new task
+    (the sync client does that)."""
+    loop = asyncio.get_running_loop()
+    follower = await _bounded(store.follow_events(job_id), until, job_id)
     try:
         last_seq = 0
         first_read = True
         read_log = True
+        quiet_checks = 0
         while True:
             if read_log:
-                backlog = await store.events_after(job_id, last_seq)
+                try:
+                    backlog = await _bounded(store.events_after(job_id, last_seq), until, job_id)
+                    record = None if backlog else await _bounded(store.record(job_id), until, job_id)
+                except RedisError:
+                    backlog, record = [], None  # Redis is away: keep waiting, look again later
                 if first_read:
                     backlog = _current_attempt(backlog)
                     first_read = False
@@ -38,18 +55,31 @@ async def job_events(
                     yield event
                     if isinstance(event, FinalEvent):
                         return
-                if not backlog and (record := await store.record(job_id)) is not None:
+                if record is not None:
                     # The log expired (or was never written) but the job is done.
                     yield FinalEvent(seq=last_seq + 1, record=record)
                     return
                 read_log = False
-            message = await pubsub.get_message(timeout=QUIET_S)
+            wait_s = QUIET_SCHEDULE_S[min(quiet_checks, len(QUIET_SCHEDULE_S) - 1)]
+            if until is not None:
+                if loop.time() >= until:
+                    raise JobTimeout(f"no result in time; the job goes on (job {job_id})")
+                wait_s = min(wait_s, until - loop.time())
+            message = await follower.get(timeout=wait_s)
             if message is None:
-                if on_quiet is not None:
-                    await on_quiet()
+                quiet_checks += 1
+                if on_quiet is not None and (until is None or loop.time() < until):
+                    try:
+                        await on_quiet()
+                    except RedisError:
+                        pass  # the next quiet period tries again
                 read_log = True
                 continue
-            event = decode_event(message["data"])
+            if message is RESYNC:
+                read_log = True
+                continue
+            quiet_checks = 0
+            event = decode_event(message)
             if event.seq <= last_seq:
                 continue
             if event.seq > last_seq + 1:
@@ -60,7 +90,17 @@ async def job_events(
             if isinstance(event, FinalEvent):
                 return
     finally:
-        await pubsub.aclose()
+        await asyncio.shield(store.unfollow(follower))
+
+
+async def _bounded(awaitable: Awaitable, until: float | None, job_id: str):
+    if until is None:
+        return await awaitable
+    try:
+        async with asyncio.timeout_at(until):
+            return await awaitable
+    except TimeoutError:
+        raise JobTimeout(f"no result in time; the job goes on (job {job_id})") from None
 
 
 def _current_attempt(backlog: list[Event]) -> list[Event]:

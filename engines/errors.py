@@ -1,11 +1,6 @@
-"""The errors an engine raises. `tasks/errors.py` adds the job-level ones and draws the whole tree.
-
-    InferqError
-    ├── InvalidRequest         bad input; `.field` names it. Never retried.
-    └── EngineError            the backend failed this request; recoverable, the next request runs
-        ├── EngineUnavailable  unknown backend or missing extra; the message holds the `pip install`
-        ├── EngineOverloaded   out of memory or batch slots for this request; retry later or smaller
-        └── EngineDead         unrecoverable; the worker exits so its supervisor restarts it
+"""The engine-side branch of inferq's one error tree (`InferqError`, `InvalidRequest`, `EngineError` and its
+children). The whole tree is drawn once, in tasks/errors.py; engines cannot import tasks, so these classes
+live here and tasks re-exports them.
 
 Backend exceptions never leave an engine as they are: each engine translates them at its edge
 (`raise EngineError(...) from exc`), the way httpx maps httpcore's errors.

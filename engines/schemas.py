@@ -13,6 +13,8 @@ from engines.errors import InvalidRequest
 FinishReason = Literal["stop", "length", "abort"]
 Role = Literal["system", "user", "assistant", "tool"]
 MediaKind = Literal["image", "video", "audio"]
+# More answers per request than this is a mistake (or an attack on a shared GPU), not a use case.
+MAX_N = 32
 
 
 class _Model(BaseModel):
@@ -70,7 +72,9 @@ class GenerationParams(_Model):
     repetition_penalty: float | None = Field(None, gt=0)
     length_penalty: float | None = None
     stop: list[str] | None = None
-    num_return_sequences: int | None = Field(None, ge=1, validation_alias=AliasChoices("num_return_sequences", "n"))
+    num_return_sequences: int | None = Field(
+        None, ge=1, le=MAX_N, validation_alias=AliasChoices("num_return_sequences", "n")
+    )
     seed: int | None = None
     skip_special_tokens: bool | None = None
 

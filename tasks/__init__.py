@@ -2,7 +2,7 @@
 
 from tasks.app import make_app
 from tasks.config import QueueSettings
-from tasks.errors import JobCancelled, JobError, JobExpired, JobFailed, JobTimeout, NoSuchModel
+from tasks.errors import JobCancelled, JobError, JobExpired, JobFailed, JobLost, JobTimeout, NoSuchModel
 from tasks.schemas import ChatJob, FinalEvent, JobRecord, RestartEvent, ScoreJob, TokenEvent
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "JobError",
     "JobExpired",
     "JobFailed",
+    "JobLost",
     "JobRecord",
     "JobTimeout",
     "NoSuchModel",

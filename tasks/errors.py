@@ -11,9 +11,13 @@
         ├── JobCancelled          cancelled; `.record` holds the text generated so far
         ├── JobTimeout            the client stopped waiting; the job may still run (also a TimeoutError)
         ├── JobRestarted          a stream reader learns that the job restarted on another worker
+        ├── JobLost               the job vanished from Redis (a restart without persistence?)
+        ├── LeaseLost             a worker's copy lost its lease to another delivery (stays in the worker)
         └── JobExpired            its deadline passed before it finished
-            └── NoSuchModel       ...and no live worker serves its model
+            └── NoSuchModel       ...or no live worker has served its model for a grace period
 
+The engine-side classes (InferqError, InvalidRequest, EngineError...) live in engines/errors.py, because
+engines import nothing from tasks; this module re-exports them, and this is the only drawing of the tree.
 An error crosses the queue as `ErrorInfo {type, message, field}`; the client raises the same class again.
 """
 
@@ -69,6 +73,14 @@ class JobRestarted(JobError):
     """
 
 
+class JobLost(JobError):
+    """The job's record and metadata are gone from Redis while someone waited for it."""
+
+
+class LeaseLost(JobError):
+    """This worker's copy of a job lost its lease: another delivery runs the job now. Never recorded."""
+
+
 ERRORS: dict[str, type[InferqError]] = {
     cls.__name__: cls
     for cls in (
@@ -83,6 +95,7 @@ ERRORS: dict[str, type[InferqError]] = {
         JobCancelled,
         JobTimeout,
         JobRestarted,
+        JobLost,
         JobExpired,
         NoSuchModel,
     )

@@ -1,7 +1,11 @@
-"""Every queue, task, Redis key and channel name inferq uses (arq keeps its keys the same way)."""
+"""Every queue, task, Redis key and channel name inferq uses (arq keeps its keys the same way).
+
+Nothing else in inferq spells a key: `JobStore` (tasks/store.py) builds them all from here.
+"""
 
 CHAT_TASK = "inferq.chat"
 SCORE_TASK = "inferq.score"
+JOB_TASKS = (CHAT_TASK, SCORE_TASK)
 
 # One queue per served model name: a job can only ever reach a worker serving its model.
 QUEUE_PREFIX = "inferq.model."
@@ -20,9 +24,13 @@ def events_key(job_id: str) -> str:
     return f"{PREFIX}events:{job_id}"
 
 
-def events_channel(job_id: str) -> str:
-    """The job's live pub/sub channel; carries the same events as the replay log."""
-    return f"{PREFIX}events:{job_id}"
+def live_channel(job_id: str) -> str:
+    """The job's live pub/sub channel; carries the same events as the replay log, as they happen."""
+    return f"{PREFIX}live:{job_id}"
+
+
+def job_id_of_live_channel(channel: str) -> str:
+    return channel.removeprefix(f"{PREFIX}live:")
 
 
 def record_key(job_id: str) -> str:

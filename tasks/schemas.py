@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -63,7 +64,17 @@ def parse_job(payload: Any, kind: str) -> ChatJob | ScoreJob:
         raise invalid_from_validation(exc) from None
 
 
-JobStatus = Literal["succeeded", "failed", "cancelled", "expired"]
+class JobStatus(StrEnum):
+    """How a job ended; every record has exactly one."""
+
+    #: the engine finished every answer (or score); the record holds them
+    SUCCEEDED = "succeeded"
+    #: refused (bad input), failed in the engine, or failed for a reason outside inferq's tree
+    FAILED = "failed"
+    #: a client cancelled it; a running job's record keeps the text generated so far
+    CANCELLED = "cancelled"
+    #: its deadline passed, or no live worker served its model; a running job keeps its partial text
+    EXPIRED = "expired"
 
 
 class ErrorInfo(_Wire):

@@ -1,88 +1,233 @@
-"""The Redis side of the contract: job records, replay logs and cancel marks, for workers and clients alike.
+"""Every Redis operation on inferq's keys, for workers and clients alike (arq's `ArqRedis` idea).
 
-Both sides go through this one class, so the key layout and encodings exist once.
+Records, metas, events, cancels, leases, delivery counts, the worker registry and subscriptions all go
+through this one class, so the key layout and the encodings exist once (names in tasks/names.py).
+
+Writes a running job makes are fenced by its lease: a worker that lost its lease (it stalled for longer
+than the lease lifetime, and another delivery took the job over) can no longer publish or record.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
 
 from redis.asyncio import Redis
 
 from tasks import names
 from tasks.config import QueueSettings
-from tasks.schemas import STREAM_EVENT, FinalEvent, JobMeta, JobRecord, RestartEvent, TokenEvent
+from tasks.errors import LeaseLost
+from tasks.fleet import FleetView
+from tasks.hub import EventHub, Follower
+from tasks.redis_connection import connect
+from tasks.schemas import STREAM_EVENT, FinalEvent, JobMeta, JobRecord, RestartEvent, TokenEvent, WorkerInfo
 
 EVENT_FIELD = "e"
 
 Event = TokenEvent | RestartEvent | FinalEvent
 
+# The seq of the stream's newest entry (ids are 0-<seq>), or 0.
+_TOP_SEQ = """
+local top = redis.call('xrevrange', KEYS[2], '+', '-', 'COUNT', 1)
+local seq = 0
+if #top > 0 then seq = tonumber(string.match(top[1][1], '-(%d+)$')) end
+"""
+
+# KEYS: lease, events. ARGV: token ('' = unfenced), stream ttl, channel, then seq/event pairs.
+# Events at or below the stream's top are skipped, so a retried append (after a timeout whose write
+# went through) is harmless.
+_APPEND = (
+    "if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end"
+    + _TOP_SEQ
+    + """
+for i = 4, #ARGV, 2 do
+  if tonumber(ARGV[i]) > seq then
+    redis.call('xadd', KEYS[2], '0-' .. ARGV[i], 'e', ARGV[i + 1])
+    redis.call('publish', ARGV[3], ARGV[i + 1])
+  end
+end
+redis.call('expire', KEYS[2], ARGV[2])
+return 1
+"""
+)
+
+# KEYS: lease, events, record. ARGV: token ('' = unfenced), record json, record ttl, stream ttl, channel.
+# Returns 1 written, 0 the job already had a record, -1 the lease is no longer ours.
+# The final event is FinalEvent's own JSON layout, numbered after the last event in the log.
+_FINISH = (
+    "if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end\n"
+    "if not redis.call('set', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[3]) then return 0 end"
+    + _TOP_SEQ
+    + """
+local final = '{"type":"final","seq":' .. (seq + 1) .. ',"record":' .. ARGV[2] .. '}'
+redis.call('xadd', KEYS[2], '0-' .. (seq + 1), 'e', final)
+redis.call('expire', KEYS[2], ARGV[4])
+redis.call('publish', ARGV[5], final)
+return 1
+"""
+)
+
+_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
 
 class JobStore:
-    def __init__(self, redis: Redis, settings: QueueSettings) -> None:
-        self.redis = redis  # decode_responses=True
+    def __init__(self, redis: Redis, settings: QueueSettings, client_name: str | None = None) -> None:
+        self._redis = redis  # decode_responses=True
         self.settings = settings
+        self._client_name = client_name
+        self._append = redis.register_script(_APPEND)
+        self._finish = redis.register_script(_FINISH)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
 
-    # -- records ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, settings: QueueSettings, client_name: str | None = None) -> JobStore:
+        """`client_name` labels its connections in Redis's CLIENT LIST (the subscriber's gets `:hub`)."""
+        return cls(connect(settings, client_name), settings, client_name)
 
-    async def finish(self, record: JobRecord, next_seq: int | None = None) -> bool:
-        """Writes the job's record unless one exists, then appends the final event.
+    @cached_property
+    def hub(self) -> EventHub:
+        """The one pub/sub connection of this store: job channels and the cancel channel, multiplexed."""
+        return EventHub(self.settings.redis_url, f"{self._client_name}:hub" if self._client_name else None)
 
-        Returns False when another party (a duplicate delivery, a client that cancelled or expired
-        the job) wrote the record first: a job has exactly one record.
+    @cached_property
+    def fleet(self) -> FleetView:
+        """The live workers as this process sees them, cached briefly for all its waiters."""
+        return FleetView(self.workers)
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def aclose(self) -> None:
+        if "hub" in self.__dict__:
+            await self.hub.aclose()
+        await self._redis.aclose()
+
+    # -- records and metas -------------------------------------------------------------------
+
+    async def finish(self, record: JobRecord, lease_token: str | None = None) -> bool:
+        """Writes the job's one record (SET NX) and appends its final event; False if it had one.
+
+        With `lease_token`, only while that lease is held: raises LeaseLost otherwise.
         """
-        written = await self.redis.set(
-            names.record_key(record.job_id), record.model_dump_json(), nx=True, ex=self.settings.record_ttl_s
-        )
-        if not written:
-            return False
-        seq = next_seq if next_seq is not None else await self.last_seq(record.job_id) + 1
-        await self.append(record.job_id, FinalEvent(seq=seq, record=record))
-        return True
+        job_id = record.job_id
+        keys = [names.lease_key(job_id), names.events_key(job_id), names.record_key(job_id)]
+        args = [
+            lease_token or "",
+            record.model_dump_json(),
+            self.settings.record_ttl_s,
+            self.settings.stream_ttl_s,
+            names.live_channel(job_id),
+        ]
+        outcome = await self._finish(keys=keys, args=args)
+        if outcome == -1:
+            raise LeaseLost(f"job {job_id}: lease lost before its record was written")
+        return outcome == 1
 
     async def record(self, job_id: str) -> JobRecord | None:
-        raw = await self.redis.get(names.record_key(job_id))
+        raw = await self._redis.get(names.record_key(job_id))
         return JobRecord.model_validate_json(raw) if raw else None
 
     async def save_meta(self, meta: JobMeta) -> None:
-        await self.redis.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=self.settings.record_ttl_s)
+        await self._redis.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=self.settings.record_ttl_s)
 
     async def meta(self, job_id: str) -> JobMeta | None:
-        raw = await self.redis.get(names.job_key(job_id))
+        raw = await self._redis.get(names.job_key(job_id))
         return JobMeta.model_validate_json(raw) if raw else None
 
-    # -- events ----------------------------------------------------------------------------
+    # -- events ------------------------------------------------------------------------------
 
-    async def append(self, job_id: str, event: Event) -> None:
-        """Logs the event for late readers and publishes it for live ones, in one round trip."""
-        encoded = event.model_dump_json()
-        key = names.events_key(job_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            # Entry id 0-<seq>: readers resume from a sequence number with a plain XRANGE.
-            pipe.xadd(key, {EVENT_FIELD: encoded}, id=f"0-{event.seq}")
-            pipe.expire(key, self.settings.stream_ttl_s)
-            pipe.publish(names.events_channel(job_id), encoded)
-            await pipe.execute()
+    async def append(self, job_id: str, events: Sequence[Event], lease_token: str | None = None) -> None:
+        """Logs events for late readers and publishes them for live ones, in one round trip.
+
+        With `lease_token`, only while that lease is held: raises LeaseLost otherwise.
+        """
+        args: list[str | int] = [lease_token or "", self.settings.stream_ttl_s, names.live_channel(job_id)]
+        for event in events:
+            args += [event.seq, event.model_dump_json()]
+        if not await self._append(keys=[names.lease_key(job_id), names.events_key(job_id)], args=args):
+            raise LeaseLost(f"job {job_id}: lease lost; this copy may not publish")
+
+    async def follow_events(self, job_id: str) -> Follower:
+        """Subscribes to the job's live channel; returns once events published from now on will arrive."""
+        return await self.hub.follow(names.live_channel(job_id))
+
+    async def follow_cancels(self) -> Follower:
+        return await self.hub.follow(names.CANCEL_CHANNEL)
+
+    async def unfollow(self, follower: Follower) -> None:
+        await self.hub.unfollow(follower)
 
     async def events_after(self, job_id: str, seq: int) -> list[Event]:
-        entries = await self.redis.xrange(names.events_key(job_id), min=f"0-{seq + 1}")
+        entries = await self._redis.xrange(names.events_key(job_id), min=f"0-{seq + 1}")
         return [decode_event(fields[EVENT_FIELD]) for _, fields in entries]
 
     async def last_seq(self, job_id: str) -> int:
-        entries = await self.redis.xrevrange(names.events_key(job_id), count=1)
+        entries = await self._redis.xrevrange(names.events_key(job_id), count=1)
         return int(entries[0][0].split("-")[1]) if entries else 0
 
-    # -- cancellation ----------------------------------------------------------------------
+    # -- cancellation ------------------------------------------------------------------------
 
     async def request_cancel(self, job_id: str) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(names.cancel_key(job_id), "1", ex=self.settings.record_ttl_s)
             pipe.publish(names.CANCEL_CHANNEL, job_id)
             await pipe.execute()
 
     async def cancel_requested(self, job_id: str) -> bool:
-        return bool(await self.redis.exists(names.cancel_key(job_id)))
+        return bool(await self._redis.exists(names.cancel_key(job_id)))
+
+    async def cancels_requested(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these jobs have a cancel mark (one round trip, for a listener that reconnected)."""
+        if not job_ids:
+            return set()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.exists(names.cancel_key(job_id))
+            marks = await pipe.execute()
+        return {job_id for job_id, mark in zip(job_ids, marks, strict=True) if mark}
+
+    # -- leases and deliveries ---------------------------------------------------------------
+
+    async def acquire_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
+        return bool(await self._redis.set(names.lease_key(job_id), token, nx=True, px=int(ttl_s * 1000)))
+
+    async def renew_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
+        """False when the lease is no longer this token's (it lapsed, and maybe another worker took it)."""
+        return bool(await self._renew(keys=[names.lease_key(job_id)], args=[token, int(ttl_s * 1000)]))
+
+    async def release_lease(self, job_id: str, token: str) -> None:
+        await self._release(keys=[names.lease_key(job_id)], args=[token])
 
     async def is_running(self, job_id: str) -> bool:
-        return bool(await self.redis.exists(names.lease_key(job_id)))
+        return bool(await self._redis.exists(names.lease_key(job_id)))
+
+    async def count_delivery(self, job_id: str) -> int:
+        """This delivery's number: 1 for the first, more when earlier workers died under the job."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(names.deliveries_key(job_id))
+            pipe.expire(names.deliveries_key(job_id), self.settings.record_ttl_s)
+            attempt, _ = await pipe.execute()
+        return int(attempt)
+
+    # -- the worker registry -----------------------------------------------------------------
+
+    async def announce(self, info: WorkerInfo, ttl_s: float) -> None:
+        await self._redis.set(names.worker_key(info.hostname), info.model_dump_json(), px=int(ttl_s * 1000))
+
+    async def retire(self, hostname: str) -> None:
+        await self._redis.delete(names.worker_key(hostname))
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers (each re-announces itself every few seconds)."""
+        keys = [key async for key in self._redis.scan_iter(match=names.WORKER_KEY_PATTERN, count=1000)]
+        raw = await self._redis.mget(keys) if keys else []
+        return [WorkerInfo.model_validate_json(value) for value in raw if value]
+
+    async def worker(self, hostname: str) -> WorkerInfo | None:
+        raw = await self._redis.get(names.worker_key(hostname))
+        return WorkerInfo.model_validate_json(raw) if raw else None
 
 
 def decode_event(raw: str | bytes) -> Event:

@@ -57,7 +57,7 @@ TEST_WORKER_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1"}
 def redis_url():
     """A real Redis server of the session's own, so tests never touch anyone else's data. It wants a
     password, so every queue test also shows that authenticated URLs work end to end."""
-    from worker.embedded_redis import EmbeddedRedis
+    from harness.embedded_redis import EmbeddedRedis
 
     with EmbeddedRedis(password="inferq-test-secret") as server:
         yield server.url
@@ -71,7 +71,7 @@ def worker_logs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def start_worker(redis_url, worker_logs):
     """Starts `inferq worker` subprocesses; all are stopped at the end of the session."""
-    from worker.process import WorkerProcess
+    from harness.worker_process import WorkerProcess
 
     started: list[WorkerProcess] = []
 
@@ -87,6 +87,27 @@ def start_worker(redis_url, worker_logs):
 
 
 @pytest.fixture(scope="session")
+def echo_worker(start_worker):
+    """A worker without a model (engines/echo.py): the queue's tests steer its jobs by construction."""
+    return start_worker("echo", "echo", engine="echo", concurrency=16)
+
+
+@pytest.fixture
+async def store(redis_url):
+    """A JobStore on a database of its own, flushed before each test: a test sees only its own keys."""
+    import redis
+
+    from tasks.config import QueueSettings
+    from tasks.store import JobStore
+
+    url = redis_url.rsplit("/", 1)[0] + "/1"  # the workers use database 0
+    redis.Redis.from_url(url).flushdb()
+    job_store = JobStore.open(QueueSettings(redis_url=url, stream_ttl_s=30))
+    yield job_store
+    await job_store.aclose()
+
+
+@pytest.fixture(scope="session")
 def tiny_worker(start_worker, tiny_llama_dir):
     return start_worker(tiny_llama_dir, "tiny")
 
@@ -97,10 +118,10 @@ def tiny_scorer_worker(start_worker, tiny_classifier_dir):
 
 
 @pytest.fixture(scope="session")
-def client(redis_url):
+def client(client_settings):
     from api_client import InferQClient
 
-    with InferQClient(redis_url) as sync_client:
+    with InferQClient(settings=client_settings) as sync_client:
         yield sync_client
 
 
@@ -109,3 +130,31 @@ def sea_adapter_dir(tmp_path_factory, smollm2_dir) -> str:
     from tests.builders import build_lora_adapter
 
     return str(build_lora_adapter(tmp_path_factory.mktemp("adapters") / "sea", smollm2_dir))
+
+
+@pytest.fixture(scope="session")
+def echo_scorer_worker(start_worker):
+    return start_worker("echo", "echo-rm", engine="echo", engine_args={"task": "score"}, concurrency=4)
+
+
+@pytest.fixture(scope="session")
+def client_settings(redis_url):
+    """What the client tests run with: a job whose model has no live worker fails after one second."""
+    from tasks.config import QueueSettings
+
+    return QueueSettings(redis_url=redis_url, no_worker_grace_s=1)
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory):
+    """`release()` -> (word, open): a `[wait:PATH]` word for an echo job and the function that lets it go on."""
+    folder = tmp_path_factory.mktemp("releases")
+    count = 0
+
+    def make():
+        nonlocal count
+        count += 1
+        path = folder / f"release-{count}"
+        return f"[wait:{path}]", path.touch
+
+    return make

@@ -15,17 +15,16 @@ from typing import Any
 import click
 from celery import bootsteps, signals
 from celery.exceptions import Ignore, Reject
-from pydantic import ValidationError
 
 from engines.errors import InferqError
 from tasks import names
 from tasks.app import make_app
 from tasks.errors import error_from_info
 from worker import orphan_guard
-from worker.jobs import Finished, Requeue, Skipped, run_job
+from worker.jobs import Requeue, Skipped, run_job
 from worker.reaper import Reaper
 from worker.runner import EngineRunner
-from worker.settings import WorkerSettings
+from worker.settings import worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +51,6 @@ def runner() -> EngineRunner:
     if _runner is None:
         raise RuntimeError("no engine: this process is not an inferq worker (start it with `inferq worker`)")
     return _runner
-
-
-def worker_settings(**options: Any) -> WorkerSettings:
-    """Settings from CLI options (None = not given) over INFERQ_* variables, or a one-line error."""
-    try:
-        return WorkerSettings(**{key: value for key, value in options.items() if value is not None})
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-        raise SystemExit(f"inferq worker: bad settings: {problems}") from None
 
 
 def pin_gpus(gpus: list[int] | None) -> None:
@@ -93,7 +83,11 @@ class EngineStep(bootsteps.StartStopStep):
         orphan_guard.start(os.getpid())
         _runner = EngineRunner(self.settings, worker.hostname)
         _runner.start()
-        _reaper = Reaper(worker.app, self.settings.lease_ttl_s)
+        _reaper = Reaper(
+            worker.app,
+            self.settings.lease_ttl_s,
+            is_running=lambda job_id: _runner.call(_runner.store.is_running(job_id)),
+        )
         _reaper.start()
         queue = names.queue_for_model(self.settings.name)
         log.info("serving %s (%s engine) on queue %s", self.settings.name, self.settings.engine, queue)
@@ -128,16 +122,20 @@ def _execute(task: Any, kind: str, args: tuple, kwargs: dict) -> dict[str, Any]:
         log.info("job %s: %s", task.request.id, outcome.reason)
         raise Ignore()
     if isinstance(outcome, Requeue):
-        log.error("job %s goes back to the queue: %s; this worker stops", task.request.id, outcome.reason)
-        os.kill(os.getpid(), signal.SIGTERM)
+        if outcome.fatal:
+            log.error("job %s goes back to the queue: %s; this worker stops", task.request.id, outcome.reason)
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            log.warning("job %s goes back to the queue: %s", task.request.id, outcome.reason)
         raise Reject(outcome.reason, requeue=True)
-    assert isinstance(outcome, Finished)
     record = outcome.record
+    log.info("job %s finished: %s (attempt %d)", task.request.id, record.status.value, record.attempt)
     if not outcome.written:
         # A client cancelled or expired the job first; its record stands, and Celery's state stays out of it.
-        log.info("job %s already had a record (%s)", task.request.id, record.status)
+        log.info("job %s already had a record", task.request.id)
         raise Ignore()
     if record.error is None:
-        return record.model_dump(mode="json")
+        # what Flower shows as the result: a summary, not the answer
+        return f"{record.status.value}: {record.usage.completion_tokens if record.usage else 0} tokens"
     # Celery's own state (and Flower) shows the failure; the job record is what clients read.
     raise error_from_info(record.error, record)

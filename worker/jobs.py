@@ -1,26 +1,40 @@
 """One job from delivery to record, on the engine loop.
 
-The order matters: validate (no lease needed to refuse garbage), skip a job that already has a record,
-take the lease, count the delivery, honour a cancel or an expired deadline, and only then touch the
-engine. Every path that ends the job writes its one record through `JobStore.finish`.
+The order matters: refuse garbage (no lease needed), skip a job that already has a record, take the
+lease (waiting while another delivery holds it), look at the record again, count the delivery,
+register as running, and only then look for a cancel or an expired deadline (a cancel published
+before the registration is found by its mark, one published after it by the listener), and only then
+touch the engine.
+
+No unrecorded exit: every path ends in exactly one of
+- Finished: the job's one record was written (or someone else's stands);
+- Skipped: another delivery has run or is running the job; this message goes without a record;
+- Requeue: the job goes back to the queue without a record, because this copy lost its lease, Redis
+  stayed away for longer than `redis_outage_s`, or the engine died (then the worker stops too).
+Any other exception becomes a failed record: its type and message, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import socket
 import time
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from engines.base import ResponseBuilder
 from engines.errors import EngineDead, EngineError, InferqError, InvalidRequest
-from tasks import names
-from tasks.errors import JobCancelled, JobExpired, JobFailed
-from tasks.schemas import ChatJob, ErrorInfo, JobRecord, ScoreJob, Timings, Usage, parse_job
-from worker.lease import job_lease
+from tasks.errors import JobCancelled, JobExpired, JobFailed, LeaseLost
+from tasks.redis_connection import retry_transient
+from tasks.schemas import ChatJob, ErrorInfo, JobRecord, JobStatus, ScoreJob, Timings, Usage, parse_job
+from tasks.store import JobStore
+from worker.lease import JobLease
 from worker.publisher import JobPublisher
 from worker.runner import EngineRunner, RunningJob
 
@@ -35,69 +49,43 @@ class Finished:
 
 @dataclass(frozen=True)
 class Skipped:
-    """Another delivery ran this job, or will: let this message go without a record."""
+    """Another delivery ran this job, or runs it now: let this message go without a record."""
 
     reason: str
 
 
 @dataclass(frozen=True)
 class Requeue:
-    """The engine died under the job: give it back to the queue for a healthy worker."""
+    """Give the message back to the queue without a record; `fatal`: the engine died, stop the worker."""
 
     reason: str
+    fatal: bool = False
 
 
 Outcome = Finished | Skipped | Requeue
 
 
 async def run_job(runner: EngineRunner, job_id: str, kind: str, args: tuple, kwargs: dict, worker: str) -> Outcome:
-    store = runner.store
-    received_at = time.time()
+    run = JobRun(runner, job_id, kind, runner.served_name, worker, received_at=time.time())
     try:
-        job = parse_job(_payload(args, kwargs), kind)
-    except InvalidRequest as error:
-        run = JobRun(runner, job_id, kind, runner.served_name, worker, 0, Timings(queued_at=received_at))
-        record = run.record(error=error)
-        return Finished(record, await store.finish(record))
-    if await store.record(job_id) is not None:
-        return Skipped("the job already has a record")
-    async with job_lease(store, job_id, runner.settings.lease_ttl_s) as held:
-        if not held:
-            return Skipped("another delivery finished the job")
-        attempt = await store.redis.incr(names.deliveries_key(job_id))
-        await store.redis.expire(names.deliveries_key(job_id), runner.settings.record_ttl_s)
-        timings = Timings(queued_at=job.queued_at, started_at=received_at)
-        run = JobRun(runner, job_id, kind, job.model, worker, attempt, timings)
-        publisher = await JobPublisher.open(store, job_id, attempt)
-        refusal = await _refusal(runner, job, job_id, attempt)
-        try:
-            record = run.record(error=refusal) if refusal else await run.execute(job, publisher)
-        except EngineDead as dead:
-            return Requeue(str(dead))
-        return Finished(record, await publisher.finish(record))
+        return await run.deliver(args, kwargs)
+    except Exception as error:
+        return await _ended_by(run, error)
+    finally:
+        await run.close()
 
 
-def _payload(args: tuple, kwargs: dict) -> Any:
-    if kwargs or len(args) != 1:
-        raise InvalidRequest("the task takes exactly one positional argument, the job object", field="payload")
-    return args[0]
-
-
-async def _refusal(runner: EngineRunner, job: ChatJob | ScoreJob, job_id: str, attempt: int) -> InferqError | None:
-    """Why the job must not run now, if it must not."""
-    if attempt > runner.settings.max_deliveries:
-        return JobFailed(f"delivered {attempt} times; every earlier attempt died with its worker (out of memory?)")
-    if await runner.store.cancel_requested(job_id):
-        return JobCancelled("cancelled before it started")
-    if job.deadline_at is not None and time.time() >= job.deadline_at:
-        return JobExpired("the deadline passed while the job was queued")
-    if job.model != runner.served_name:
-        # Routing makes this impossible unless someone sent the job to the wrong queue by hand.
-        return InvalidRequest(f"this worker serves {runner.served_name!r}", field="model")
-    return None
-
-
-_STATUS_OF_ERROR = ((JobCancelled, "cancelled"), (JobExpired, "expired"))
+async def _ended_by(run: JobRun, error: Exception) -> Outcome:
+    if isinstance(error, EngineDead):
+        return Requeue(str(error), fatal=True)
+    if isinstance(error, LeaseLost | RedisError):
+        return Requeue(f"{type(error).__name__}: {error}")
+    # The last resort: a bug somewhere (a backend's chunk handling, say) still ends in a record.
+    log.exception("job %s failed unexpectedly", run.job_id)
+    try:
+        return await run.finish(run.record(error=JobFailed(f"{type(error).__name__}: {error}")))
+    except (LeaseLost, RedisError) as unrecorded:
+        return Requeue(f"could not record the failure ({type(unrecorded).__name__}: {unrecorded})")
 
 
 @dataclass
@@ -107,87 +95,150 @@ class JobRun:
     kind: str
     model: str
     worker: str
-    attempt: int
-    timings: Timings
+    received_at: float
+    timings: Timings | None = None
+    attempt: int = 0
+    lease: JobLease | None = None
+    publisher: JobPublisher | None = None
+    builder: ResponseBuilder | None = None
+    usage: Usage | None = None
+    running: RunningJob | None = field(default=None, repr=False)
 
-    async def execute(self, job: ChatJob | ScoreJob, publisher: JobPublisher) -> JobRecord:
-        engine = self.runner.engine
-        running = RunningJob(self.job_id, abort=lambda: engine.abort(self.job_id))
-        self.runner.running[self.job_id] = running
+    def __post_init__(self) -> None:
+        # Until the payload is parsed, when the producer queued it is unknown.
+        self.timings = Timings(queued_at=self.received_at)
+
+    @property
+    def store(self) -> JobStore:
+        return self.runner.store
+
+    async def deliver(self, args: tuple, kwargs: dict) -> Outcome:
+        settings = self.runner.settings
+        try:
+            job = parse_job(_payload(args, kwargs, settings.max_payload_bytes), self.kind)
+        except InvalidRequest as error:
+            return await self.finish(self.record(error=error))
+        self.model = job.model
+        if await self.store.record(self.job_id) is not None:
+            return Skipped("the job already has a record")
+        self.lease = JobLease(self.store, self.job_id, settings.lease_ttl_s)
+        if not await self.lease.acquire():
+            return Skipped("another delivery finished the job")
+        self.attempt = await self.store.count_delivery(self.job_id)
+        self.timings = Timings(queued_at=job.queued_at, started_at=self.received_at)
+        self.publisher = await JobPublisher.open(self.store, self.lease, self.attempt, settings.redis_outage_s)
+        self.running = RunningJob(self.job_id, abort=lambda: self.runner.engine.abort(self.job_id))
+        self.runner.running[self.job_id] = self.running
+        self.lease.on_lost = self.running.stop
+        refusal = await self._refusal(job)
+        record = self.record(error=refusal) if refusal else await self._execute(job)
+        if self.lease.lost.is_set():
+            raise LeaseLost(f"job {self.job_id}: lease lost while it ran")
+        return await self.finish(record)
+
+    async def finish(self, record: JobRecord) -> Finished:
+        if self.publisher is not None:
+            return Finished(record, await self.publisher.finish(record))
+        # Refused before any lease was taken: nobody else may have run it, and SET NX keeps one record.
+        budget_s = self.runner.settings.redis_outage_s
+        return Finished(record, await retry_transient(lambda: self.store.finish(record), budget_s, "recording"))
+
+    async def close(self) -> None:
+        self.runner.running.pop(self.job_id, None)
+        if self.publisher is not None:
+            await self.publisher.close()
+        if self.lease is not None:
+            await self.lease.release()
+
+    async def _refusal(self, job: ChatJob | ScoreJob) -> InferqError | None:
+        """Why the job must not run now, if it must not."""
+        if self.attempt > self.runner.settings.max_deliveries:
+            return JobFailed(
+                f"delivered {self.attempt} times; every earlier attempt died with its worker (out of memory?)"
+            )
+        if await self.store.cancel_requested(self.job_id):
+            return JobCancelled("cancelled before it started")
+        if job.deadline_at is not None and time.time() >= job.deadline_at:
+            return JobExpired("the deadline passed while the job was queued")
+        if job.model != self.runner.served_name:
+            # Routing makes this impossible unless someone sent the job to the wrong queue by hand.
+            return InvalidRequest(f"this worker serves {self.runner.served_name!r}", field="model")
+        return None
+
+    async def _execute(self, job: ChatJob | ScoreJob) -> JobRecord:
         loop = asyncio.get_running_loop()
         deadline = None if job.deadline_at is None else loop.time() + (job.deadline_at - time.time())
         try:
             async with asyncio.timeout_at(deadline):
                 if isinstance(job, ChatJob):
-                    return await self._chat(job, publisher, running)
-                return await self._score(job, running)
+                    await self._chat(job)
+                else:
+                    return await self._score(job)
         except TimeoutError:
-            # the engine request was aborted on the way out (aclosing in _chat)
-            return self.record(error=JobExpired("the deadline passed while the job ran"))
-        except EngineDead:
-            raise
+            # the engine request was aborted on the way out (aclosing in _chat); the text so far stays
+            return self.record(error=JobExpired("the deadline passed while the job ran"), **self._partial())
         except EngineError as error:
+            if isinstance(error, EngineDead):
+                raise
             log.warning("job %s failed in the engine: %s", self.job_id, error)
-            return self.record(error=error)
-        finally:
-            del self.runner.running[self.job_id]
-
-    async def _chat(self, job: ChatJob, publisher: JobPublisher, running: RunningJob) -> JobRecord:
-        engine = self.runner.engine
-        try:
-            request = engine.prepare_chat(
-                job.messages,
-                job.system,
-                job.tools,
-                job.images,
-                job.videos,
-                job.audios,
-                request_id=self.job_id,
-                adapter=job.adapter,
-                **job.params.model_dump(exclude_none=True),
-            )
+            return self.record(error=error, **self._partial())
         except InvalidRequest as error:
             return self.record(error=error)
-        builder = ResponseBuilder(request.params.n, request.prompt_length)
+        cancelled = JobCancelled("cancelled while generating") if self.running.cancelled else None
+        return self.record(error=cancelled, **self._partial())
+
+    async def _chat(self, job: ChatJob) -> None:
+        engine = self.runner.engine
+        prepare = functools.partial(
+            engine.prepare_chat,
+            job.messages,
+            job.system,
+            job.tools,
+            job.images,
+            job.videos,
+            job.audios,
+            request_id=self.job_id,
+            adapter=job.adapter,
+            **job.params.model_dump(exclude_none=True),
+        )
+        request = await asyncio.get_running_loop().run_in_executor(self.runner.preparer, prepare)
+        self.builder = ResponseBuilder(request.params.n, request.prompt_length)
         async with aclosing(engine.generate(request)) as deltas:
             async for delta in deltas:
                 if self.timings.first_token_at is None and delta.token_ids:
                     self.timings = self.timings.model_copy(update={"first_token_at": time.time()})
-                builder.add(delta)
+                self.builder.add(delta)
                 if job.stream:
-                    await publisher.delta(delta)
-        return self.record(
-            error=JobCancelled("cancelled while generating") if running.cancelled else None,
-            responses=builder.responses(),
-            usage=Usage(prompt_tokens=request.prompt_length, completion_tokens=builder.completion_tokens),
-        )
+                    self.publisher.push(delta)
 
-    async def _score(self, job: ScoreJob, running: RunningJob) -> JobRecord:
+    async def _score(self, job: ScoreJob) -> JobRecord:
         extra = {} if job.max_length is None else {"max_length": job.max_length}
         scoring = asyncio.ensure_future(self.runner.engine.get_scores(job.texts, **extra))
 
         async def abort() -> None:  # a forward pass cannot stop midway; its result is dropped
             scoring.cancel()
 
-        running.abort = abort
+        self.running.abort = abort
         try:
             scores = await scoring
         except asyncio.CancelledError:
-            if not running.cancelled:
+            if not self.running.stopped:
                 raise
             return self.record(error=JobCancelled("cancelled while scoring"))
-        except InvalidRequest as error:
-            return self.record(error=error)
         return self.record(scores=scores)
 
+    def _partial(self) -> dict[str, Any]:
+        """What a chat generated so far: its responses and usage (nothing for a score job)."""
+        if self.builder is None:
+            return {}
+        usage = Usage(prompt_tokens=self.builder.prompt_length, completion_tokens=self.builder.completion_tokens)
+        return {"responses": self.builder.responses(), "usage": usage}
+
     def record(self, error: InferqError | None = None, **results: Any) -> JobRecord:
-        status = "succeeded"
-        if error is not None:
-            status = next((s for cls, s in _STATUS_OF_ERROR if isinstance(error, cls)), "failed")
         return JobRecord(
             job_id=self.job_id,
             kind=self.kind,
-            status=status,
+            status=status_of(error),
             model=self.model,
             engine=self.runner.settings.engine,
             worker=self.worker,
@@ -197,3 +248,24 @@ class JobRun:
             error=ErrorInfo.of(error) if error is not None else None,
             **results,
         )
+
+
+def status_of(error: InferqError | None) -> JobStatus:
+    if error is None:
+        return JobStatus.SUCCEEDED
+    if isinstance(error, JobCancelled):
+        return JobStatus.CANCELLED
+    if isinstance(error, JobExpired):
+        return JobStatus.EXPIRED
+    return JobStatus.FAILED
+
+
+def _payload(args: tuple, kwargs: dict, max_payload_bytes: int) -> Any:
+    if kwargs or len(args) != 1:
+        raise InvalidRequest("the task takes exactly one positional argument, the job object", field="payload")
+    size = len(json.dumps(args[0]).encode())
+    if size > max_payload_bytes:
+        raise InvalidRequest(
+            f"the job is {size} bytes of JSON; this worker takes at most {max_payload_bytes}", field="payload"
+        )
+    return args[0]

@@ -1,42 +1,83 @@
-"""A per-job lease in Redis, so that a job delivered twice (celery#5935) never runs twice at once."""
+"""A per-job lease in Redis, so that a job delivered twice (celery#5935) never runs twice at once.
+
+The holder renews it every third of its lifetime and rides out Redis errors by retrying until the
+lease would lapse. If it cannot renew in time, or finds the lease taken, the lease is lost: `lost`
+is set and `on_lost` runs (the job's engine request is aborted). Every write the job makes carries the
+lease's token (tasks/store.py checks it in Redis), so a copy that lost its lease can neither publish
+nor record, even before it notices: two copies never both write.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
-from tasks import names
+from redis.exceptions import RedisError
+
 from tasks.store import JobStore
 
-# Renew or release only a lease that is still ours: after a long stall another worker may hold it.
-_RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+log = logging.getLogger(__name__)
+
+RETRY_S = 0.2  # between renewal attempts while Redis does not answer
 
 
-@contextlib.asynccontextmanager
-async def job_lease(store: JobStore, job_id: str, ttl_s: float) -> AsyncIterator[bool]:
-    """Yields True once this worker holds the job's lease, or False if the job got a record meanwhile.
+class JobLease:
+    def __init__(self, store: JobStore, job_id: str, ttl_s: float) -> None:
+        self._store = store
+        self.job_id = job_id
+        self.ttl_s = ttl_s
+        self.token = uuid.uuid4().hex
+        self.lost = asyncio.Event()
+        self.on_lost: Callable[[], Awaitable[None]] | None = None
+        self._renewer: asyncio.Task[None] | None = None
 
-    A second delivery waits here for the first: it runs the job only if the first worker died (its
-    lease lapsed without a record), and otherwise just lets the message go.
-    """
-    redis, key, token, ttl_ms = store.redis, names.lease_key(job_id), uuid.uuid4().hex, int(ttl_s * 1000)
-    while not await redis.set(key, token, nx=True, px=ttl_ms):
-        if await store.record(job_id) is not None:
-            yield False
-            return
-        await asyncio.sleep(min(1.0, ttl_s / 3))
-    renewer = asyncio.create_task(_keep(redis, key, token, ttl_ms))
-    try:
-        yield True
-    finally:
-        renewer.cancel()
-        await redis.eval(_RELEASE, 1, key, token)
+    async def acquire(self) -> bool:
+        """Takes the lease, waiting while another delivery holds it. False if the job has a record.
 
+        A second delivery waits here for the first: it runs the job only if the first worker died (its
+        lease lapsed without a record), and otherwise lets its message go.
+        """
+        while not await self._store.acquire_lease(self.job_id, self.token, self.ttl_s):
+            if await self._store.record(self.job_id) is not None:
+                return False
+            await asyncio.sleep(min(1.0, self.ttl_s / 3))
+        if await self._store.record(self.job_id) is not None:
+            # The holder finished the job and let go between two looks: it is done, not orphaned.
+            await self._store.release_lease(self.job_id, self.token)
+            return False
+        self._renewer = asyncio.create_task(self._keep(), name=f"inferq-lease-{self.job_id}")
+        return True
 
-async def _keep(redis, key: str, token: str, ttl_ms: int) -> None:
-    while True:
-        await asyncio.sleep(ttl_ms / 3000)
-        await redis.eval(_RENEW, 1, key, token, ttl_ms)
+    async def release(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        if not self.lost.is_set():
+            with contextlib.suppress(RedisError):  # unreleased, it lapses by itself
+                await self._store.release_lease(self.job_id, self.token)
+
+    async def _keep(self) -> None:
+        loop = asyncio.get_running_loop()
+        expires_at = loop.time() + self.ttl_s
+        while True:
+            await asyncio.sleep(self.ttl_s / 3)
+            while True:
+                try:
+                    if not await self._store.renew_lease(self.job_id, self.token, self.ttl_s):
+                        return await self._lose("it lapsed and may be another worker's now")
+                    expires_at = loop.time() + self.ttl_s
+                    break
+                except RedisError as error:
+                    if loop.time() + RETRY_S >= expires_at:
+                        return await self._lose(f"Redis did not answer before it lapsed ({error})")
+                    await asyncio.sleep(RETRY_S)
+
+    async def _lose(self, why: str) -> None:
+        log.error("job %s: lease lost: %s; stopping this copy", self.job_id, why)
+        self.lost.set()
+        if self.on_lost is not None:
+            await self.on_lost()

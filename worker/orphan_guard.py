@@ -11,6 +11,7 @@ Run as `python -m worker.orphan_guard <worker pid>`; stdlib only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -21,9 +22,15 @@ from pathlib import Path
 SNAPSHOT_INTERVAL_S = 0.5
 
 
-def start(worker_pid: int) -> subprocess.Popen[bytes]:
-    from worker.embedded_redis import die_with_parent
+PR_SET_PDEATHSIG = 1
 
+
+def die_with_parent() -> None:
+    """A `preexec_fn`: the kernel sends the child SIGTERM when its parent dies, even by SIGKILL."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start(worker_pid: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "worker.orphan_guard", str(worker_pid)], preexec_fn=die_with_parent)
 
 

@@ -1,41 +1,93 @@
-"""One job's token events, in order, on its replay log and pub/sub channel."""
+"""One job's events, in order, on its replay log and live channel, under its lease.
+
+Deltas are pushed without waiting and written by one flusher task: while a write is in flight the
+next deltas gather, so a busy engine publishes a whole step's tokens in one round trip instead of one
+per token, and the job never waits on Redis between engine steps. Each write carries the lease's
+token, so a copy of the job that lost its lease cannot publish; a Redis that restarts or refuses
+writes for a while is ridden out with retries (`redis_outage_s`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+
 from engines.schemas import Delta
+from tasks.redis_connection import retry_transient
 from tasks.schemas import JobRecord, RestartEvent, TokenEvent
-from tasks.store import JobStore
+from tasks.store import Event, JobStore
+from worker.lease import JobLease
 
 
 class JobPublisher:
-    def __init__(self, store: JobStore, job_id: str, attempt: int, first_seq: int) -> None:
+    def __init__(self, store: JobStore, lease: JobLease, attempt: int, last_seq: int, outage_s: float) -> None:
         self._store = store
-        self._job_id = job_id
+        self._lease = lease
         self._attempt = attempt
-        self._seq = first_seq - 1
+        self._seq = last_seq
+        self._outage_s = outage_s
+        self._pending: list[Event] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
 
     @classmethod
-    async def open(cls, store: JobStore, job_id: str, attempt: int) -> JobPublisher:
+    async def open(cls, store: JobStore, lease: JobLease, attempt: int, outage_s: float) -> JobPublisher:
         """Continues the job's sequence; a later attempt first voids what earlier ones streamed."""
-        last_seq = await store.last_seq(job_id)
-        publisher = cls(store, job_id, attempt, last_seq + 1)
+        last_seq = await retry_transient(lambda: store.last_seq(lease.job_id), outage_s, "reading the replay log")
+        publisher = cls(store, lease, attempt, last_seq, outage_s)
         if last_seq:
-            await store.append(job_id, RestartEvent(seq=publisher._next_seq(), attempt=attempt))
+            await publisher._write([RestartEvent(seq=publisher._next_seq(), attempt=attempt)])
         return publisher
 
-    async def delta(self, delta: Delta) -> None:
-        event = TokenEvent(
-            seq=self._next_seq(),
-            attempt=self._attempt,
-            index=delta.index,
-            text=delta.text,
-            num_tokens=len(delta.token_ids),
-            finish_reason=delta.finish_reason,
+    def push(self, delta: Delta) -> None:
+        """Queues a delta for publishing; raises what made an earlier write fail for good."""
+        if self._error is not None:
+            raise self._error
+        self._pending.append(
+            TokenEvent(
+                seq=self._next_seq(),
+                attempt=self._attempt,
+                index=delta.index,
+                text=delta.text,
+                num_tokens=len(delta.token_ids),
+                finish_reason=delta.finish_reason,
+            )
         )
-        await self._store.append(self._job_id, event)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def drain(self) -> None:
+        """Waits until every pushed delta is written."""
+        if self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        if self._error is not None:
+            raise self._error
+
+    async def close(self) -> None:
+        """Stops publishing (the job ended another way); nothing more is written."""
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
 
     async def finish(self, record: JobRecord) -> bool:
-        return await self._store.finish(record, next_seq=self._next_seq())
+        """Writes the record after every delta (False: someone else wrote the job's record first).
+
+        Raises LeaseLost when the lease is no longer this copy's."""
+        await self.drain()
+        token = self._lease.token
+        return await retry_transient(lambda: self._store.finish(record, token), self._outage_s, "writing the record")
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._write(batch)
+            except Exception as error:  # LeaseLost, or Redis away for longer than redis_outage_s
+                self._error = error
+                return
+
+    async def _write(self, events: list[Event]) -> None:
+        job_id, token = self._lease.job_id, self._lease.token
+        await retry_transient(lambda: self._store.append(job_id, events, token), self._outage_s, "publishing")
 
     def _next_seq(self) -> int:
         self._seq += 1

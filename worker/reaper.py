@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from celery import Celery
 
@@ -19,10 +20,8 @@ from tasks import names
 
 log = logging.getLogger(__name__)
 
-JOB_TASKS = (names.CHAT_TASK, names.SCORE_TASK)
 
-
-def restore_orphans(app: Celery, lease_ttl_s: float) -> list[str]:
+def restore_orphans(app: Celery, lease_ttl_s: float, is_running: Callable[[str], bool]) -> list[str]:
     """One sweep; returns the ids of the jobs it put back."""
     restored = []
     with app.connection_for_write() as connection:
@@ -34,10 +33,10 @@ def restore_orphans(app: Celery, lease_ttl_s: float) -> list[str]:
             if raw is None:
                 continue  # acked meanwhile
             headers = json.loads(raw)[0].get("headers") or {}
-            if headers.get("task") not in JOB_TASKS:
+            if headers.get("task") not in names.JOB_TASKS:
                 continue  # another app's message on the same broker: not ours to judge
             job_id = headers["id"]
-            if client.exists(names.lease_key(job_id)):
+            if is_running(job_id):
                 continue
             channel.qos.restore_by_tag(tag, client, leftmost=True)
             restored.append(job_id)
@@ -49,9 +48,10 @@ def restore_orphans(app: Celery, lease_ttl_s: float) -> list[str]:
 class Reaper:
     """Sweeps once per lease lifetime on a daemon thread (kombu's client is synchronous)."""
 
-    def __init__(self, app: Celery, lease_ttl_s: float) -> None:
+    def __init__(self, app: Celery, lease_ttl_s: float, is_running: Callable[[str], bool]) -> None:
         self._app = app
         self._lease_ttl_s = lease_ttl_s
+        self._is_running = is_running
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inferq-reaper", daemon=True)
 
@@ -65,6 +65,6 @@ class Reaper:
     def _run(self) -> None:
         while not self._stopped.wait(self._lease_ttl_s):
             try:
-                restore_orphans(self._app, self._lease_ttl_s)
+                restore_orphans(self._app, self._lease_ttl_s, self._is_running)
             except Exception:  # a broker hiccup must not end the sweeps
                 log.exception("orphan sweep failed")

@@ -13,14 +13,14 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from engines import BaseEngine, load_engine
-from tasks import names
+from tasks.hub import RESYNC
 from tasks.schemas import WorkerInfo
 from tasks.store import JobStore
 from worker.settings import WorkerSettings
@@ -36,6 +36,12 @@ class RunningJob:
     job_id: str
     abort: Callable[[], Awaitable[None]]
     cancelled: bool = field(default=False)
+    stopped: bool = field(default=False)  # aborted for any reason (cancel, lost lease): abort only once
+
+    async def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            await self.abort()
 
 
 class EngineRunner:
@@ -49,6 +55,9 @@ class EngineRunner:
         self.started_at = time.time()
         self._thread = threading.Thread(target=self.loop.run_forever, name="inferq-engine-loop", daemon=True)
         self._background: list[asyncio.Task[None]] = []
+        # Templating and tokenizing a prompt (megabytes of it, at worst) must not stall the loop that
+        # renews leases, heartbeats and hears cancels; one thread, because tokenizers are not shared safely.
+        self.preparer = ThreadPoolExecutor(1, thread_name_prefix="inferq-prepare")
 
     @property
     def served_name(self) -> str:
@@ -77,9 +86,8 @@ class EngineRunner:
         settings = self.settings
         # Built on this loop: engines bind their async machinery to the loop they are created on.
         self.engine = load_engine(settings.engine, settings.model, **settings.engine_args)
-        redis = Redis.from_url(settings.redis_url, decode_responses=True, health_check_interval=30)
-        self.store = JobStore(redis, settings)
-        await redis.ping()
+        self.store = JobStore.open(settings, client_name=f"inferq-worker:{self.hostname}")
+        await self.store.ping()
         await self._announce()
         self._background = [
             asyncio.create_task(self._listen_for_cancels(), name="inferq-cancels"),
@@ -91,8 +99,9 @@ class EngineRunner:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         if self.store is not None:
-            await self.store.redis.delete(names.worker_key(self.hostname))
-            await self.store.redis.aclose()
+            await self.store.retire(self.hostname)
+            await self.store.aclose()
+        self.preparer.shutdown(wait=False)
         if self.engine is not None:
             await self.engine.close()
 
@@ -102,28 +111,34 @@ class EngineRunner:
             return
         job.cancelled = True
         log.info("cancelling job %s", job_id)
-        await job.abort()
+        await job.stop()
 
     async def _listen_for_cancels(self) -> None:
+        """Cancels arrive on one channel; after the subscriber reconnects (RESYNC), cancels published
+        while it was away are found through the running jobs' cancel marks."""
+        follower = await self.store.follow_cancels()
         while True:
-            pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(names.CANCEL_CHANNEL)
-                async for message in pubsub.listen():
-                    await self.cancel(message["data"])
-            except RedisConnectionError:
-                log.warning("cancel listener lost Redis; reconnecting")
-                await asyncio.sleep(1)
-            finally:
-                await pubsub.aclose()
+            message = await follower.get(timeout=None)
+            if message is RESYNC:
+                try:
+                    marked = await self.store.cancels_requested(list(self.running))
+                except RedisError as error:
+                    log.warning("could not read cancel marks (%s); trying again", error)
+                    await asyncio.sleep(1)
+                    follower.queue.put_nowait(RESYNC)
+                    continue
+                for job_id in marked:
+                    await self.cancel(job_id)
+            else:
+                await self.cancel(message)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_s)
             try:
                 await self._announce()
-            except RedisConnectionError:
-                log.warning("heartbeat could not reach Redis")
+            except Exception as error:  # whatever went wrong, the next beat tries again
+                log.warning("heartbeat failed: %s", error)
 
     async def _announce(self) -> None:
         info = WorkerInfo(
@@ -139,5 +154,4 @@ class EngineRunner:
             concurrency=self.settings.concurrency,
             num_running=len(self.running),
         )
-        ttl_s = max(3 * self.settings.heartbeat_s, 2)
-        await self.store.redis.set(names.worker_key(self.hostname), info.model_dump_json(), px=int(ttl_s * 1000))
+        await self.store.announce(info, ttl_s=max(3 * self.settings.heartbeat_s, 2))

@@ -7,10 +7,10 @@ import json
 import re
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from engines.registry import ENGINES
-from tasks.config import QueueSettings
+from tasks.config import QueueSettings, settings_problems
 from tasks.schemas import MODEL_NAME
 
 
@@ -26,6 +26,9 @@ class WorkerSettings(QueueSettings):
     )
     lease_ttl_s: float = Field(30.0, ge=1, description="a dead worker's job lease lapses after this")
     heartbeat_s: float = Field(5.0, gt=0, description="how often the worker re-announces itself")
+    redis_outage_s: float = Field(
+        60.0, gt=0, description="how long a running job retries writes Redis refuses before going back to the queue"
+    )
 
     @field_validator("engine")
     @classmethod
@@ -53,3 +56,12 @@ class WorkerSettings(QueueSettings):
         if not MODEL_NAME.match(self.name):
             raise ValueError(f"name {self.name!r}: use letters, digits and . _ / - (at most 128)")
         return self
+
+
+def worker_settings(**options: Any) -> WorkerSettings:
+    """Settings from CLI options (None = not given) over INFERQ_* variables, or a one-line error that
+    names each bad setting and never repeats its value (a Redis URL holds a password)."""
+    try:
+        return WorkerSettings(**{key: value for key, value in options.items() if value is not None})
+    except ValidationError as exc:
+        raise SystemExit(f"inferq worker: bad settings: {settings_problems(exc)}") from None

@@ -1,84 +1,221 @@
-"""The async client (and the sync client's async methods) against real workers on a real Redis."""
+"""The async client against a real echo worker (a separate process) on a real Redis.
+
+Twin of test_client.py, test for test (tests/api_client/test_twins.py checks that). Jobs are built
+so that they cannot end before the test says so (`[hold]`, `[wait:PATH]`): nothing here bets on speed.
+"""
 
 import asyncio
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
-from api_client import AsyncInferQClient, InferQClient, JobCancelled, JobTimeout, NoSuchModel
+from api_client import (
+    AsyncInferQClient,
+    InvalidRequest,
+    JobCancelled,
+    JobExpired,
+    JobFailed,
+    JobTimeout,
+    NoSuchModel,
+)
+from tasks.schemas import FinalEvent, JobStatus, TokenEvent
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
-GREEDY = {"temperature": 0}
+
+def ask(text):
+    return [{"role": "user", "content": text}]
 
 
 @pytest.fixture(scope="module")
-async def aclient(redis_url):
-    async with AsyncInferQClient(redis_url, model="tiny") as client:
+async def aclient(client_settings):
+    async with AsyncInferQClient(model="echo", settings=client_settings) as client:
         yield client
 
 
-async def test_achat_and_joined_astream_agree(aclient, tiny_worker):
-    [response] = await aclient.achat(QUESTION, max_new_tokens=16, **GREEDY)
-    pieces = [piece async for piece in aclient.astream_chat(QUESTION, max_new_tokens=16, **GREEDY)]
-    assert len(pieces) > 1 and "".join(pieces) == response.response_text
-    assert response.response_length == 16
+async def test_chat_returns_responses(aclient, echo_worker):
+    [response] = await aclient.achat(ask("the capital of France is Paris"))
+    assert (response.response_text, response.finish_reason) == ("the capital of France is Paris", "stop")
+    assert response.response_length == 7 and response.prompt_length == 8  # 6 words + end of turn; + 2 role words
 
 
-async def test_many_concurrent_jobs_share_the_worker(aclient, tiny_worker):
-    prompts = [[{"role": "user", "content": f"count to {i}"}] for i in range(8)]
-    results = await asyncio.gather(*[aclient.achat(p, max_new_tokens=10, **GREEDY) for p in prompts])
-    assert [r[0].response_length for r in results] == [10] * 8
+async def test_joined_stream_equals_chat_and_every_sequence_number_arrives_once(aclient, echo_worker):
+    handle = await aclient.submit_chat(ask("one two three four five"))
+    events = [event async for event in handle.events()]
+    assert [event.seq for event in events] == list(range(1, len(events) + 1))
+    assert isinstance(events[-1], FinalEvent)
+    text = "".join(event.text for event in events if isinstance(event, TokenEvent))
+    assert text == events[-1].record.responses[0].response_text == "one two three four five"
+    assert "".join([piece async for piece in aclient.astream_chat(ask("one two three four five"))]) == text
 
 
-async def test_aget_scores(aclient, tiny_scorer_worker):
-    scores = await aclient.aget_scores(["a good answer", "a bad answer"], "tiny-rm")
-    assert len(scores) == 2
+async def test_a_late_subscriber_gets_every_delta(aclient, echo_worker, release):
+    wait, let_go = release()
+    handle = await aclient.submit_chat(ask(f"early {wait} late"))
+    stream = handle.stream()
+    assert await anext(stream) == "early"  # the job is surely halfway: it waits for the test
+    late = handle.stream()  # a second reader arrives mid-job
+    let_go()
+    assert [piece async for piece in late] == ["early", f" {wait}", " late"]
+    assert [piece async for piece in stream] == [f" {wait}", " late"]
+    assert [piece async for piece in handle.stream()] == ["early", f" {wait}", " late"]  # after the end
 
 
-async def test_closing_a_stream_early_cancels_its_job(aclient, tiny_worker):
-    stream = aclient.astream_chat(QUESTION, max_new_tokens=2000, **GREEDY)
-    async for _ in stream:
-        break
-    await stream.aclose()
-    # the job is gone from the worker: its record says cancelled, long before 2000 tokens
-    handle = await _latest_job(aclient)
+async def test_record_carries_usage_timings_and_worker(aclient, echo_worker):
+    record = await (await aclient.submit_chat(ask("a b c"))).result(timeout=60)
+    assert (record.status, record.kind, record.model, record.engine) == (JobStatus.SUCCEEDED, "chat", "echo", "echo")
+    assert record.worker == echo_worker.hostname and record.attempt == 1
+    assert (record.usage.prompt_tokens, record.usage.completion_tokens) == (5, 4)  # "user:" and "assistant:" too
+    timings = record.timings
+    assert timings.queued_at <= timings.started_at <= timings.first_token_at <= timings.finished_at
+
+
+async def test_n_answers(aclient, echo_worker):
+    responses = await aclient.achat(ask("x y z"), n=3, max_new_tokens=2)
+    assert [(r.response_text, r.finish_reason) for r in responses] == [("x y", "length")] * 3
+
+
+async def test_scores(aclient, echo_scorer_worker):
+    assert await aclient.aget_scores(["two words", "and three words"], "echo-rm") == [2.0, 3.0]
+
+
+async def test_cancel_mid_stream_keeps_the_text_so_far(aclient, echo_worker):
+    handle = await aclient.submit_chat(ask("first second [hold] never"))
+    stream = handle.stream()
+    seen = [await anext(stream), await anext(stream)]
+    await handle.cancel()
     with pytest.raises(JobCancelled) as caught:
-        await handle.result(timeout=30)
+        await handle.result(timeout=60)
+    [response] = caught.value.record.responses
+    assert (response.response_text, response.finish_reason) == ("".join(seen), "abort") == ("first second", "abort")
+    assert caught.value.record.status == JobStatus.CANCELLED
+
+
+async def test_cancel_while_queued(aclient):
+    handle = await aclient.submit_chat(ask("x"), "nobody-serves-this")
+    await handle.cancel()
+    with pytest.raises(JobCancelled, match="queued") as caught:
+        await handle.result(timeout=60)
+    assert caught.value.record.responses is None
+
+
+async def test_a_job_for_a_model_nobody_serves_fails_after_the_grace(aclient, echo_worker):
+    with pytest.raises(NoSuchModel) as caught:
+        await aclient.achat(ask("x"), "ghost-model")  # no deadline: the grace ends the wait
+    assert caught.value.field == "model" and "'ghost-model'" in str(caught.value) and "echo" in str(caught.value)
+    assert caught.value.record.status == JobStatus.EXPIRED
+
+
+async def test_a_job_whose_deadline_passes_while_queued_expires(aclient, echo_worker):
+    handle = await aclient.submit_chat(ask("x"), "ghost-model", deadline_s=0.5)  # shorter than the grace
+    with pytest.raises(JobExpired, match="deadline passed while the job was queued") as caught:
+        await handle.result(timeout=60)
+    assert caught.value.record.status == JobStatus.EXPIRED
+
+
+@pytest.mark.parametrize(
+    ("messages", "params", "field"),
+    [
+        ([{"role": "robot", "content": "x"}], {}, "messages.0.role"),
+        ([], {}, "messages"),
+        (ask("x"), {"temperature": -1}, "temperature"),
+        (ask("x"), {"top_k": "many"}, "top_k"),
+        (ask("x"), {"n": 1000}, "n"),
+        (ask("x"), {"deadline_s": 0}, "deadline_s"),
+        (ask("x"), {"priority": 12}, "priority"),
+        (ask("x" * 5_000_000), {}, "payload"),
+    ],
+)
+async def test_bad_input_is_refused_before_anything_is_sent(aclient, messages, params, field):
+    with pytest.raises(InvalidRequest) as caught:
+        await aclient.submit_chat(messages, **params)
+    assert caught.value.field == field
+
+
+async def test_an_unexpected_engine_error_ends_in_a_failed_record(aclient, echo_worker):
+    handle = await aclient.submit_chat(ask("fine until [fail]"))
+    with pytest.raises(JobFailed, match="RuntimeError: echo: the \\[fail\\] directive") as caught:
+        await handle.result(timeout=60)
+    assert caught.value.record.status == JobStatus.FAILED and "Traceback" not in caught.value.message
+
+
+async def test_a_handle_can_be_found_again_by_id(aclient, echo_worker):
+    handle = await aclient.submit_chat(ask("find me"))
+    again = await aclient.find_job(handle.id)
+    assert await again.result(timeout=60) == await handle.result(timeout=60)
+    assert await aclient.find_job("no-such-job") is None
+
+
+async def test_a_handle_timeout_stops_the_wait_not_the_job(aclient, echo_worker, release):
+    wait, let_go = release()
+    handle = await aclient.submit_chat(ask(f"{wait} done"))
+    with pytest.raises(JobTimeout):
+        await handle.result(timeout=0.5)
+    let_go()
+    assert (await handle.result(timeout=60)).responses[0].response_text == f"{wait} done"
+
+
+async def test_a_chat_timeout_stops_the_wait_and_the_job(aclient, echo_worker, latest_job_id):
+    with pytest.raises(JobTimeout):
+        await aclient.achat(ask("[hold]"), timeout=0.5)
+    handle = await aclient.find_job(latest_job_id())
+    with pytest.raises(JobCancelled):
+        await handle.result(timeout=60)
+
+
+async def test_a_stream_timeout_stops_the_stream_and_the_job(aclient, echo_worker, latest_job_id):
+    with pytest.raises(JobTimeout):
+        async for _ in aclient.astream_chat(ask("tick [hold]"), timeout=1):
+            pass
+    handle = await aclient.find_job(latest_job_id())
+    with pytest.raises(JobCancelled) as caught:
+        await handle.result(timeout=60)
+    assert caught.value.record.responses[0].response_text == "tick"
+
+
+async def test_closing_a_stream_early_cancels_its_job(aclient, echo_worker, latest_job_id):
+    stream = aclient.astream_chat(ask("one [hold]"))
+    assert await anext(stream) == "one"
+    await stream.aclose()
+    handle = await aclient.find_job(latest_job_id())
+    with pytest.raises(JobCancelled) as caught:
+        await handle.result(timeout=60)
     assert caught.value.record.responses[0].finish_reason == "abort"
 
 
-async def test_a_timeout_stops_the_wait_and_the_job(aclient, tiny_worker):
-    with pytest.raises(JobTimeout):
-        await aclient.achat(QUESTION, max_new_tokens=2000, timeout=1.0, **GREEDY)
-    handle = await _latest_job(aclient)
+async def test_hundreds_of_concurrent_jobs_share_a_few_connections(aclient, echo_worker):
+    results = await asyncio.gather(*[aclient.achat(ask(f"job {i}")) for i in range(300)])
+    assert [r[0].response_text for r in results] == [f"job {i}" for i in range(300)]
+
+
+async def test_an_abandoned_stream_is_closed_and_its_job_cancelled(aclient, echo_worker, latest_job_id):
+    stream = aclient.astream_chat(ask("left [hold]"))
+    assert await anext(stream) == "left"
+    del stream  # never closed: the event loop's async-generator finalizer closes it
+    handle = await aclient.find_job(latest_job_id())
     with pytest.raises(JobCancelled):
-        await handle.result(timeout=30)
+        await handle.result(timeout=60)
 
 
-async def test_handle_timeout_leaves_the_job_running(aclient, tiny_worker):
-    handle = await aclient.submit_chat(QUESTION, max_new_tokens=60, **GREEDY)
-    with pytest.raises(JobTimeout):
-        await handle.result(timeout=0.2)
-    record = await handle.result(timeout=60)
-    assert record.responses[0].response_length == 60
 
+async def test_a_script_that_leaves_a_stream_open_still_exits(aclient, redis_url, echo_worker, latest_job_id):
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from api_client import AsyncInferQClient
 
-async def test_async_unserved_model_expires(aclient):
-    with pytest.raises(NoSuchModel):
-        await aclient.achat(QUESTION, "ghost-model", deadline_s=1)
+        async def main():
+            client = AsyncInferQClient(model="echo")
+            stream = (await client.submit_chat([{"role": "user", "content": "a [hold]"}])).stream()
+            print(await anext(stream), flush=True)
 
-
-async def test_sync_clients_async_methods_bridge_to_its_loop(redis_url, tiny_worker, tiny_scorer_worker):
-    with InferQClient(redis_url, model="tiny") as client:
-        [response] = await client.achat(QUESTION, max_new_tokens=6, **GREEDY)
-        pieces = [piece async for piece in client.astream_chat(QUESTION, max_new_tokens=6, **GREEDY)]
-        scores = await client.aget_scores(["x"], "tiny-rm")
-    assert "".join(pieces) == response.response_text and len(scores) == 1
-
-
-async def _latest_job(client: AsyncInferQClient):
-    """The handle of the most recently submitted job (the convenience methods do not return theirs)."""
-    metas = []
-    async for key in client.store.redis.scan_iter(match="inferq:job:*"):
-        metas.append(await client.store.meta(key.split(":")[-1]))
-    newest = max(metas, key=lambda meta: meta.queued_at)
-    return await client.find_job(newest.job_id)
+        asyncio.run(main())
+        """
+    )  # the script ends with the stream, the handle and the client all open
+    done = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, "INFERQ_REDIS_URL": redis_url},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "a"), done.stderr
+    await (await aclient.find_job(latest_job_id())).cancel()  # the job itself would hold until cancelled

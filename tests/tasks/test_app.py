@@ -5,7 +5,6 @@ from tasks.config import QueueSettings
 def test_the_app_speaks_json_only_and_acks_late():
     conf = make_app(QueueSettings(redis_url="redis://example:6379/3")).conf
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
-    assert conf.result_accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert conf.worker_send_task_events and conf.task_send_sent_event
@@ -14,7 +13,6 @@ def test_the_app_speaks_json_only_and_acks_late():
 def test_the_visibility_timeout_outlives_long_jobs():
     conf = make_app(QueueSettings(visibility_timeout_s=7200)).conf
     assert conf.broker_transport_options["visibility_timeout"] == 7200
-    assert conf.result_backend_transport_options["visibility_timeout"] == 7200
     assert QueueSettings().visibility_timeout_s >= 3600
 
 
@@ -25,5 +23,19 @@ def test_priorities_zero_to_nine_with_zero_first():
 
 def test_rediss_turns_on_certificate_checks_and_passwords_pass_through():
     conf = make_app(QueueSettings(redis_url="rediss://:s3cret@cache.example:6380/0")).conf
-    assert conf.broker_use_ssl["ssl_cert_reqs"] and conf.redis_backend_use_ssl["ssl_cert_reqs"]
+    assert conf.broker_use_ssl["ssl_cert_reqs"]
     assert conf.broker_url.startswith("rediss://:s3cret@")
+
+
+def test_no_second_copy_of_records_in_celerys_result_backend():
+    conf = make_app().conf
+    assert conf.task_ignore_result and not conf.result_backend and not conf.result_extended
+
+
+def test_the_broker_transport_survives_malformed_messages():
+    assert make_app().conf.broker_transport == "tasks.broker:Transport"
+
+
+def test_redis_passwords_are_redacted_for_messages():
+    settings = QueueSettings(redis_url="redis://:s3cret@cache.example:6379/0")
+    assert settings.redacted_url == "redis://:***@cache.example:6379/0"

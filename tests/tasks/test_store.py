@@ -1,46 +1,88 @@
-"""The Redis protocol both sides share, on a real Redis."""
+"""The one owner of inferq's Redis keys, on a real Redis (a flushed database per test)."""
+
+import asyncio
 
 import pytest
-from redis.asyncio import Redis
 
-from tasks.config import QueueSettings
-from tasks.schemas import JobRecord, Timings, TokenEvent
-from tasks.store import JobStore
+from tasks.errors import LeaseLost
+from tasks.schemas import JobRecord, JobStatus, Timings, TokenEvent, WorkerInfo
 
 
-@pytest.fixture
-async def store(redis_url):
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    yield JobStore(redis, QueueSettings(redis_url=redis_url, stream_ttl_s=30))
-    await redis.aclose()
-
-
-def _record(job_id, status="succeeded"):
+def _record(job_id, status=JobStatus.SUCCEEDED):
     return JobRecord(job_id=job_id, kind="chat", status=status, model="m", timings=Timings(queued_at=0))
+
+
+def _token(seq, text="t"):
+    return TokenEvent(seq=seq, attempt=1, index=0, text=text, num_tokens=1)
 
 
 async def test_a_job_gets_exactly_one_record(store):
     assert await store.finish(_record("once"))
-    assert not await store.finish(_record("once", status="cancelled"))
-    assert (await store.record("once")).status == "succeeded"
+    assert not await store.finish(_record("once", status=JobStatus.CANCELLED))
+    assert (await store.record("once")).status == JobStatus.SUCCEEDED
 
 
-async def test_events_are_logged_in_sequence_and_expire(store):
-    for seq in (1, 2, 3):
-        await store.append("logged", TokenEvent(seq=seq, attempt=1, index=0, text=str(seq), num_tokens=1))
+async def test_events_are_logged_in_sequence(store):
+    await store.append("logged", [_token(1, "1"), _token(2, "2"), _token(3, "3")])
     assert [event.text for event in await store.events_after("logged", 1)] == ["2", "3"]
     assert await store.last_seq("logged") == 3
-    assert 0 < await store.redis.ttl("inferq:events:logged") <= 30
+
+
+async def test_a_retried_append_writes_nothing_twice(store):
+    await store.append("retried", [_token(1), _token(2)])
+    await store.append("retried", [_token(2), _token(3)])  # the first write went through, its reply was lost
+    assert [event.seq for event in await store.events_after("retried", 0)] == [1, 2, 3]
 
 
 async def test_finish_appends_the_final_event_after_the_last(store):
-    await store.append("ending", TokenEvent(seq=1, attempt=1, index=0, text="a", num_tokens=1))
+    await store.append("ending", [_token(1, "a")])
     await store.finish(_record("ending"))
     events = await store.events_after("ending", 0)
     assert [event.type for event in events] == ["token", "final"] and events[-1].seq == 2
+    assert events[-1].record == _record("ending")
 
 
-async def test_cancel_marks_are_seen(store):
+async def test_writes_under_a_lease_stop_when_the_lease_is_someone_elses(store):
+    assert await store.acquire_lease("fenced", "mine", ttl_s=30)
+    await store.append("fenced", [_token(1)], lease_token="mine")
+    assert not await store.acquire_lease("fenced", "theirs", ttl_s=30)
+    await store.release_lease("fenced", "mine")
+    assert await store.acquire_lease("fenced", "theirs", ttl_s=30)
+    with pytest.raises(LeaseLost):
+        await store.append("fenced", [_token(2)], lease_token="mine")
+    with pytest.raises(LeaseLost):
+        await store.finish(_record("fenced"), lease_token="mine")
+    assert await store.last_seq("fenced") == 1 and await store.record("fenced") is None
+    assert await store.finish(_record("fenced"), lease_token="theirs")
+
+
+async def test_a_lease_renews_only_for_its_holder_and_lapses(store):
+    assert await store.acquire_lease("leased", "mine", ttl_s=0.2)
+    assert await store.renew_lease("leased", "mine", ttl_s=0.2)
+    assert not await store.renew_lease("leased", "theirs", ttl_s=0.2)
+    assert await store.is_running("leased")
+    while await store.is_running("leased"):  # lapses by itself: Redis expires it
+        await asyncio.sleep(0.05)
+    assert not await store.renew_lease("leased", "mine", ttl_s=0.2)
+
+
+async def test_deliveries_are_counted(store):
+    assert [await store.count_delivery("counted") for _ in range(3)] == [1, 2, 3]
+
+
+async def test_cancel_marks_are_seen_one_by_one_and_in_bulk(store):
     assert not await store.cancel_requested("calm")
     await store.request_cancel("calm")
     assert await store.cancel_requested("calm")
+    assert await store.cancels_requested(["calm", "other"]) == {"calm"}
+
+
+async def test_workers_announce_and_retire(store):
+    info = WorkerInfo(
+        hostname="w@h", model="m", engine="echo", model_path="echo", can_generate=True,
+        host="h", pid=1, started_at=0, concurrency=1,
+    )  # fmt: skip
+    await store.announce(info, ttl_s=30)
+    assert await store.workers() == [info] and await store.worker("w@h") == info
+    await store.retire("w@h")
+    assert await store.workers() == []

@@ -30,9 +30,9 @@ def _processes(*needles: str) -> set[int]:
 
 def test_the_demo_runs_on_an_embedded_redis_and_leaves_nothing_behind():
     servers_before = _processes("redis-server", "127.0.0.1")
-    workers_before = _processes("worker.main", "worker", "--model")
+    workers_before = _processes("cli.main", "worker", "--model")
     result = subprocess.run(
-        [sys.executable, "-m", "worker.main", "demo"],
+        [sys.executable, "-m", "cli.main", "demo"],
         env={**os.environ, "INFERQ_REDIS_URL": "redis://127.0.0.1:9/0", "COLUMNS": "200"},  # nothing answers there
         capture_output=True,
         text=True,
@@ -44,4 +44,4 @@ def test_the_demo_runs_on_an_embedded_redis_and_leaves_nothing_behind():
     assert "Assistant: The capital of France is Paris." in output
     assert '"scores"' in output and '"status": "succeeded"' in output
     assert _processes("redis-server", "127.0.0.1") == servers_before
-    assert _processes("worker.main", "worker", "--model") == workers_before
+    assert _processes("cli.main", "worker", "--model") == workers_before

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from worker.embedded_redis import EmbeddedRedis, answers
+from harness.embedded_redis import EmbeddedRedis, answers
 
 
 def test_embedded_redis_serves_and_takes_a_password():
@@ -22,7 +22,7 @@ def test_the_server_dies_with_its_owner_even_on_sigkill():
         [
             sys.executable,
             "-c",
-            "from worker.embedded_redis import EmbeddedRedis; import time; "
+            "from harness.embedded_redis import EmbeddedRedis; import time; "
             "s = EmbeddedRedis(); print(s.start(), flush=True); time.sleep(600)",
         ],
         stdout=subprocess.PIPE,

@@ -8,7 +8,7 @@ import sys
 import time
 import urllib.request
 
-from worker.embedded_redis import die_with_parent
+from worker.orphan_guard import die_with_parent
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from engines import load_engine
 from engines.errors import EngineUnavailable, InvalidRequest
-from engines.kt import KtEngineArgs, kt_server_args
+from engines.sglang.kt import KtEngineArgs, kt_server_args
 from engines.schemas import parse_engine_args
 
 TESTS = Path(__file__).resolve().parent.parent

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.json import JSON
 
 from engines.default_model import SMOLLM2, SMOLLM2_REWARD, ensure_smollm2, ensure_smollm2_reward
-from tasks.config import QueueSettings
-from worker.embedded_redis import EmbeddedRedis, answers
-from worker.process import WorkerProcess
+from harness.embedded_redis import EmbeddedRedis, answers
+from harness.worker_process import WorkerProcess
+from tasks.config import QueueSettings, redacted
 
 console = Console()
 
@@ -50,13 +50,14 @@ def run(question: str) -> int:
 
 
 def _redis() -> tuple[str, EmbeddedRedis | None]:
-    url = QueueSettings().redis_url
-    if answers(url):
-        console.print(f"Redis: using the server at {url}")
-        return url, None
+    settings = QueueSettings()
+    if answers(settings.redis_url):
+        console.print(f"Redis: using the server at {settings.redacted_url}")
+        return settings.redis_url, None
     embedded = EmbeddedRedis()
     embedded.start()
-    console.print(f"Redis: nothing answers at {url}; started an embedded redis-server at {embedded.url}")
+    console.print(f"Redis: nothing answers at {settings.redacted_url}; started an embedded redis-server at")
+    console.print(f"  {redacted(embedded.url)}")
     return embedded.url, embedded
 
 

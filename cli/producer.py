@@ -1,4 +1,4 @@
-"""Producer-side `inferq` commands: chat (interactive), submit, score, demo, bench. None needs torch."""
+"""Producer-side `inferq` commands: chat (interactive), submit, score. None needs torch."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import sys
 
 from engines.errors import InferqError
+from tasks.config import QueueSettings, settings_problems
 
 
-def add_client_parsers(commands: argparse._SubParsersAction) -> None:
+def add_parsers(commands: argparse._SubParsersAction) -> None:
     chat = commands.add_parser("chat", help="talk to a served model, streaming (`clear`, `exit`)")
     _common(chat)
     _sampling(chat)
@@ -32,16 +33,6 @@ def add_client_parsers(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--max-length", type=int)
     score.set_defaults(handler=run_score)
 
-    demo = commands.add_parser("demo", help="the whole flow on this machine: Redis, two workers, a chat, a score")
-    demo.add_argument("--question", default="What is the capital of France?")
-    demo.set_defaults(handler=run_demo)
-
-    bench = commands.add_parser("bench", help="HF engine throughput, measured against its padded-batch bound")
-    bench.add_argument("--model", default="smollm2")
-    bench.add_argument("--requests", type=int, default=16)
-    bench.add_argument("--new-tokens", type=int, default=64)
-    bench.set_defaults(handler=run_bench)
-
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="served model name (a worker's --name)")
@@ -63,9 +54,15 @@ def _params(args: argparse.Namespace) -> dict:
 
 
 def _client(args: argparse.Namespace):
+    from pydantic import ValidationError
+
     from api_client import InferQClient
 
-    return InferQClient(args.redis_url, model=args.model)
+    try:
+        settings = QueueSettings(**({"redis_url": args.redis_url} if args.redis_url else {}))
+    except ValidationError as exc:
+        raise SystemExit(f"inferq {args.command}: bad settings: {settings_problems(exc)}") from None
+    return InferQClient(model=args.model, settings=settings)
 
 
 def run_chat(args: argparse.Namespace, _: list[str]) -> int:
@@ -129,18 +126,6 @@ def run_score(args: argparse.Namespace, _: list[str]) -> int:
             return _fail(error)
     print(json.dumps(dict(zip(args.texts, scores, strict=True)), indent=2))
     return 0
-
-
-def run_demo(args: argparse.Namespace, _: list[str]) -> int:
-    from worker.demo import run
-
-    return run(args.question)
-
-
-def run_bench(args: argparse.Namespace, _: list[str]) -> int:
-    from worker.bench import run
-
-    return run(args.model, args.requests, args.new_tokens)
 
 
 def _fail(error: InferqError) -> int:

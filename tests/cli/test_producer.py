@@ -1,13 +1,15 @@
 """The `inferq` producer commands, run as processes against a real worker."""
 
 import json
+import os
 import subprocess
 import sys
 
 
 def _inferq(redis_url, *args, stdin=None):
     return subprocess.run(
-        [sys.executable, "-m", "worker.main", *args, "--redis-url", redis_url],
+        [sys.executable, "-m", "cli.main", *args],
+        env={**os.environ, "INFERQ_REDIS_URL": redis_url},
         input=stdin,
         capture_output=True,
         text=True,

@@ -1,0 +1,24 @@
+"""The `inferq` entry point: one argparse tree over the worker, producer and local commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli import local_commands, producer, worker_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="inferq", description="Queue-driven LLM inference workers.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker_command.add_parser(commands)
+    producer.add_parsers(commands)
+    local_commands.add_parsers(commands)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args.handler(args, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

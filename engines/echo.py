@@ -1,0 +1,133 @@
+"""The `echo` engine: no model, no torch. It answers with the last user message, word by word.
+
+Made for plumbing: the queue's tests and `inferq bench` measure inferq itself with it, not a model.
+A word in the echoed message can steer it, so a test builds exactly the job it needs instead of
+betting on how fast something runs:
+
+- `[hold]`       stop there until the request is aborted (a job that is surely still running);
+- `[wait:PATH]`  stop there until the file PATH exists (released by the test, from any process);
+- `[fail]`       raise a RuntimeError (an unexpected exception inside an engine);
+- `[dead]`       raise EngineDead (the engine cannot serve again).
+
+Served as `--engine echo --model echo` (any model name: nothing is loaded). `task: "score"` makes it a
+scoring engine whose score is the number of words of each text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from pydantic import Field
+
+from engines.base import BaseEngine, ChatRequest
+from engines.errors import EngineDead
+from engines.schemas import Delta, EngineArgs, GenerationParams, parse_engine_args
+from engines.stopping import StopStringMatcher
+
+WAIT_POLL_S = 0.02
+
+
+class EchoEngineArgs(EngineArgs):
+    task: Literal["chat", "score"] = "chat"
+    tokens_per_s: float = Field(0, ge=0, description="pace of the answer; 0: as fast as the event loop goes")
+    max_model_len: int | None = Field(1 << 20, ge=1)
+
+
+class EchoTokenizer:
+    """Words are tokens; a word's id is a hash of it (0 is the end-of-turn token), so nothing grows."""
+
+    eos_token_id = 0
+    chat_template = "role: content, one line a turn"
+
+    def apply_chat_template(self, conversation: list[dict[str, Any]], **_: Any) -> str:
+        lines = [f"{turn['role']}: {turn['content']}" for turn in conversation]
+        return "\n".join([*lines, "assistant:"])
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": [token_id(word) for word in text.split()]}
+
+
+def token_id(word: str) -> int:
+    return zlib.crc32(word.encode()) % (2**31 - 1) + 1
+
+
+class EchoEngine(BaseEngine):
+    name = "echo"
+
+    def __init__(self, model: str, **engine_args: Any) -> None:
+        args = parse_engine_args(EchoEngineArgs, engine_args)
+        self.model_path = model
+        self.can_generate = args.task == "chat"
+        self.tokenizer = EchoTokenizer()
+        self.context_length = args.max_model_len
+        self.stop_token_ids = (EchoTokenizer.eos_token_id,)
+        self.default_params = args.default_params or GenerationParams()
+        self._step_s = 1 / args.tokens_per_s if args.tokens_per_s else 0.0
+        self._aborted: dict[str, asyncio.Event] = {}
+
+    async def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        aborted = self._aborted.setdefault(request.request_id, asyncio.Event())
+        words = _last_user_turn(request.prompt_text)
+        params = request.params
+        matchers = [StopStringMatcher(params.stop) for _ in range(params.n)]
+        live = set(range(params.n))
+        try:
+            for position in range(params.max_new_tokens):
+                word = words[position] if position < len(words) else None
+                await self._obey(word, aborted)
+                if aborted.is_set():
+                    for index in sorted(live):
+                        yield Delta(index, "", (), "abort")
+                    return
+                last = position == params.max_new_tokens - 1
+                for index in sorted(live):
+                    matcher = matchers[index]
+                    if word is None:  # the whole message is echoed: end of turn
+                        yield Delta(index, matcher.flush(), (EchoTokenizer.eos_token_id,), "stop")
+                        live.discard(index)
+                        continue
+                    text, stopped = matcher.feed(word if position == 0 else f" {word}")
+                    token = (token_id(word),)
+                    if stopped:
+                        yield Delta(index, text, token, "stop")
+                        live.discard(index)
+                    elif last:
+                        yield Delta(index, text + matcher.flush(), token, "length")
+                    else:
+                        yield Delta(index, text, token)
+                if not live:
+                    return
+        finally:
+            self._aborted.pop(request.request_id, None)
+
+    async def _obey(self, word: str | None, aborted: asyncio.Event) -> None:
+        if self._step_s:
+            await asyncio.sleep(self._step_s)
+        else:
+            await asyncio.sleep(0)  # one step, one turn of the loop, as a real engine yields per step
+        if word == "[hold]":
+            await aborted.wait()
+        elif word is not None and word.startswith("[wait:") and word.endswith("]"):
+            path = word[len("[wait:") : -1]
+            while not os.path.exists(path) and not aborted.is_set():
+                await asyncio.sleep(WAIT_POLL_S)
+        elif word == "[fail]":
+            raise RuntimeError("echo: the [fail] directive")
+        elif word == "[dead]":
+            raise EngineDead("echo: the [dead] directive")
+
+    async def abort(self, request_id: str) -> None:
+        if request_id in self._aborted:
+            self._aborted[request_id].set()
+
+    async def _score(self, texts: list[str], max_length: int | None) -> list[float]:
+        return [float(len(text.split()[:max_length])) for text in texts]
+
+
+def _last_user_turn(prompt_text: str) -> list[str]:
+    turns = [line for line in prompt_text.split("\n") if line.startswith("user: ")]
+    return turns[-1].removeprefix("user: ").split() if turns else []

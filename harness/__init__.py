@@ -1,0 +1,1 @@
+"""Local processes for the demo, the benchmarks and the tests: an embedded Redis and `inferq worker` children."""

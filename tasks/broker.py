@@ -1,0 +1,60 @@
+"""kombu's Redis transport, made to survive garbage on a queue list and a Redis that refuses writes.
+
+- kombu decodes a popped message before Celery's error handling sees it (celery#7975): one non-JSON
+  string pushed onto a queue list raises JSONDecodeError out of `_brpop_read`, and the worker stops
+  with "Unrecoverable error". Here a message that cannot be decoded, or is JSON but not a kombu
+  envelope, is dropped with a log line (it was already popped, so nothing else holds it).
+- kombu pops a message (BRPOP) before it records it as unacked (HSET + ZADD). When Redis refuses that
+  write (maxmemory reached under noeviction), kombu raises and the popped message is gone for good.
+  Here the write is retried until Redis takes writes again: the message is never lost in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kombu.transport import redis as kombu_redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+# What decoding a stranger's bytes can raise: not JSON (ValueError), JSON of the wrong shape (the rest).
+MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError)
+
+
+# How long a popped message waits for Redis to take writes again before the worker gives up on it.
+UNACKED_WRITE_PATIENCE_S = 600.0
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message, delivery_tag):
+        give_up_at = time.monotonic() + UNACKED_WRITE_PATIENCE_S
+        delay_s = 0.1
+        while True:
+            try:
+                return super().append(message, delivery_tag)
+            except RedisError as error:
+                if time.monotonic() + delay_s > give_up_at:
+                    raise
+                log.warning("Redis refused to record a popped message as unacked (%s); retrying", error)
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+
+
+class Channel(kombu_redis.Channel):
+    QoS = QoS
+
+    def _brpop_read(self, **options):
+        try:
+            return super()._brpop_read(**options)
+        except MALFORMED as error:  # before kombu's connection errors, which count KeyError among them
+            log.error("dropped a malformed message from a queue list (%s: %s)", type(error).__name__, error)
+            return True  # something was read; the poller goes on
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+TRANSPORT = f"{__name__}:Transport"

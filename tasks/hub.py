@@ -1,0 +1,171 @@
+"""One pub/sub connection per process, multiplexing every channel the process follows.
+
+A client with 10,000 streaming jobs holds one subscriber socket, not 10,000. Pub/sub loses what is
+published while a connection is down, so after every reconnect each follower is told to `RESYNC`
+(read its job's replay log again); readers also resync when sequence numbers show a gap.
+
+The hub keeps its own registry of channels and does its own reconnecting (redis-py's retries are off
+on this connection): after a reconnect it subscribes every registered channel again, and each
+channel's followers resync once Redis has confirmed that channel's subscription, so that nothing
+published after the confirmation can be missed and nothing before it is left unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+RESYNC = object()  # put in a follower's queue: messages may have been lost, read the log again
+POLL_S = 1.0  # the reader's read timeout; it only bounds how long shutdown takes
+# Keeps the connection subscribed at all times, so commands sent from a follower's task never make
+# redis-py health-check (send and read) a connection the reader task is reading.
+ANCHOR_CHANNEL = "inferq:hub-anchor"
+SUBSCRIBE_BATCH = 500
+
+
+@dataclass(eq=False)
+class Follower:
+    channel: str
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+
+    async def get(self, timeout: float | None) -> str | object | None:
+        """The next message's data, RESYNC, or None when `timeout` passed with nothing."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+
+class EventHub:
+    def __init__(self, redis_url: str, client_name: str | None = None) -> None:
+        # A connection of its own, outside the store's pool, without redis-py's retries: the reader
+        # notices every disconnect and recovers what pub/sub lost.
+        self._redis = Redis.from_url(
+            redis_url, decode_responses=True, retry=None, health_check_interval=15, client_name=client_name
+        )
+        self._followers: dict[str, set[Follower]] = {}
+        self._confirmed: dict[str, asyncio.Event] = {}
+        self._pubsub: PubSub | None = None
+        self._lock = asyncio.Lock()  # one writer at a time on the subscriber connection
+        self._connected = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._connects = 0
+
+    async def follow(self, channel: str) -> Follower:
+        """Subscribes (if this process does not follow `channel` yet) and returns once Redis confirmed it."""
+        self._start()
+        follower = Follower(channel)
+        self._followers.setdefault(channel, set()).add(follower)
+        confirmed = self._confirmed.get(channel)
+        if confirmed is None:
+            confirmed = self._confirmed[channel] = asyncio.Event()
+            await self._connected.wait()
+            async with self._lock:
+                await self._send("subscribe", [channel])
+        await confirmed.wait()
+        return follower
+
+    async def unfollow(self, follower: Follower) -> None:
+        channel = follower.channel
+        followers = self._followers.get(channel)
+        if followers is None:
+            return
+        followers.discard(follower)
+        if followers:
+            return
+        del self._followers[channel]
+        self._confirmed.pop(channel, None)
+        async with self._lock:
+            await self._send("unsubscribe", [channel])
+
+    @property
+    def num_channels(self) -> int:
+        return len(self._followers)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._close_pubsub()
+        await self._redis.aclose()
+
+    # -- the reader ------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read_forever(), name="inferq-hub")
+
+    async def _read_forever(self) -> None:
+        delay_s = 0.05
+        while True:
+            try:
+                await self._connect()
+                delay_s = 0.05
+                while True:
+                    message = await self._pubsub.get_message(timeout=POLL_S)
+                    if message is not None:
+                        self._dispatch(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                log.warning("subscriber lost Redis (%s); reconnecting in %.2f s", error, delay_s)
+                self._connected.clear()
+                await self._close_pubsub()
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+
+    async def _connect(self) -> None:
+        self._pubsub = self._redis.pubsub()
+        channels = [ANCHOR_CHANNEL, *self._followers]
+        async with self._lock:
+            for start in range(0, len(channels), SUBSCRIBE_BATCH):
+                await self._pubsub.subscribe(*channels[start : start + SUBSCRIBE_BATCH])
+        self._connects += 1
+        self._connected.set()
+
+    @property
+    def reconnects(self) -> int:
+        return max(0, self._connects - 1)
+
+    def _dispatch(self, message: dict) -> None:
+        kind, channel = message["type"], message["channel"]
+        if kind == "subscribe":
+            confirmed = self._confirmed.get(channel)
+            if confirmed is None:
+                return
+            if confirmed.is_set():
+                return
+            confirmed.set()
+            # Confirmed again after a reconnect: whatever was published meanwhile is only in the logs.
+            if self.reconnects:
+                for follower in self._followers.get(channel, ()):
+                    follower.queue.put_nowait(RESYNC)
+        elif kind == "message":
+            for follower in self._followers.get(channel, ()):
+                follower.queue.put_nowait(message["data"])
+
+    async def _send(self, command: str, channels: list[str]) -> None:
+        """Sends (un)subscribe; a failure is left to the reader, which re-subscribes on reconnect."""
+        if self._pubsub is None:
+            return
+        try:
+            await getattr(self._pubsub, command)(*channels)
+        except (RedisError, OSError) as error:
+            log.warning("%s failed (%s); the reader will reconnect", command, error)
+
+    async def _close_pubsub(self) -> None:
+        for confirmed in self._confirmed.values():
+            confirmed.clear()
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
+            self._pubsub = None

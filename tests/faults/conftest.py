@@ -1,0 +1,136 @@
+"""The fault suite's bench: a Redis of its own (append-only), echo workers on it, and a tally of what
+became of every job, printed at the end of the run:
+
+    <scenario>: sent N | succeeded N | failed with a clear error N | run twice N | lost N
+
+- failed with a clear error: the job has a record that says why (cancelled, expired, failed);
+- run twice: more than one worker copy finished the job's generation (read from the worker logs,
+  where every copy that finishes logs `job <id> finished`);
+- lost: no record within the scenario's bound, or the waiter was told the job vanished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from api_client import AsyncInferQClient, AsyncJobHandle, InferqError, JobLost, JobRestarted, JobTimeout
+from harness.embedded_redis import EmbeddedRedis
+from harness.worker_process import WorkerProcess
+from tasks.config import QueueSettings
+
+LEASE_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1"}
+
+
+@dataclass
+class Tally:
+    scenario: str
+    sent: int = 0
+    succeeded: int = 0
+    failed_clearly: int = 0
+    run_twice: int = 0
+    lost: int = 0
+    restarted_streams: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        extra = f" | streams told JobRestarted {self.restarted_streams}" if self.restarted_streams else ""
+        notes = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return (
+            f"{self.scenario}: sent {self.sent} | succeeded {self.succeeded} | failed with a clear error "
+            f"{self.failed_clearly} | run twice {self.run_twice} | lost {self.lost}{extra}{notes}"
+        )
+
+
+FIGURES: list[Tally] = []  # printed at the end of the run
+
+
+class FaultBed:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.redis = EmbeddedRedis(password="fault-secret", appendonly=True)
+        self.redis.start()
+        self.workers: list[WorkerProcess] = []
+
+    @property
+    def settings(self) -> QueueSettings:
+        # A generous grace: workers that miss heartbeats while Redis is away still serve their model.
+        return QueueSettings(redis_url=self.redis.url, no_worker_grace_s=60)
+
+    def worker(self, name: str, concurrency: int = 16, **engine_args) -> WorkerProcess:
+        process = WorkerProcess(
+            self.redis.url, "echo", name, self.folder, engine="echo", concurrency=concurrency,
+            engine_args=engine_args, env=LEASE_ENV,
+        )  # fmt: skip
+        self.workers.append(process)
+        return process.start()
+
+    def client(self) -> AsyncInferQClient:
+        return AsyncInferQClient(model="faulty", settings=self.settings)
+
+    def copies_finished(self, job_id: str) -> int:
+        return sum(
+            (worker.log_path.read_text(errors="replace").count(f"job {job_id} finished")) for worker in self.workers
+        )
+
+    async def settle(self, tally: Tally, handles: list[AsyncJobHandle], bound_s: float = 180) -> Tally:
+        """Waits (at most `bound_s` for all) for every job's record, and counts what became of each."""
+        until = time.monotonic() + bound_s
+
+        async def outcome(handle: AsyncJobHandle) -> str:
+            try:
+                await handle.result(timeout=max(1.0, until - time.monotonic()))
+                return "succeeded"
+            except (JobTimeout, JobLost):
+                return "lost"
+            except InferqError as error:
+                return "failed" if getattr(error, "record", None) is not None else "lost"
+
+        outcomes = await asyncio.gather(*[outcome(handle) for handle in handles])
+        tally.sent = len(handles)
+        tally.succeeded = outcomes.count("succeeded")
+        tally.failed_clearly = outcomes.count("failed")
+        tally.lost = outcomes.count("lost")
+        tally.run_twice = sum(1 for handle in handles if self.copies_finished(handle.id) > 1)
+        FIGURES.append(tally)
+        return tally
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop(timeout_s=20)
+        self.redis.stop()
+
+
+async def read_streams(handles: list[AsyncJobHandle], tally: Tally) -> None:
+    """Every streaming reader gets its whole answer, or is told the job restarted (then reads again)."""
+
+    async def read(handle: AsyncJobHandle) -> None:
+        while True:
+            try:
+                async for _ in handle.stream():
+                    pass
+                return
+            except JobRestarted:
+                tally.restarted_streams += 1
+            except InferqError:
+                return  # the record says why; settle() counts it
+
+    await asyncio.gather(*[read(handle) for handle in handles])
+
+
+@pytest.fixture
+def bed(tmp_path):
+    fault_bed = FaultBed(tmp_path)
+    yield fault_bed
+    fault_bed.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FIGURES:
+        terminalreporter.section("fault suite: what became of every job")
+        for tally in FIGURES:
+            terminalreporter.write_line(tally.line())

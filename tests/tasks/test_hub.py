@@ -1,0 +1,51 @@
+"""The shared subscriber: many channels on one connection, and nothing lost across a reconnect."""
+
+import asyncio
+
+from tasks.hub import RESYNC
+from tasks.schemas import TokenEvent
+from tasks.store import decode_event
+
+
+def _token(seq):
+    return TokenEvent(seq=seq, attempt=1, index=0, text=str(seq), num_tokens=1)
+
+
+async def test_one_connection_carries_many_jobs(store):
+    followers = [await store.follow_events(f"job-{i}") for i in range(200)]
+    for i in range(200):
+        await store.append(f"job-{i}", [_token(1)])
+    for follower in followers:
+        assert decode_event(await follower.get(timeout=None)).seq == 1
+    assert store.hub.num_channels == 200
+    for follower in followers:
+        await store.unfollow(follower)
+    assert store.hub.num_channels == 0
+
+
+async def test_two_followers_of_one_job_both_hear_it(store):
+    first, second = await store.follow_events("shared"), await store.follow_events("shared")
+    await store.append("shared", [_token(1)])
+    assert await first.get(timeout=None) == await second.get(timeout=None)
+    await store.unfollow(first)
+    await store.append("shared", [_token(2)])
+    assert decode_event(await second.get(timeout=None)).seq == 2
+
+
+async def test_after_a_reconnect_every_follower_is_told_to_resync(store, redis_url):
+    import redis
+
+    follower = await store.follow_events("dropped")
+    admin = redis.Redis.from_url(redis_url, decode_responses=True)
+    ours = [client["id"] for client in admin.client_list(_type="pubsub") if client["db"] == "1"]  # not the workers'
+    assert len(ours) == 1
+    admin.client_kill_filter(_id=ours[0])  # the server drops the subscriber
+    assert await follower.get(timeout=None) is RESYNC
+    assert store.hub.reconnects == 1
+    await store.append("dropped", [_token(1)])  # and the channel is live again
+    assert decode_event(await follower.get(timeout=None)).seq == 1
+
+
+async def test_a_quiet_channel_times_out(store):
+    follower = await store.follow_events("quiet")
+    assert await asyncio.wait_for(follower.get(timeout=0.05), 10) is None

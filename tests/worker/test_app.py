@@ -1,0 +1,91 @@
+"""Workers as separate processes (worker/app.py): routing, announcing, priorities, shutdown, refusals."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from api_client import InvalidRequest
+
+ASK = [{"role": "user", "content": "hello"}]
+
+
+def test_jobs_reach_only_workers_of_their_model(client, echo_worker, echo_scorer_worker):
+    chat = client.submit_chat(ASK, "echo").result(timeout=60)
+    score = client.submit_score(["text"], "echo-rm").result(timeout=60)
+    assert (chat.worker, score.worker) == (echo_worker.hostname, echo_scorer_worker.hostname)
+    with pytest.raises(InvalidRequest, match="use get_scores"):
+        client.chat(ASK, "echo-rm")
+    with pytest.raises(InvalidRequest, match="use chat"):
+        client.get_scores(["text"], "echo")
+
+
+def test_live_workers_announce_themselves(client, echo_worker, echo_scorer_worker):
+    workers = {info.hostname: info for info in client.workers()}
+    assert workers[echo_worker.hostname].model == "echo" and workers[echo_worker.hostname].can_generate
+    assert workers[echo_scorer_worker.hostname].model == "echo-rm"
+    assert not workers[echo_scorer_worker.hostname].can_generate
+
+
+def test_sigterm_finishes_running_jobs_and_leaves_queued_ones_queued(start_worker, client, release):
+    wait, let_go = release()
+    worker = start_worker("echo", "graceful", engine="echo", concurrency=1)
+    running = client.submit_chat([{"role": "user", "content": f"started {wait} finished"}], "graceful")
+    stream = running.stream()
+    assert next(stream) == "started"
+    queued = client.submit_chat(ASK, "graceful")  # waits for the one slot
+    worker.process.send_signal(signal.SIGTERM)
+    let_go()
+    assert worker.process.wait(timeout=120) == 0
+    assert running.result(timeout=5).responses[0].response_text == f"started {wait} finished"
+    assert queued.record() is None  # not lost, not run: still queued for the next worker of this model
+    successor = start_worker("echo", "graceful", engine="echo")
+    assert queued.result(timeout=60).worker == successor.hostname
+    successor.stop()
+
+
+def test_priority_zero_jumps_the_queue(start_worker, client, release):
+    wait, let_go = release()
+    worker = start_worker("echo", "prioritised", engine="echo", concurrency=1)
+    busy = client.submit_chat([{"role": "user", "content": f"busy {wait}"}], "prioritised")
+    assert next(busy.stream()) == "busy"  # the one slot is taken; what follows waits in Redis
+    low = client.submit_chat(ASK, "prioritised", priority=9)
+    high = client.submit_chat(ASK, "prioritised", priority=0)
+    let_go()
+    assert high.result(timeout=60).timings.started_at < low.result(timeout=60).timings.started_at
+    worker.stop()
+
+
+def test_the_prefork_pool_is_refused(redis_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "prefork", "--engine", "echo"],
+        env={**os.environ, "INFERQ_REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "--pool threads" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [
+        (["--engine", "tensorrt"], "engine"),
+        (["--gpus", "zero"], "gpus"),
+        (["--concurrency", "0"], "concurrency"),
+        (["--name", "has space"], "name"),
+        (["--redis-url", "http://user:hunter2@localhost"], "redis_url"),
+    ],
+)
+def test_bad_worker_settings_fail_fast_and_name_the_setting(flags, complaint):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "worker", *flags], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert complaint in result.stderr and "hunter2" not in result.stderr
+    assert time.monotonic() - started < 30  # long before any model could load
