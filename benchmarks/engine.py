@@ -1,4 +1,4 @@
-"""`inferq bench`: the HF engine's throughput, measured side by side with its baselines in one run.
+"""The HF engine alone (no queue) against plain transformers, measured side by side in one run.
 
 - padded-batch bound: plain transformers `generate()` on the same prompts as one left-padded batch,
   the best a static batch can do on this machine;
@@ -13,53 +13,38 @@ import time
 
 import torch
 from rich.console import Console
-from rich.table import Table
 from transformers import AutoModelForCausalLM
 
+from benchmarks.engine_queue import conversations
+from benchmarks.results import Row
 from engines import load_engine
 from engines.default_model import resolve_model
 
-TOPICS = ["dragon", "lighthouse", "robot", "garden", "comet", "violin", "desert", "library"]
 
-
-def run(model: str, num_requests: int, new_tokens: int) -> int:
-    console = Console()
+def measure(model: str, num_requests: int, new_tokens: int, console: Console) -> list[Row]:
+    """Runs its own event loop: call it outside one."""
     path = resolve_model(model)
-    conversations = [
-        [{"role": "user", "content": f"Write a long story about a {TOPICS[i % len(TOPICS)]} (number {i})."}]
-        for i in range(num_requests)
-    ]
-    with console.status("loading and warming up"):
+    prompts = conversations(num_requests)
+    with console.status("bound: loading and warming up"):
         engine = load_engine("huggingface", path, max_batch_size=max(num_requests, 1))
-    inferq_tps, serial_tps = asyncio.run(_engine_runs(console, engine, conversations, new_tokens))
-    with console.status("padded-batch bound: generate() on one left-padded batch"):
-        bound_tps = _padded_batch(path, engine.tokenizer, conversations, new_tokens)
+    inferq_tps, serial_tps = asyncio.run(_engine_runs(console, engine, prompts, new_tokens))
+    with console.status("bound: generate() on one left-padded batch"):
+        bound_tps = _padded_batch(path, engine.tokenizer, prompts, new_tokens)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    table = Table(title=f"hf engine on {device}, {num_requests} concurrent x {new_tokens} tok ({model})")
-    for column in ("run", "tok/s", "vs padded-batch bound"):
-        table.add_column(column, justify="right")
-    for label, tps in (
-        ("inferq (continuous batching)", inferq_tps),
-        ("padded-batch bound", bound_tps),
-        ("serial (LLaMA-Factory)", serial_tps),
-    ):
-        table.add_row(label, f"{tps:.1f}", f"{tps / bound_tps:.2f}x")
-    console.print(table)
-    print(
-        f"hf engine, {num_requests} concurrent x {new_tokens} tok:  inferq {inferq_tps:.1f} tok/s | "
-        f"padded-batch bound {bound_tps:.1f} tok/s | {inferq_tps / bound_tps:.2f}x | "
-        f"serial {serial_tps:.1f} tok/s ({inferq_tps / serial_tps:.1f}x less than inferq)"
-    )
-    return 0
+    size = f"{num_requests} concurrent x {new_tokens} tok on {device}"
+    return [
+        Row("bound", f"hf engine tok/s, {size}", "tok/s", inferq_tps, bound_tps, "padded-batch generate()"),
+        Row("bound", f"serial (LLaMA-Factory) tok/s, {size}", "tok/s", serial_tps, bound_tps, "padded-batch generate()"),
+    ]
 
 
 async def _engine_runs(console, engine, conversations, new_tokens) -> tuple[float, float]:
     # one event loop for every engine call: an engine serves the loop it first ran on
     params = {"temperature": 0, "max_new_tokens": new_tokens}
     await _concurrent(engine, conversations[:2], params)
-    with console.status(f"inferq: {len(conversations)} concurrent requests"):
+    with console.status(f"bound: the hf engine, {len(conversations)} concurrent requests"):
         inferq_tps = await _concurrent(engine, conversations, params)
-    with console.status("serial: one request at a time"):
+    with console.status("bound: serial, one request at a time"):
         serial_tps = await _serial(engine, conversations[: max(2, len(conversations) // 4)], params)
     await engine.close()
     return inferq_tps, serial_tps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import local_commands, producer, worker_command
+from cli import gateway_command, local_commands, producer, worker_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> int:
     worker_command.add_parser(commands)
     producer.add_parsers(commands)
     local_commands.add_parsers(commands)
+    gateway_command.add_parser(commands)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "worker":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

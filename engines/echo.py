@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from engines.base import BaseEngine, ChatRequest
-from engines.errors import EngineDead
+from engines.errors import EngineDead, InvalidRequest
 from engines.schemas import Delta, EngineArgs, GenerationParams, parse_engine_args
 from engines.stopping import StopStringMatcher
 
@@ -44,7 +44,8 @@ class EchoTokenizer:
     chat_template = "role: content, one line a turn"
 
     def apply_chat_template(self, conversation: list[dict[str, Any]], **_: Any) -> str:
-        lines = [f"{turn['role']}: {turn['content']}" for turn in conversation]
+        # one line a turn: a message's own line breaks are only spaces between its words
+        lines = [f"{turn['role']}: {' '.join(str(turn['content']).split())}" for turn in conversation]
         return "\n".join([*lines, "assistant:"])
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
@@ -70,7 +71,9 @@ class EchoEngine(BaseEngine):
         self._aborted: dict[str, asyncio.Event] = {}
 
     async def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        aborted = self._aborted.setdefault(request.request_id, asyncio.Event())
+        if request.request_id in self._aborted:
+            raise InvalidRequest(f"request {request.request_id!r} is already running", field="request_id")
+        aborted = self._aborted[request.request_id] = asyncio.Event()
         words = _last_user_turn(request.prompt_text)
         params = request.params
         matchers = [StopStringMatcher(params.stop) for _ in range(params.n)]

@@ -83,7 +83,9 @@ def start_worker(redis_url, worker_logs):
 
     yield start
     for worker in started:
-        worker.stop()
+        # SIGTERM waits for running jobs: a test that left one holding ([hold]) shows up here, by name
+        if worker.stop() != 0:
+            print(f"worker {worker.hostname} did not stop cleanly:\n{worker.log_tail(30)}")
 
 
 @pytest.fixture(scope="session")

@@ -203,8 +203,16 @@ class JobRun:
         )
         request = await asyncio.get_running_loop().run_in_executor(self.runner.preparer, prepare)
         self.builder = ResponseBuilder(request.params.n, request.prompt_length)
+        if self.running.stopped:
+            return  # cancelled (or its lease lost) while it was being prepared: the engine never sees it
+        # An engine learns of a request when its generator first runs: an abort sent before that finds
+        # nothing to abort, so the first delta after a stop sends it again.
+        aborted_in_engine = False
         async with aclosing(engine.generate(request)) as deltas:
             async for delta in deltas:
+                if self.running.stopped and not aborted_in_engine:
+                    aborted_in_engine = True
+                    await engine.abort(self.job_id)
                 if self.timings.first_token_at is None and delta.token_ids:
                     self.timings = self.timings.model_copy(update={"first_token_at": time.time()})
                 self.builder.add(delta)

@@ -68,7 +68,11 @@ def main(worker_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the worker is not for us
     snapshot: dict[int, int] = {}
     while not worker_died and os.getppid() == worker_pid:
-        snapshot = {pid: start for pid, start in descendants(worker_pid).items() if pid != os.getpid()}
+        latest = {pid: start for pid, start in descendants(worker_pid).items() if pid != os.getpid()}
+        if latest.keys() != snapshot.keys():
+            # into the worker's log: which processes die with it (tests wait for this line too)
+            print(f"orphan guard: watching {sorted(latest)}", file=sys.stderr, flush=True)
+        snapshot = latest
         time.sleep(SNAPSHOT_INTERVAL_S)
     for pid, start in snapshot.items():
         if _start_time(pid) == start:

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+import redis
 
 from api_client import (
     AsyncInferQClient,
@@ -18,6 +19,7 @@ from api_client import (
     JobCancelled,
     JobExpired,
     JobFailed,
+    JobLost,
     JobTimeout,
     NoSuchModel,
 )
@@ -147,6 +149,13 @@ async def test_a_handle_can_be_found_again_by_id(aclient, echo_worker):
     assert await aclient.find_job("no-such-job") is None
 
 
+async def test_a_job_that_vanished_from_redis_is_reported_not_waited_for(aclient, redis_url):
+    handle = await aclient.submit_chat(ask("x"), "nobody-serves-this-either")
+    redis.Redis.from_url(redis_url).delete(f"inferq:job:{handle.id}")  # as a restart without persistence would
+    with pytest.raises(JobLost, match="gone from Redis"):
+        await handle.result()  # no timeout: the wait ends anyway
+
+
 async def test_a_handle_timeout_stops_the_wait_not_the_job(aclient, echo_worker, release):
     wait, let_go = release()
     handle = await aclient.submit_chat(ask(f"{wait} done"))
@@ -196,7 +205,6 @@ async def test_an_abandoned_stream_is_closed_and_its_job_cancelled(aclient, echo
     handle = await aclient.find_job(latest_job_id())
     with pytest.raises(JobCancelled):
         await handle.result(timeout=60)
-
 
 
 async def test_a_script_that_leaves_a_stream_open_still_exits(aclient, redis_url, echo_worker, latest_job_id):

@@ -12,8 +12,9 @@ import textwrap
 import threading
 
 import pytest
+import redis
 
-from api_client import InferQClient, InvalidRequest, JobCancelled, JobExpired, JobFailed, JobTimeout, NoSuchModel
+from api_client import InvalidRequest, JobCancelled, JobExpired, JobFailed, JobLost, JobTimeout, NoSuchModel
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
 
 
@@ -132,6 +133,13 @@ def test_a_handle_can_be_found_again_by_id(client, echo_worker):
     again = client.find_job(handle.id)
     assert again.result(timeout=60) == handle.result(timeout=60)
     assert client.find_job("no-such-job") is None
+
+
+def test_a_job_that_vanished_from_redis_is_reported_not_waited_for(client, redis_url):
+    handle = client.submit_chat(ask("x"), "nobody-serves-this-either")
+    redis.Redis.from_url(redis_url).delete(f"inferq:job:{handle.id}")  # as a restart without persistence would
+    with pytest.raises(JobLost, match="gone from Redis"):
+        handle.result()  # no timeout: the wait ends anyway
 
 
 def test_a_handle_timeout_stops_the_wait_not_the_job(client, echo_worker, release):

@@ -9,7 +9,7 @@ import sys
 def _inferq(redis_url, *args, stdin=None):
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
-        env={**os.environ, "INFERQ_REDIS_URL": redis_url},
+        env={**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_NO_WORKER_GRACE_S": "1"},
         input=stdin,
         capture_output=True,
         text=True,
@@ -49,7 +49,7 @@ def test_submit_no_wait_prints_the_job_id(redis_url, tiny_worker):
 
 
 def test_a_failing_job_exits_non_zero_with_its_error(redis_url):
-    result = _inferq(redis_url, "submit", "--model", "nobody", "Hi", "--deadline", "1")
+    result = _inferq(redis_url, "submit", "--model", "nobody", "Hi")  # no live worker for a second: NoSuchModel
     assert result.returncode == 1
     assert "NoSuchModel" in result.stderr and '"status": "expired"' in result.stdout
 

@@ -8,8 +8,8 @@ from engines.errors import EngineUnavailable, InvalidRequest
 from engines.registry import engine_class
 
 
-def test_the_four_llamafactory_backends_are_registered():
-    assert set(ENGINES) == {"huggingface", "vllm", "sglang", "ktransformers"}
+def test_llamafactorys_four_backends_and_echo_are_registered():
+    assert set(ENGINES) == {"huggingface", "vllm", "sglang", "ktransformers", "echo"}
 
 
 def test_unknown_backend_names_itself_and_the_choices():

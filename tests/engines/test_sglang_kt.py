@@ -9,8 +9,8 @@ import pytest
 
 from engines import load_engine
 from engines.errors import EngineUnavailable, InvalidRequest
-from engines.sglang.kt import KtEngineArgs, kt_server_args
 from engines.schemas import parse_engine_args
+from engines.sglang.kt import KtEngineArgs, kt_server_args
 
 TESTS = Path(__file__).resolve().parent.parent
 CONFIG = type("Config", (), {"architectures": ["Qwen3MoeForCausalLM"]})()

@@ -16,7 +16,7 @@ def _send(celery_app, *args, task_id=None, model="echo", **kwargs):
     )
 
 
-def _wait_for(read, job_id, timeout_s=60):
+def _wait_for(read, job_id, timeout_s=120):
     deadline = time.monotonic() + timeout_s
     while (record := read(job_id)) is None:
         assert time.monotonic() < deadline, f"no record for {job_id}"
@@ -99,7 +99,7 @@ def _received(worker, job_id: str) -> str:
     return "\n".join(line for line in worker.log_tail(2000).splitlines() if job_id in line)
 
 
-def _settled(worker, job_id: str, finishes: int, receipts: int, timeout_s: float = 60) -> None:
+def _settled(worker, job_id: str, finishes: int, receipts: int, timeout_s: float = 120) -> None:
     """Waits until the worker log shows every delivery of the job dealt with, then checks how."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -15,7 +15,9 @@ async def test_a_second_delivery_waits_then_lets_go_once_the_job_has_a_record(st
     waiting = asyncio.create_task(second.acquire())
     await asyncio.sleep(0)
     assert not waiting.done()  # it cannot take a held lease
-    record = JobRecord(job_id="leased", kind="chat", status=JobStatus.SUCCEEDED, model="m", timings=Timings(queued_at=0))
+    record = JobRecord(
+        job_id="leased", kind="chat", status=JobStatus.SUCCEEDED, model="m", timings=Timings(queued_at=0)
+    )
     assert await store.finish(record, lease_token=first.token)
     await first.release()
     assert await waiting is False

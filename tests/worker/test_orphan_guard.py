@@ -20,13 +20,14 @@ time.sleep(600)
 
 
 def test_a_killed_parents_descendants_are_killed_by_its_guard():
-    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     grandchild = int(parent.stdout.readline())
-    time.sleep(1.5)  # at least one snapshot
-    assert grandchild in descendants(parent.pid)
+    for line in parent.stderr:  # the guard says what it watches whenever that changes
+        if line.startswith("orphan guard: watching") and str(grandchild) in line:
+            break
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # a bound for failure only; the guard acts within a snapshot interval
     while Path(f"/proc/{grandchild}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{grandchild}").exists()
@@ -35,7 +36,8 @@ def test_a_killed_parents_descendants_are_killed_by_its_guard():
 def test_descendants_are_found_recursively():
     sleeper = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
     try:
-        time.sleep(0.3)
+        while not descendants(sleeper.pid):  # until the shell has started its child
+            time.sleep(0.01)
         found = descendants(os.getpid())
         assert sleeper.pid in found
         assert any(pid not in (sleeper.pid,) and pid in descendants(sleeper.pid) for pid in found)

@@ -16,7 +16,7 @@ def _alive(pids) -> set[int]:
     return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
-def _wait_gone(pids, timeout_s=30) -> set[int]:
+def _wait_gone(pids, timeout_s=120) -> set[int]:
     deadline = time.monotonic() + timeout_s
     while _alive(pids) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -48,9 +48,8 @@ async def test_sixteen_concurrent_streams_on_a_vllm_worker_then_a_clean_exit(sta
         tokens = [event for event in events if isinstance(event, TokenEvent)]
         assert "".join(event.text for event in tokens) == final.record.responses[0].response_text
         total_tokens += final.record.usage.completion_tokens
-    print(
-        f"\nvLLM worker, 16 concurrent streams: {total_tokens} tokens in {elapsed:.1f} s = {total_tokens / elapsed:.1f} tok/s"
-    )
+    rate = total_tokens / elapsed
+    print(f"\nvLLM worker, 16 concurrent streams: {total_tokens} tokens in {elapsed:.1f} s = {rate:.1f} tok/s")
     assert worker.stop(signal.SIGTERM) == 0
     assert _wait_gone(spawned) == set()  # no EngineCore left behind
 

@@ -1,0 +1,109 @@
+"""Engine throughput through the queue: the same engine, N concurrent chats, through inferq and called
+directly, and a burst of one-token chats from one client. Runs alternate (queue, direct, queue, ...)
+and each figure is the median of `repeats` runs.
+
+The queue's client runs in this process on the same cores as the worker, so it is part of the cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import NamedTuple
+
+from rich.progress import Progress
+
+from api_client import AsyncInferQClient
+from benchmarks.config import BenchConfig
+from benchmarks.results import Row, Target, median
+from benchmarks.rig import Rig
+
+TOPICS = ["dragon", "lighthouse", "robot", "garden", "comet", "violin", "desert", "library"]
+# vLLM's CPU build: a KV cache it can take for granted, and every core for its model threads.
+VLLM_CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}"}
+
+
+class Case(NamedTuple):
+    name: str
+    unit: str
+    target: Target | None
+
+
+def conversations(count: int) -> list[list[dict[str, str]]]:
+    return [
+        [{"role": "user", "content": f"Write a long story about a {TOPICS[i % len(TOPICS)]} (number {i})."}]
+        for i in range(count)
+    ]
+
+
+async def run_hf(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
+    spec = config.hf
+    rig.worker(spec)
+    direct = await rig.direct(spec)
+    async with AsyncInferQClient(rig.redis_url, model=spec.name) as client:
+        return await _measure("hf", config, progress, client.achat, direct.chat)
+
+
+async def run_vllm(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
+    """Direct first, then the worker: two vLLM engines at once would share the two cores."""
+    for key, value in VLLM_CPU_ENV.items():
+        os.environ.setdefault(key, value)
+    spec = config.vllm
+    direct = await rig.direct(spec)
+    direct_runs = await _runs(config, progress, direct.chat, "vllm direct")
+    await rig.close_direct(spec)
+    rig.worker(spec)
+    async with AsyncInferQClient(rig.redis_url, model=spec.name) as client:
+        queued_runs = await _runs(config, progress, client.achat, "vllm through inferq")
+    rig.stop_worker(spec)
+    return _rows("vllm", queued_runs, direct_runs)
+
+
+async def _measure(part, config, progress, queued_chat, direct_chat) -> list[Row]:
+    queued_runs: dict[Case, list[float]] = {}
+    direct_runs: dict[Case, list[float]] = {}
+    for _ in range(config.repeats):
+        _merge(queued_runs, await _runs(config, progress, queued_chat, f"{part} through inferq"))
+        _merge(direct_runs, await _runs(config, progress, direct_chat, f"{part} direct"))
+    return _rows(part, queued_runs, direct_runs)
+
+
+async def _runs(config: BenchConfig, progress: Progress, chat, label: str) -> dict[Case, list]:
+    """One run of each size: tokens/s per concurrency, then the burst's jobs/s."""
+    params = {"temperature": 0, "max_new_tokens": config.new_tokens}
+    await asyncio.gather(*[chat(c, **params) for c in conversations(2)])  # warm-up
+    figures: dict[Case, list[float]] = {}
+    for concurrency in config.hf_concurrency:
+        steps = progress.add_task(f"{label}: {concurrency} concurrent x {config.new_tokens} tok", total=concurrency)
+        started = time.perf_counter()
+        answers = await asyncio.gather(*[_advancing(chat(c, **params), progress, steps) for c in conversations(concurrency)])
+        tokens = sum(responses[0].response_length for responses in answers)
+        target = Target("ratio", ">=", 0.95) if concurrency >= 16 else None
+        case = Case(f"tok/s, {concurrency} concurrent x {config.new_tokens} tok", "tok/s", target)
+        figures[case] = [tokens / (time.perf_counter() - started)]
+    steps = progress.add_task(f"{label}: burst of {config.burst} one-token chats", total=config.burst)
+    started = time.perf_counter()
+    one_token = {"temperature": 0, "max_new_tokens": 1}
+    await asyncio.gather(*[_advancing(chat(c, **one_token), progress, steps) for c in conversations(config.burst)])
+    burst = Case(f"jobs/s, burst of {config.burst} one-token chats", "jobs/s", Target("ratio", ">=", 0.8))
+    figures[burst] = [config.burst / (time.perf_counter() - started)]
+    return figures
+
+
+async def _advancing(awaitable, progress: Progress, steps):
+    result = await awaitable
+    progress.advance(steps)
+    return result
+
+
+def _merge(into: dict[Case, list[float]], figures: dict[Case, list[float]]) -> None:
+    for case, values in figures.items():
+        into.setdefault(case, []).extend(values)
+
+
+def _rows(part: str, queued: dict[Case, list[float]], direct: dict[Case, list[float]]) -> list[Row]:
+    return [
+        Row(part, case.name, case.unit, median(values), median(direct[case]), "direct", case.target)
+        for case, values in queued.items()
+    ]

@@ -1,0 +1,102 @@
+"""A run's rows as a rich table, a JSON file and a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.config import BenchConfig
+from benchmarks.results import Row
+
+MET_MARK = {True: "[green]yes[/]", False: "[red]no[/]", None: ""}
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def table(rows: list[Row], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("part", "case", "measured", "baseline", "ratio", "target", "met"):
+        table.add_column(column, justify="left" if column in ("part", "case") else "right")
+    for row in rows:
+        baseline = "" if row.baseline is None else f"{_number(row.baseline)} {row.unit} ({row.baseline_name})"
+        table.add_row(
+            row.part,
+            row.case,
+            f"{_number(row.value)} {row.unit}",
+            baseline,
+            "" if row.ratio is None else f"{row.ratio:.2f}x",
+            "" if row.target is None else str(row.target),
+            MET_MARK[row.met],
+        )
+    return table
+
+
+def write_json(rows: list[Row], config: BenchConfig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine(),
+        "command": " ".join(["inferq", *sys.argv[1:]]) if sys.argv[0].endswith("inferq") else " ".join(sys.argv),
+        "config": {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()},
+        "rows": [row.to_json() for row in rows],
+    }
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_plot(rows: list[Row], title: str, path: Path) -> None:
+    """Left: every ratio (value / baseline), coloured by its target; right: plumbing jobs/s by jobs in flight."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    compared = [row for row in rows if row.ratio is not None]
+    plumbing = [row for row in rows if row.part == "plumbing"]
+    figure, axes = plt.subplots(1, 2 if plumbing else 1, figsize=(16 if plumbing else 10, 0.35 * len(compared) + 2))
+    ratios = axes[0] if plumbing else axes
+    colours = {True: "tab:green", False: "tab:red", None: "tab:gray"}
+    labels = [f"{row.part}: {row.case}" for row in compared]
+    ratios.barh(labels, [row.ratio for row in compared], color=[colours[row.met] for row in compared])
+    ratios.axvline(1.0, color="black", linewidth=0.8)
+    ratios.invert_yaxis()
+    ratios.set_xscale("log")
+    ratios.set_xlabel("measured / baseline (green: target met, red: missed, grey: no target)")
+    ratios.tick_params(axis="y", labelsize=7)
+    if plumbing:
+        inflight = [row.load for row in plumbing]
+        axes[1].plot(inflight, [row.value for row in plumbing], marker="o", label="inferq (echo engine)")
+        axes[1].plot(inflight, [row.baseline for row in plumbing], marker="o", label="bare Celery no-op")
+        axes[1].set_xscale("log")
+        axes[1].set_xlabel("jobs in flight from one client")
+        axes[1].set_ylabel("jobs/s")
+        axes[1].legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def print_summary(console: Console, rows: list[Row]) -> None:
+    """One line a comparison, the house format: measured | baseline | ratio."""
+    for row in rows:
+        if row.ratio is not None:
+            console.print(
+                f"{row.part}, {row.case}:  {_number(row.value)} {row.unit} | {row.baseline_name} "
+                f"{_number(row.baseline)} {row.unit} | {row.ratio:.2f}x",
+                highlight=False,
+            )
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"

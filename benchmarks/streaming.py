@@ -1,0 +1,147 @@
+"""Streaming cost: the worker's CPU per streamed token (its utime + stime, read from /proc), set against
+the same jobs run unstreamed; Redis writes per streamed token (publishing batches what a job produced
+while its last write was in flight); and how long a token takes from the engine to the client, set
+against a bare Redis PUBLISH to a subscriber timed alongside, under the same load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+
+from redis.asyncio import Redis
+from rich.progress import Progress
+
+from api_client import AsyncInferQClient
+from benchmarks.config import BenchConfig
+from benchmarks.load import jobs_per_s
+from benchmarks.results import Row, Target, percentile
+from benchmarks.rig import Rig
+
+STREAMS_AT_ONCE = 16
+LATENCY_TOKENS = 32
+PING_CHANNEL = "inferq:bench:ping"
+PING_EVERY_S = 0.01
+
+
+async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
+    return [*await _cpu_rows(rig, config, progress), *await _latency_rows(rig, config, progress)]
+
+
+async def _cpu_rows(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
+    worker = rig.worker(config.echo)
+    words = " ".join(f"w{i}" for i in range(config.stream_tokens))
+    chat = [{"role": "user", "content": words}]
+    num_tokens = config.stream_jobs * config.stream_tokens
+    redis = Redis.from_url(rig.redis_url)
+    async with AsyncInferQClient(rig.redis_url, model=config.echo.name) as client:
+
+        async def streamed(_: int) -> None:
+            async for _ in client.astream_chat(chat, max_new_tokens=config.stream_tokens):
+                pass
+
+        async def unstreamed(_: int) -> None:
+            await client.achat(chat, max_new_tokens=config.stream_tokens)
+
+        costs = {}
+        for name, one_job in (("streamed", streamed), ("unstreamed", unstreamed)):
+            steps = progress.add_task(f"streaming: {config.stream_jobs} {name} jobs", total=config.stream_jobs)
+            cpu_before, writes_before = _cpu_s(worker.pid), await _script_calls(redis)
+            await jobs_per_s(one_job, config.stream_jobs, STREAMS_AT_ONCE, progress, steps)
+            costs[name] = (_cpu_s(worker.pid) - cpu_before, await _script_calls(redis) - writes_before)
+    await redis.aclose()
+    streamed_us = costs["streamed"][0] / num_tokens * 1e6
+    unstreamed_us = costs["unstreamed"][0] / num_tokens * 1e6
+    # The two runs differ only in the publishing writes (each one script call).
+    writes_per_token = (costs["streamed"][1] - costs["unstreamed"][1]) / num_tokens
+    return [
+        Row(
+            "streaming",
+            f"worker CPU per token, {config.stream_tokens}-token answers",
+            "µs",
+            streamed_us,
+            unstreamed_us,
+            "unstreamed",
+            Target("value", "<=", 30),
+        ),
+        Row("streaming", "Redis writes per streamed token", "writes", writes_per_token, 1.0, "one per token"),
+    ]
+
+
+async def _latency_rows(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
+    rig.worker(config.echo_paced)
+    chat = [{"role": "user", "content": " ".join(f"w{i}" for i in range(LATENCY_TOKENS))}]
+    latencies_ms: list[float] = []
+    async with AsyncInferQClient(rig.redis_url, model=config.echo_paced.name) as client:
+
+        async def timed(_: int) -> None:
+            handle = await client.submit_chat(chat, max_new_tokens=LATENCY_TOKENS)
+            first_at = None
+            async for _ in handle.stream():
+                first_at = first_at or time.time()
+            record = await handle.record()
+            latencies_ms.append((first_at - record.timings.first_token_at) * 1000)
+
+        steps = progress.add_task(
+            f"streaming: token-to-client latency, {STREAMS_AT_ONCE} streams at {config.stream_rate:g} tok/s",
+            total=config.stream_jobs,
+        )
+        async with _pinging(rig.redis_url) as ping_ms:
+            await jobs_per_s(timed, config.stream_jobs, STREAMS_AT_ONCE, progress, steps)
+    rows = []
+    for q in (50, 99):
+        rows.append(
+            Row(
+                "streaming",
+                f"token-to-client latency p{q}",
+                "ms",
+                percentile(latencies_ms, q),
+                percentile(ping_ms, q),
+                "bare PUBLISH",
+            )
+        )
+    return rows
+
+
+@contextlib.asynccontextmanager
+async def _pinging(redis_url: str):
+    """Times a bare PUBLISH to a subscriber in this process every PING_EVERY_S while the block runs."""
+    publisher, subscriber = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    pubsub = subscriber.pubsub()
+    await pubsub.subscribe(PING_CHANNEL)
+    await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+    ping_ms: list[float] = []
+
+    async def ping_forever() -> None:
+        while True:
+            started = time.perf_counter()
+            await publisher.publish(PING_CHANNEL, b"x")
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0) is None:
+                pass
+            ping_ms.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(PING_EVERY_S)
+
+    pinger = asyncio.create_task(ping_forever())
+    try:
+        yield ping_ms
+    finally:
+        pinger.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pinger
+        await pubsub.aclose()
+        await subscriber.aclose()
+        await publisher.aclose()
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _script_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))

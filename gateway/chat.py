@@ -1,0 +1,102 @@
+"""`POST /v1/chat/completions`: one chat job per request; streamed as OpenAI's chunks over SSE."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api_client import AsyncJobHandle
+from engines.errors import InferqError
+from gateway.chat_schemas import ChatCompletionRequest
+from gateway.errors import api_error_of
+from gateway.fleet import inferq_client, require_served
+from gateway.messages import chat_messages
+from gateway.sse import DONE_FRAME, EventStreamResponse, data_frame, run_to_end_or
+from tasks.errors import JobRestarted, error_from_info
+from tasks.schemas import FinalEvent, JobRecord, RestartEvent, TokenEvent
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+COMPLETION_PREFIX = "chatcmpl-"
+
+
+@router.post("/v1/chat/completions")
+async def create_chat_completion(body: ChatCompletionRequest, request: Request):
+    client = inferq_client(request)
+    options = body.job_options()
+    messages = chat_messages(body.messages)
+    await require_served(client, body.model)
+    handle = await client.submit_chat(messages, body.model, priority=body.priority, stream=body.stream, **options)
+    log.info("chat job %s for %s (user %s)", handle.id, body.model, body.user)
+    if body.stream:
+        chunks = _chunks(handle, body.include_usage)
+        # A client that leaves takes its job with it: nobody else will read this answer.
+        return EventStreamResponse(run_to_end_or(chunks, handle.cancel), handle.id)
+    return JSONResponse(_completion(await handle.result()))
+
+
+def _completion(record: JobRecord) -> dict[str, Any]:
+    choices = [
+        {
+            "index": index,
+            "message": {"role": "assistant", "content": response.response_text},
+            "finish_reason": response.finish_reason,
+            "logprobs": None,
+        }
+        for index, response in enumerate(record.responses)
+    ]
+    return {**_header(record.job_id, record.model, record.timings.queued_at, "chat.completion"), "choices": choices,
+            "usage": _usage(record)}  # fmt: skip
+
+
+async def _chunks(handle: AsyncJobHandle, include_usage: bool) -> AsyncIterator[str]:
+    header = _header(handle.id, handle.meta.model, handle.meta.queued_at, "chat.completion.chunk")
+    greeted: set[int] = set()
+    streamed = False
+
+    def chunk(index: int, delta: dict[str, str], finish_reason: str | None = None) -> str:
+        return data_frame({**header, "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}]})
+
+    try:
+        async for event in handle.events():
+            if isinstance(event, TokenEvent):
+                if event.index not in greeted:  # each choice starts with its role
+                    greeted.add(event.index)
+                    yield chunk(event.index, {"role": "assistant", "content": ""})
+                if event.text:
+                    streamed = True
+                    yield chunk(event.index, {"content": event.text})
+                if event.finish_reason is not None:
+                    yield chunk(event.index, {}, event.finish_reason)
+            elif isinstance(event, RestartEvent):
+                if streamed:
+                    raise JobRestarted(f"job {handle.id} restarted on another worker; the text streamed so far is void")
+            elif isinstance(event, FinalEvent):
+                record = event.record
+                if record.error is not None:
+                    raise error_from_info(record.error, record)
+                if include_usage:
+                    yield data_frame({**header, "choices": [], "usage": _usage(record)})
+    except InferqError as error:
+        # The status line went out with the first frame: the error travels in the stream, as OpenAI's does.
+        yield data_frame(api_error_of(error).body())
+        return
+    yield DONE_FRAME
+
+
+def _header(job_id: str, model: str, queued_at: float, kind: str) -> dict[str, Any]:
+    return {"id": f"{COMPLETION_PREFIX}{job_id}", "object": kind, "created": int(queued_at), "model": model,
+            "system_fingerprint": None}  # fmt: skip
+
+
+def _usage(record: JobRecord) -> dict[str, int] | None:
+    if record.usage is None:
+        return None
+    usage = record.usage
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}  # fmt: skip

@@ -1,0 +1,34 @@
+"""OpenAI parameters no inferq engine can honour: refused with a 400 naming the field, never ignored.
+
+A value that changes nothing (`presence_penalty: 0`, `logprobs: false`, `tools: []`) is accepted, so
+clients that always send their defaults keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+class OpenAIRequest(BaseModel):
+    # Unknown keys are refused too: a field the gateway does not know is a field it would ignore.
+    model_config = ConfigDict(extra="forbid")
+
+
+def unsupported(*neutral_values: Any) -> Any:
+    """The type of a field inferq cannot honour, which accepts only null and `neutral_values`."""
+
+    def refuse(value: Any) -> Any:
+        if value is None or any(value == neutral for neutral in neutral_values):
+            return value
+        raise ValueError("inferq's engines cannot honour this parameter; leave it out")
+
+    return Annotated[Any, AfterValidator(refuse)]
+
+
+NO_TOOLS = unsupported([], "none")
+NO_PENALTY = unsupported(0, 0.0)
+NO_LOGPROBS = unsupported(False, 0)
+PLAIN_TEXT = unsupported({"type": "text"}, {"format": {"type": "text"}})
+NOTHING = unsupported({}, [])

@@ -1,0 +1,111 @@
+"""The Responses API: `POST /v1/responses` (with `background`), `GET /v1/responses/{id}` (with
+`stream=true&starting_after=N`) and `POST /v1/responses/{id}/cancel`. Each response is a chat job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from api_client import AsyncInferQClient, AsyncJobHandle
+from gateway.errors import ApiError
+from gateway.fleet import inferq_client, require_served
+from gateway.messages import response_input
+from gateway.response_events import ResponseEventBuilder
+from gateway.response_objects import job_id_of, response_object
+from gateway.responses_schemas import CreateResponseRequest
+from gateway.sse import EventStreamResponse, named_frame, run_to_end_or
+from tasks.errors import error_from_info
+from tasks.schemas import FinalEvent
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+# How long `cancel` waits for the worker to write the record that holds the partial answer.
+CANCEL_WAIT_S = 10.0
+
+
+@router.post("/v1/responses")
+async def create_response(body: CreateResponseRequest, request: Request):
+    client = inferq_client(request)
+    options = body.job_options()
+    messages = response_input(body.input)
+    await require_served(client, body.model)
+    handle = await client.submit_chat(messages, body.model, priority=body.priority, stream=True, **options)
+    log.info("response job %s for %s (user %s, background %s)", handle.id, body.model, body.user, body.background)
+    if body.stream:
+        frames = _frames(handle, starting_after=-1)
+        if body.background:
+            return EventStreamResponse(frames, handle.id)  # it runs on when the client leaves, to be resumed
+        return EventStreamResponse(run_to_end_or(frames, handle.cancel), handle.id)
+    if body.background:
+        return JSONResponse({**response_object(handle.meta, None), "background": True})
+    record = await _record_when_done(handle)
+    if record.error is not None and record.status != "cancelled":
+        raise error_from_info(record.error, record)
+    return JSONResponse(response_object(handle.meta, record))
+
+
+@router.get("/v1/responses/{response_id}")
+async def retrieve_response(
+    response_id: str,
+    request: Request,
+    stream: bool = False,
+    starting_after: int = Query(-1, ge=-1, description="the last sequence_number the client has"),
+):
+    handle = await _find(inferq_client(request), response_id)
+    if stream:
+        return EventStreamResponse(_frames(handle, starting_after), handle.id)
+    return JSONResponse(await _current(inferq_client(request), handle))
+
+
+@router.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(response_id: str, request: Request):
+    client = inferq_client(request)
+    handle = await _find(client, response_id)
+    await handle.cancel()
+    try:
+        async with asyncio.timeout(CANCEL_WAIT_S):
+            await _record_when_done(handle)
+    except TimeoutError:
+        pass  # its worker has not answered the cancel yet: the response still says in_progress
+    return JSONResponse(await _current(client, handle))
+
+
+async def _find(client: AsyncInferQClient, response_id: str) -> AsyncJobHandle:
+    job_id = job_id_of(response_id)
+    handle = None if job_id is None else await client.find_job(job_id)
+    if handle is None or handle.meta.kind != "chat":
+        raise ApiError(404, f"no response {response_id!r} (or it is older than the record TTL)",
+                       type="invalid_request_error", param="response_id", code="not_found")  # fmt: skip
+    return handle
+
+
+async def _current(client: AsyncInferQClient, handle: AsyncJobHandle) -> dict:
+    record = await handle.record()
+    running = record is None and await client.store.is_running(handle.id)
+    return response_object(handle.meta, record, "in_progress" if running else "queued")
+
+
+async def _record_when_done(handle: AsyncJobHandle):
+    async for event in handle.events():
+        if isinstance(event, FinalEvent):
+            return event.record
+    raise AssertionError("a job's events end with its final event")
+
+
+async def _frames(handle: AsyncJobHandle, starting_after: int) -> AsyncIterator[str]:
+    """The stream from the start of the job's log; what the client already has is dropped here."""
+    builder = ResponseEventBuilder(handle.meta)
+    for event in builder.opening():
+        if event["sequence_number"] > starting_after:
+            yield named_frame(event)
+    async for job_event in handle.events():
+        for event in builder.on_event(job_event):
+            if event["sequence_number"] > starting_after:
+                yield named_frame(event)
+        if builder.ended:
+            return

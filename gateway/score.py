@@ -1,0 +1,24 @@
+"""`POST /v1/score`: reward-model scores, one per text (LLaMA-Factory's `/v1/score/evaluation` body)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from gateway.chat_schemas import ScoreRequest
+from gateway.fleet import inferq_client, require_served
+
+router = APIRouter()
+
+SCORE_PREFIX = "scoreeval-"
+
+
+@router.post("/v1/score")
+async def create_scores(body: ScoreRequest, request: Request):
+    client = inferq_client(request)
+    await require_served(client, body.model)
+    handle = await client.submit_score(
+        body.messages, body.model, max_length=body.max_length, deadline_s=body.deadline_s, priority=body.priority
+    )
+    record = await handle.result()
+    return {"id": f"{SCORE_PREFIX}{record.job_id}", "object": "score.evaluation", "model": record.model,
+            "scores": record.scores}  # fmt: skip

@@ -1,0 +1,105 @@
+"""A real `inferq gateway` process on loopback, in front of real echo workers, for the official `openai` client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from worker.orphan_guard import die_with_parent
+
+API_KEY = "gateway-test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class GatewayProcess:
+    """`python -m cli.main gateway`, exactly as a user starts it, waited for until /health answers."""
+
+    def __init__(self, redis_url: str, log_path: Path, *, api_keys: str = "", port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.env = {**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_GATEWAY_API_KEYS": api_keys}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60) -> GatewayProcess:
+        command = [sys.executable, "-m", "cli.main", "gateway", "--host", "127.0.0.1", "--port", str(self.port)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
+        deadline = time.monotonic() + timeout_s
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the gateway did not start:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a host dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def start_gateway(redis_url, tmp_path_factory):
+    """`start_gateway(**options)` starts a gateway process; all are stopped at the end of the session."""
+    logs = tmp_path_factory.mktemp("gateway-logs")
+    started: list[GatewayProcess] = []
+
+    def start(**options) -> GatewayProcess:
+        gateway = GatewayProcess(redis_url, logs / f"gateway-{len(started)}.log", **options)
+        started.append(gateway)
+        return gateway.start()
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(start_gateway, echo_worker, echo_scorer_worker):
+    """The session's gateway: it wants an API key."""
+    return start_gateway(api_keys=f"some-other-key,{API_KEY}")
+
+
+@pytest.fixture
+async def oai(gateway):
+    async with openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+async def inferq(client_settings):
+    """An inferq client beside the gateway, to look at the jobs it made."""
+    from api_client import AsyncInferQClient
+
+    async with AsyncInferQClient(settings=client_settings) as client:
+        yield client

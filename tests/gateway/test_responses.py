@@ -1,0 +1,112 @@
+"""The Responses API through the official `openai` package: background responses, cancel, and a stream
+resumed with `starting_after` from another gateway process after the first one was killed."""
+
+import asyncio
+
+import openai
+import pytest
+
+from gateway.response_events import SEQ_STRIDE
+
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+
+
+async def _until_ended(client, response_id):
+    while (response := await client.responses.retrieve(response_id)).status in ("queued", "in_progress"):
+        await asyncio.sleep(0.05)
+    return response
+
+
+async def test_a_background_response_is_queued_then_completed(oai):
+    created = await oai.responses.create(model="echo", input="one two three", background=True)
+    assert created.status == "queued" and created.background is True and created.id.startswith("resp_")
+    done = await _until_ended(oai, created.id)
+    assert (done.status, done.output_text) == ("completed", "one two three")
+    assert (done.usage.input_tokens, done.usage.output_tokens) == (5, 4)
+
+
+async def test_a_foreground_response_with_instructions_and_an_output_cap(oai):
+    response = await oai.responses.create(model="echo", input="a b c d", instructions="terse", max_output_tokens=2)
+    assert (response.status, response.output_text) == ("incomplete", "a b")
+    assert response.incomplete_details.reason == "max_output_tokens"
+    assert response.usage.input_tokens == 8  # "system: terse" + "user: a b c d" + "assistant:"
+
+
+async def test_cancel_stops_a_background_response_and_keeps_its_partial_text(oai):
+    created = await oai.responses.create(model="echo", input="kept [hold] never", background=True)
+    stream = await oai.responses.retrieve(created.id, stream=True)
+    async for event in stream:
+        if event.type == "response.output_text.delta":
+            break  # the job is surely running now
+    await stream.close()
+    cancelled = await oai.responses.cancel(created.id)
+    assert (cancelled.status, cancelled.output_text) == ("cancelled", "kept")
+
+
+async def test_a_streamed_response_numbers_its_events_and_ends_completed(oai):
+    stream = await oai.responses.create(model="echo", input="x y", stream=True)
+    events = [event async for event in stream]
+    assert [event.type for event in events] == [
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.completed",
+    ]  # fmt: skip
+    numbers = [event.sequence_number for event in events]
+    assert numbers == sorted(set(numbers)) and numbers[:2] == [0, 1] and numbers[2] == SEQ_STRIDE
+    assert events[-1].response.output_text == "x y"
+
+
+@pytest.mark.parametrize(
+    ("options", "param"),
+    [
+        ({"tools": [{"type": "web_search"}]}, "tools"),
+        ({"store": False}, "store"),
+        ({"previous_response_id": "resp_x"}, "previous_response_id"),
+        ({"text": {"format": {"type": "json_object"}}}, "text"),
+        ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "input.0.content.0"),
+    ],
+)
+async def test_what_cannot_be_honoured_is_a_400_naming_the_field(oai, options, param):
+    with pytest.raises(openai.BadRequestError) as caught:
+        await oai.responses.create(**{"model": "echo", "input": "x", **options})
+    assert caught.value.body["param"] == param
+
+
+async def test_an_unknown_response_is_a_404(oai):
+    with pytest.raises(openai.NotFoundError):
+        await oai.responses.retrieve("resp_00000000000000000000000000000000")
+
+
+async def test_a_stream_resumes_on_another_gateway_after_the_first_was_killed(start_gateway, echo_worker, release):
+    wait, let_go = release()
+    first = start_gateway()  # no keys: open, and it says so
+    assert "the gateway is open" in first.log_path.read_text()
+    before_kill = []
+    async with openai.AsyncOpenAI(base_url=f"{first.url}/v1", api_key="none", max_retries=0) as client:
+        stream = await client.responses.create(
+            model="echo", input=f"one two {wait} three four", background=True, stream=True
+        )
+        async for event in stream:
+            before_kill.append(event)
+            if event.type == "response.output_text.delta" and event.delta == " two":
+                break  # the job now waits for the test: it cannot end while this gateway dies
+        first.kill()
+    response_id = before_kill[0].response.id
+    last_seen = before_kill[-1].sequence_number
+
+    second = start_gateway()
+    let_go()
+    async with openai.AsyncOpenAI(base_url=f"{second.url}/v1", api_key="none", max_retries=0) as client:
+        resumed = [event async for event in await client.responses.retrieve(response_id, stream=True,
+                                                                            starting_after=last_seen)]  # fmt: skip
+        replay = [event async for event in await client.responses.retrieve(response_id, stream=True)]
+
+    def key(event):
+        return event.sequence_number, event.type, getattr(event, "delta", None)
+
+    assert [key(e) for e in before_kill + resumed] == [key(e) for e in replay]  # every event once, in order
+    assert resumed[-1].type == "response.completed"
+    deltas = "".join(e.delta for e in before_kill + resumed if e.type == "response.output_text.delta")
+    assert deltas == resumed[-1].response.output_text == f"one two {wait} three four"
