@@ -1,11 +1,12 @@
 # inferq image: the worker, the client and Flower.
 #   CPU (default):  docker build -t inferq .
-#   GPU + vLLM:     docker build -t inferq:gpu --build-arg BASE_IMAGE=vllm/vllm-openai:latest \
+#   GPU + vLLM:     docker build -t inferq:gpu --build-arg BASE_IMAGE=vllm/vllm-openai:v0.32.0 \
 #                     --build-arg TORCH_SPEC= --build-arg EXTRAS=hf,flower .
+# (the vLLM version inferq's engine targets: engines/vllm.py, pyproject's `vllm` extra)
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
-ARG EXTRAS=hf,flower,demo
+ARG EXTRAS=hf,flower,demo,gateway
 # CPU wheels unless the base image brings its own (CUDA) torch: then pass TORCH_SPEC= (empty).
 ARG TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 
@@ -16,7 +17,11 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY api_client ./api_client
+COPY benchmarks ./benchmarks
+COPY cli ./cli
 COPY engines ./engines
+COPY gateway ./gateway
+COPY harness ./harness
 COPY tasks ./tasks
 COPY worker ./worker
 
@@ -29,4 +34,6 @@ RUN if [ -n "$TORCH_SPEC" ]; then pip install --no-cache-dir $TORCH_SPEC; fi \
 RUN useradd --create-home inferq && chown -R inferq /cache
 USER inferq
 
+# Reset whatever the base image starts (vllm/vllm-openai starts its API server): this image runs inferq.
+ENTRYPOINT []
 CMD ["inferq", "worker", "--model", "smollm2"]

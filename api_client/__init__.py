@@ -5,7 +5,18 @@ from api_client.client import InferQClient, JobHandle
 from api_client.handle import AsyncJobHandle
 from engines.errors import EngineError, InferqError, InvalidRequest
 from engines.schemas import GenerationParams, Message, Response
-from tasks.errors import JobCancelled, JobError, JobExpired, JobFailed, JobLost, JobRestarted, JobTimeout, NoSuchModel
+from tasks.errors import (
+    JobCancelled,
+    JobError,
+    JobExpired,
+    JobFailed,
+    JobLost,
+    JobRestarted,
+    JobTimeLimit,
+    JobTimeout,
+    NoSuchModel,
+    QueueFull,
+)
 from tasks.schemas import JobRecord
 
 __all__ = [
@@ -24,8 +35,10 @@ __all__ = [
     "JobHandle",
     "JobRecord",
     "JobRestarted",
+    "JobTimeLimit",
     "JobTimeout",
     "Message",
     "NoSuchModel",
+    "QueueFull",
     "Response",
 ]

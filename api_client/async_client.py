@@ -18,7 +18,8 @@ from engines.schemas import Message, Response
 from tasks import names
 from tasks.app import PRIORITY_STEPS, make_app
 from tasks.config import QueueSettings
-from tasks.schemas import ChatJob, ScoreJob, WorkerInfo
+from tasks.errors import QueueFull
+from tasks.schemas import ChatJob, QueueInfo, ScoreJob, WorkerInfo
 from tasks.store import JobStore
 
 # Celery's send_task blocks on the broker; these threads do it, each with a producer of its own.
@@ -69,14 +70,19 @@ class AsyncInferQClient:
 
     async def submit_score(
         self,
-        texts: Sequence[str],
+        texts: Sequence[str] | None = None,
         model: str | None = None,
         *,
+        conversations: Sequence[Sequence[Message | dict[str, Any]]] | None = None,
         max_length: int | None = None,
         deadline_s: float | None = None,
         priority: int | None = None,
     ) -> AsyncJobHandle:
-        job = score_job(texts, model or self.model, max_length=max_length, deadline_s=deadline_s)
+        """Scores texts as they are, or `conversations` (lists of messages, the answer last) rendered by the
+        worker with the model's own chat template — what a reward model was trained to score."""
+        job = score_job(
+            texts, model or self.model, conversations=conversations, max_length=max_length, deadline_s=deadline_s
+        )
         return await self._submit(job, priority)
 
     async def find_job(self, job_id: str) -> AsyncJobHandle | None:
@@ -115,7 +121,12 @@ class AsyncInferQClient:
                 await asyncio.shield(handle.cancel())
 
     async def aget_scores(
-        self, texts: Sequence[str], model: str | None = None, *, timeout: float | None = None, **options: Any
+        self,
+        texts: Sequence[str] | None = None,
+        model: str | None = None,
+        *,
+        timeout: float | None = None,
+        **options: Any,
     ) -> list[float]:
         handle = await self.submit_score(texts, model, **options)
         record = await _result_or_cancel(handle, timeout)
@@ -125,10 +136,16 @@ class AsyncInferQClient:
         """The live workers (each re-announces itself every few seconds)."""
         return await self.store.workers()
 
+    async def queues(self) -> list[QueueInfo]:
+        """Each model's queue: the models live workers serve, and any other that has jobs waiting."""
+        models = {info.model for info in await self.store.workers()} | await self.store.queued_models()
+        return [await self.store.queue_info(model) for model in sorted(models)]
+
     async def _submit(self, job: ChatJob | ScoreJob, priority: int | None) -> AsyncJobHandle:
         if priority is not None and priority not in PRIORITY_STEPS:
             raise InvalidRequest("must be 0 (highest) to 9 (lowest)", field="priority")
         payload = encode_job(job, self.settings.max_payload_bytes)
+        await self._check_capacity(job.model)
         job_id = new_job_id()
         meta = meta_of(job_id, job)
         await self.store.save_meta(meta)
@@ -146,6 +163,17 @@ class AsyncInferQClient:
             ),
         )
         return AsyncJobHandle(self.store, meta)
+
+    async def _check_capacity(self, model: str) -> None:
+        """Backpressure: a queue at the cap its workers announce refuses the job instead of growing."""
+        cap = await self.store.fleet.queue_cap(model)
+        if cap is None:
+            return
+        depth = (await self.store.queue_info(model)).depth
+        if depth >= cap:
+            raise QueueFull(
+                f"model {model!r} has {depth} jobs queued, its cap is {cap}; try again later", field="model"
+            )
 
 
 async def _result_or_cancel(handle: AsyncJobHandle, timeout: float | None):

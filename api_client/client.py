@@ -12,7 +12,7 @@ from api_client.handle import AsyncJobHandle
 from api_client.loop_thread import CLOSE_WAIT_S, LoopThread
 from engines.schemas import Message, Response
 from tasks.config import QueueSettings
-from tasks.schemas import JobRecord, WorkerInfo
+from tasks.schemas import JobRecord, QueueInfo, WorkerInfo
 
 
 class JobHandle:
@@ -87,10 +87,12 @@ class InferQClient:
     ) -> AsyncIterator[str]:
         return self._loop.aiterate(self._client.astream_chat(messages, model, **options))
 
-    def get_scores(self, texts: Sequence[str], model: str | None = None, **options: Any) -> list[float]:
+    def get_scores(self, texts: Sequence[str] | None = None, model: str | None = None, **options: Any) -> list[float]:
         return self._loop.run(self._client.aget_scores(texts, model, **options))
 
-    async def aget_scores(self, texts: Sequence[str], model: str | None = None, **options: Any) -> list[float]:
+    async def aget_scores(
+        self, texts: Sequence[str] | None = None, model: str | None = None, **options: Any
+    ) -> list[float]:
         return await self._loop.run_async(self._client.aget_scores(texts, model, **options))
 
     def submit_chat(
@@ -98,7 +100,7 @@ class InferQClient:
     ) -> JobHandle:
         return JobHandle(self._loop.run(self._client.submit_chat(messages, model, **options)), self._loop)
 
-    def submit_score(self, texts: Sequence[str], model: str | None = None, **options: Any) -> JobHandle:
+    def submit_score(self, texts: Sequence[str] | None = None, model: str | None = None, **options: Any) -> JobHandle:
         return JobHandle(self._loop.run(self._client.submit_score(texts, model, **options)), self._loop)
 
     def find_job(self, job_id: str) -> JobHandle | None:
@@ -107,6 +109,9 @@ class InferQClient:
 
     def workers(self) -> list[WorkerInfo]:
         return self._loop.run(self._client.workers())
+
+    def queues(self) -> list[QueueInfo]:
+        return self._loop.run(self._client.queues())
 
 
 def _close(loop: LoopThread, client: AsyncInferQClient) -> None:

@@ -31,6 +31,7 @@ def chat_job(
     adapter: str | None = None,
     stream: bool = True,
     deadline_s: float | None = None,
+    max_runtime_s: float | None = None,
     **params: Any,
 ) -> ChatJob:
     """A validated ChatJob; bad input raises InvalidRequest naming the field, before anything is sent."""
@@ -39,6 +40,7 @@ def chat_job(
         model=_model(model),
         queued_at=time.time(),
         deadline_at=_deadline(deadline_s),
+        max_runtime_s=max_runtime_s,
         messages=list(messages) if isinstance(messages, (list, tuple)) else messages,
         system=system,
         tools=tools,
@@ -52,7 +54,12 @@ def chat_job(
 
 
 def score_job(
-    texts: Sequence[str], model: str | None, *, max_length: int | None = None, deadline_s: float | None = None
+    texts: Sequence[str] | None,
+    model: str | None,
+    *,
+    conversations: Sequence[Sequence[Message | dict[str, Any]]] | None = None,
+    max_length: int | None = None,
+    deadline_s: float | None = None,
 ) -> ScoreJob:
     return _validated(
         ScoreJob,
@@ -60,6 +67,7 @@ def score_job(
         queued_at=time.time(),
         deadline_at=_deadline(deadline_s),
         texts=list(texts) if isinstance(texts, (list, tuple)) else texts,
+        conversations=[list(c) for c in conversations] if isinstance(conversations, (list, tuple)) else conversations,
         max_length=max_length,
     )
 

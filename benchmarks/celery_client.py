@@ -7,7 +7,6 @@ own Redis result consumer hears a result (its PUBLISH), on one pattern subscript
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +15,8 @@ from redis.asyncio import Redis
 from api_client.async_client import SEND_THREADS
 from benchmarks.noop_app import NOOP_QUEUE, NOOP_TASK, RESULT_CHANNEL_PREFIX, make_noop_app
 from tasks.config import QueueSettings
+
+LISTEN_POLL_S = 0.2  # bounds how long closing takes
 
 
 class CeleryNoopClient:
@@ -26,6 +27,8 @@ class CeleryNoopClient:
         self._pubsub = self._redis.pubsub()
         self._waiting: dict[str, asyncio.Future[None]] = {}
         self._listener: asyncio.Task[None] | None = None
+        # A flag, not task.cancel(): redis-py's get_message can swallow a cancellation and loop on.
+        self._stopping = asyncio.Event()
 
     async def __aenter__(self) -> CeleryNoopClient:
         await self._pubsub.psubscribe(f"{RESULT_CHANNEL_PREFIX}*")
@@ -33,9 +36,8 @@ class CeleryNoopClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self._listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._listener
+        self._stopping.set()
+        await self._listener
         await self._pubsub.aclose()
         await self._redis.aclose()
         self._senders.shutdown(wait=False)
@@ -51,8 +53,8 @@ class CeleryNoopClient:
         await done
 
     async def _listen(self) -> None:
-        while True:
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+        while not self._stopping.is_set():
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=LISTEN_POLL_S)
             if message is None:
                 continue
             task_id = message["channel"].decode().removeprefix(RESULT_CHANNEL_PREFIX)

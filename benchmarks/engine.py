@@ -32,9 +32,10 @@ def measure(model: str, num_requests: int, new_tokens: int, console: Console) ->
         bound_tps = _padded_batch(path, engine.tokenizer, prompts, new_tokens)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     size = f"{num_requests} concurrent x {new_tokens} tok on {device}"
+    bound = "padded-batch generate()"
     return [
-        Row("bound", f"hf engine tok/s, {size}", "tok/s", inferq_tps, bound_tps, "padded-batch generate()"),
-        Row("bound", f"serial (LLaMA-Factory) tok/s, {size}", "tok/s", serial_tps, bound_tps, "padded-batch generate()"),
+        Row("bound", f"hf engine tok/s, {size}", "tok/s", inferq_tps, bound_tps, bound),
+        Row("bound", f"serial (LLaMA-Factory) tok/s, {size}", "tok/s", serial_tps, bound_tps, bound),
     ]
 
 

@@ -77,7 +77,8 @@ async def _runs(config: BenchConfig, progress: Progress, chat, label: str) -> di
     for concurrency in config.hf_concurrency:
         steps = progress.add_task(f"{label}: {concurrency} concurrent x {config.new_tokens} tok", total=concurrency)
         started = time.perf_counter()
-        answers = await asyncio.gather(*[_advancing(chat(c, **params), progress, steps) for c in conversations(concurrency)])
+        chats = [_advancing(chat(c, **params), progress, steps) for c in conversations(concurrency)]
+        answers = await asyncio.gather(*chats)
         tokens = sum(responses[0].response_length for responses in answers)
         target = Target("ratio", ">=", 0.95) if concurrency >= 16 else None
         case = Case(f"tok/s, {concurrency} concurrent x {config.new_tokens} tok", "tok/s", target)

@@ -20,7 +20,8 @@ MET_MARK = {True: "[green]yes[/]", False: "[red]no[/]", None: ""}
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+    python = platform.python_version()
+    return f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}, Python {python}"
 
 
 def table(rows: list[Row], title: str) -> Table:

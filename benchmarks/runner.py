@@ -7,6 +7,7 @@ Parts that need the queue share one rig (Redis and workers, started on first use
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,7 +29,8 @@ QUEUE_PARTS = {
 
 
 def run(config: BenchConfig) -> int:
-    console = Console()
+    # Piped output (a log, CI) gets a table wide enough to read instead of rich's default 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     rows: list[Row] = []
     queue_parts = [part for part in config.parts if part in QUEUE_PARTS]
     if queue_parts:

@@ -113,9 +113,11 @@ async def _pinging(redis_url: str):
     await pubsub.subscribe(PING_CHANNEL)
     await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
     ping_ms: list[float] = []
+    # A flag, not task.cancel(): redis-py's get_message can swallow a cancellation and loop on.
+    stopping = asyncio.Event()
 
-    async def ping_forever() -> None:
-        while True:
+    async def ping_until_stopped() -> None:
+        while not stopping.is_set():
             started = time.perf_counter()
             await publisher.publish(PING_CHANNEL, b"x")
             while await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0) is None:
@@ -123,13 +125,12 @@ async def _pinging(redis_url: str):
             ping_ms.append((time.perf_counter() - started) * 1000)
             await asyncio.sleep(PING_EVERY_S)
 
-    pinger = asyncio.create_task(ping_forever())
+    pinger = asyncio.create_task(ping_until_stopped())
     try:
         yield ping_ms
     finally:
-        pinger.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pinger
+        stopping.set()
+        await pinger
         await pubsub.aclose()
         await subscriber.aclose()
         await publisher.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import gateway_command, local_commands, producer, worker_command
+from cli import gateway_command, local_commands, producer, status_command, worker_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     worker_command.add_parser(commands)
     producer.add_parsers(commands)
+    status_command.add_parser(commands)
     local_commands.add_parsers(commands)
     gateway_command.add_parser(commands)
     args, rest = parser.parse_known_args(argv)

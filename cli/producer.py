@@ -53,7 +53,8 @@ def _params(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def _client(args: argparse.Namespace):
+def client_for(args: argparse.Namespace):
+    """The sync client for a command's --redis-url (else INFERQ_*), or a one-line settings error."""
     from pydantic import ValidationError
 
     from api_client import InferQClient
@@ -62,13 +63,13 @@ def _client(args: argparse.Namespace):
         settings = QueueSettings(**({"redis_url": args.redis_url} if args.redis_url else {}))
     except ValidationError as exc:
         raise SystemExit(f"inferq {args.command}: bad settings: {settings_problems(exc)}") from None
-    return InferQClient(model=args.model, settings=settings)
+    return InferQClient(model=getattr(args, "model", None), settings=settings)
 
 
 def run_chat(args: argparse.Namespace, _: list[str]) -> int:
     messages: list[dict[str, str]] = []
     print("Welcome to inferq chat. `clear` forgets the history, `exit` leaves.")
-    with _client(args) as client:
+    with client_for(args) as client:
         while True:
             try:
                 query = input("\nUser: ")
@@ -97,7 +98,7 @@ def run_chat(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def run_submit(args: argparse.Namespace, _: list[str]) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         try:
             handle = client.submit_chat(
                 [{"role": "user", "content": args.prompt}],
@@ -119,7 +120,7 @@ def run_submit(args: argparse.Namespace, _: list[str]) -> int:
 
 
 def run_score(args: argparse.Namespace, _: list[str]) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         try:
             scores = client.get_scores(args.texts, max_length=args.max_length, timeout=args.timeout)
         except InferqError as error:

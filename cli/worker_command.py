@@ -39,6 +39,7 @@ def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
     # Checked here, before Celery starts and long before the model loads.
     settings = worker_settings(**options, concurrency=args.concurrency)
     from worker.app import app
+
     argv = [
         "worker",
         "--pool=threads",
@@ -49,8 +50,19 @@ def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
         "--loglevel=INFO",
     ]
     argv += [f"--{key.replace('_', '-')}={value}" for key, value in options.items() if value is not None]
-    app.worker_main([*argv, *celery_args])
-    return 0
+    return _celery_worker(app, [*argv, *celery_args])
+
+
+def _celery_worker(app, argv: list[str]) -> int:
+    """`celery worker` with this app, returning its exit code: `app.worker_main` drops it (click hands
+    the code back as a return value in non-standalone mode, and Celery's `start` ignores it)."""
+    from celery.bin.celery import celery
+
+    celery.params[0].default = app
+    try:
+        return celery.main(args=argv, standalone_mode=False) or 0
+    finally:
+        celery.params[0].default = None
 
 
 def default_hostname(settings: WorkerSettings) -> str:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from engines.errors import InvalidRequest
 from engines.params import ResolvedParams, resolve
-from engines.prompt import attach_media, build_prompt, check_media
+from engines.prompt import attach_media, build_prompt, check_media, render_conversation
 from engines.schemas import (
     Delta,
     FinishReason,
@@ -186,6 +186,10 @@ class BaseEngine(ABC):
         finally:
             # A consumer that stops reading early must not leave the backend generating.
             await deltas.aclose()
+
+    def render_for_scoring(self, conversation: Sequence[Message | dict[str, Any]]) -> str:
+        """A conversation as this model's chat template writes it, to score with `get_scores` (no model work)."""
+        return render_conversation(self.tokenizer, parse_messages(conversation))
 
     async def get_scores(self, batch_input: list[str], **params: Any) -> list[float]:
         if self.can_generate:

@@ -43,10 +43,12 @@ class EchoTokenizer:
     eos_token_id = 0
     chat_template = "role: content, one line a turn"
 
-    def apply_chat_template(self, conversation: list[dict[str, Any]], **_: Any) -> str:
+    def apply_chat_template(
+        self, conversation: list[dict[str, Any]], add_generation_prompt: bool = False, **_: Any
+    ) -> str:
         # one line a turn: a message's own line breaks are only spaces between its words
         lines = [f"{turn['role']}: {' '.join(str(turn['content']).split())}" for turn in conversation]
-        return "\n".join([*lines, "assistant:"])
+        return "\n".join([*lines, "assistant:"] if add_generation_prompt else lines)
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
         return {"input_ids": [token_id(word) for word in text.split()]}

@@ -88,6 +88,18 @@ def build_prompt(
     return text, list(prompt_ids)
 
 
+def render_conversation(tokenizer: Any, messages: list[Message]) -> str:
+    """A whole conversation, its answer included, as the model's chat template writes it and with no
+    generation prompt after it: the text a reward model trained on templated chats is meant to score."""
+    conversation = [{"role": m.role, "content": _template_content(m)} for m in messages]
+    try:
+        return tokenizer.apply_chat_template(conversation, add_generation_prompt=False, tokenize=False)
+    except Exception as exc:  # as in build_prompt: jinja2's errors and the template's raise_exception
+        raise InvalidRequest(
+            f"the model's chat template refused the conversation: {exc}", field="conversations"
+        ) from None
+
+
 def _template_content(message: Message) -> str | list[dict[str, str]]:
     if isinstance(message.content, str):
         return message.content

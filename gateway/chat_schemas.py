@@ -30,6 +30,7 @@ class ChatCompletionRequest(OpenAIRequest):
     # inferq extensions (the openai package sends them with `extra_body=`)
     priority: int | None = Field(None, description="0 (highest) to 9; default 5")
     deadline_s: float | None = Field(None, description="the job expires (504) unless done this many seconds from now")
+    max_runtime_s: float | None = Field(None, description="the job is stopped (504) after running this long")
     top_k: int | None = None
     repetition_penalty: float | None = None
 
@@ -69,6 +70,7 @@ class ChatCompletionRequest(OpenAIRequest):
             "stop": self.stop,
             "seed": self.seed,
             "deadline_s": self.deadline_s,
+            "max_runtime_s": self.max_runtime_s,
         }
         return {name: value for name, value in options.items() if value is not None}
 
@@ -78,13 +80,13 @@ class ChatCompletionRequest(OpenAIRequest):
 
 
 class ScoreRequest(OpenAIRequest):
-    """LLaMA-Factory's `/v1/score/evaluation` body: `messages` are the texts to score, as they are."""
+    """LLaMA-Factory's `/v1/score/evaluation` body: `messages` are texts to score as they are; or
+    `conversations` (lists of chat messages, the answer last), which the worker renders with the model's
+    own chat template before scoring — raw text is not what a reward model trained on chats scores."""
 
     model: str
-    messages: list[str] = Field(min_length=1)
+    messages: list[str] | None = Field(None, min_length=1)
+    conversations: list[list[dict[str, Any]]] | None = Field(None, min_length=1)
     max_length: int | None = None
     priority: int | None = None
     deadline_s: float | None = None
-    # Conversations must be rendered with the model's chat template, which only its worker holds, and a
-    # ScoreJob carries plain texts: refused until it can carry messages, never flattened here.
-    conversations: unsupported([]) = None

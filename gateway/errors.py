@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from engines.errors import EngineError, EngineOverloaded, EngineUnavailable, InferqError, InvalidRequest
-from tasks.errors import JobCancelled, JobExpired, JobTimeout, NoSuchModel
+from tasks.errors import JobCancelled, JobExpired, JobTimeLimit, JobTimeout, NoSuchModel, QueueFull
 
 
 class ApiError(Exception):
@@ -33,9 +33,11 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-# Most specific first. TODO(issue 11): QueueFull -> 429 once the queue cap exists.
+# Most specific first.
 _STATUS_OF: list[tuple[type[InferqError], int, str, str]] = [
     (InvalidRequest, 400, "invalid_request_error", "invalid_value"),
+    (QueueFull, 429, "rate_limit_error", "queue_full"),
+    (JobTimeLimit, 504, "timeout_error", "time_limit_exceeded"),
     (NoSuchModel, 404, "invalid_request_error", "model_not_found"),
     (JobExpired, 504, "timeout_error", "deadline_exceeded"),
     (JobTimeout, 504, "timeout_error", "deadline_exceeded"),

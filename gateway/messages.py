@@ -18,6 +18,14 @@ def chat_messages(raw: list[dict[str, Any]]) -> list[Message]:
     return [_message(item, f"messages.{i}", CHAT_TEXT_PARTS) for i, item in enumerate(raw)]
 
 
+def score_conversations(raw: list[list[dict[str, Any]]]) -> list[list[Message]]:
+    """`conversations` of a score request: each a chat, the answer last, in Chat Completions' shapes."""
+    return [
+        [_message(item, f"conversations.{i}.{j}", CHAT_TEXT_PARTS) for j, item in enumerate(chat)]
+        for i, chat in enumerate(raw)
+    ]
+
+
 def response_input(raw: str | list[dict[str, Any]]) -> list[Message]:
     """`input` of a Responses request: a string is one user turn."""
     if isinstance(raw, str):

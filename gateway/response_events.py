@@ -66,7 +66,9 @@ class ResponseEventBuilder:
         if not self._pieces:
             return []
         self.ended = True
-        message = "the job restarted on another worker: the text streamed so far is void; GET the response for the answer"
+        message = (
+            "the job restarted on another worker: the text streamed so far is void; GET the response for the answer"
+        )
         return [self._emit("error", code="job_restarted", message=message, param=None)]
 
     def _on_final(self, record: JobRecord) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""`POST /v1/score`: reward-model scores, one per text (LLaMA-Factory's `/v1/score/evaluation` body)."""
+"""`POST /v1/score`: reward-model scores, one per text or per conversation (LLaMA-Factory's
+`/v1/score/evaluation` body, plus `conversations` rendered with the model's chat template by its worker)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import APIRouter, Request
 
 from gateway.chat_schemas import ScoreRequest
 from gateway.fleet import inferq_client, require_served
+from gateway.messages import score_conversations
 
 router = APIRouter()
 
@@ -16,8 +18,14 @@ SCORE_PREFIX = "scoreeval-"
 async def create_scores(body: ScoreRequest, request: Request):
     client = inferq_client(request)
     await require_served(client, body.model)
+    conversations = None if body.conversations is None else score_conversations(body.conversations)
     handle = await client.submit_score(
-        body.messages, body.model, max_length=body.max_length, deadline_s=body.deadline_s, priority=body.priority
+        body.messages,
+        body.model,
+        conversations=conversations,
+        max_length=body.max_length,
+        deadline_s=body.deadline_s,
+        priority=body.priority,
     )
     record = await handle.result()
     return {"id": f"{SCORE_PREFIX}{record.job_id}", "object": "score.evaluation", "model": record.model,

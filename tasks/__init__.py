@@ -2,7 +2,17 @@
 
 from tasks.app import make_app
 from tasks.config import QueueSettings
-from tasks.errors import JobCancelled, JobError, JobExpired, JobFailed, JobLost, JobTimeout, NoSuchModel
+from tasks.errors import (
+    JobCancelled,
+    JobError,
+    JobExpired,
+    JobFailed,
+    JobLost,
+    JobTimeLimit,
+    JobTimeout,
+    NoSuchModel,
+    QueueFull,
+)
 from tasks.schemas import ChatJob, FinalEvent, JobRecord, RestartEvent, ScoreJob, TokenEvent
 
 __all__ = [
@@ -14,8 +24,10 @@ __all__ = [
     "JobFailed",
     "JobLost",
     "JobRecord",
+    "JobTimeLimit",
     "JobTimeout",
     "NoSuchModel",
+    "QueueFull",
     "QueueSettings",
     "RestartEvent",
     "ScoreJob",

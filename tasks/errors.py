@@ -12,6 +12,8 @@
         ├── JobTimeout            the client stopped waiting; the job may still run (also a TimeoutError)
         ├── JobRestarted          a stream reader learns that the job restarted on another worker
         ├── JobLost               the job vanished from Redis (a restart without persistence?)
+        ├── QueueFull             refused at submit: the model's queue holds its cap (`.field` is "model")
+        ├── JobTimeLimit          it ran longer than its max_runtime_s; `.record` keeps the partial text
         ├── LeaseLost             a worker's copy lost its lease to another delivery (stays in the worker)
         └── JobExpired            its deadline passed before it finished
             └── NoSuchModel       ...or no live worker has served its model for a grace period
@@ -77,6 +79,14 @@ class JobLost(JobError):
     """The job's record and metadata are gone from Redis while someone waited for it."""
 
 
+class QueueFull(JobError):
+    """Refused at submit: the model's queue already holds as many jobs as its workers allow."""
+
+
+class JobTimeLimit(JobError):
+    """The job ran longer than its `max_runtime_s` (or the worker's default) and was stopped."""
+
+
 class LeaseLost(JobError):
     """This worker's copy of a job lost its lease: another delivery runs the job now. Never recorded."""
 
@@ -96,6 +106,8 @@ ERRORS: dict[str, type[InferqError]] = {
         JobTimeout,
         JobRestarted,
         JobLost,
+        QueueFull,
+        JobTimeLimit,
         JobExpired,
         NoSuchModel,
     )

@@ -44,3 +44,8 @@ class FleetView:
             return 0.0
         since = self._unserved_since.setdefault(model, time.monotonic())
         return time.monotonic() - since
+
+    async def queue_cap(self, model: str) -> int | None:
+        """The smallest `max_queued` the live workers of `model` announce; None when none sets one."""
+        caps = [info.max_queued for info in await self.workers() if info.model == model and info.max_queued]
+        return min(caps, default=None)

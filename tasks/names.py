@@ -19,6 +19,18 @@ def queue_for_model(model: str) -> str:
     return f"{QUEUE_PREFIX}{model}"
 
 
+def queue_lists(model: str, priorities: range = range(10)) -> list[str]:
+    """The Redis lists kombu keeps a model's queue in: one per priority, `<queue>:<priority>` (0 bare)."""
+    queue = queue_for_model(model)
+    return [queue if priority == 0 else f"{queue}:{priority}" for priority in priorities]
+
+
+def model_of_queue_list(key: str) -> str:
+    model = key.removeprefix(QUEUE_PREFIX)
+    base, _, priority = model.rpartition(":")
+    return base if base and priority.isdigit() else model
+
+
 def events_key(job_id: str) -> str:
     """The job's replay log (a Redis stream whose entry ids are `0-<seq>`)."""
     return f"{PREFIX}events:{job_id}"

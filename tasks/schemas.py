@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from engines.errors import InferqError, InvalidRequest
 from engines.schemas import GenerationParams, Message, Response, invalid_from_validation
@@ -23,6 +23,9 @@ class _Job(_Wire):
     model: str = Field(description="the served model name; routes the job to that model's queue")
     queued_at: float = Field(description="producer clock, epoch seconds")
     deadline_at: float | None = Field(None, description="epoch seconds; the job expires if not done by then")
+    max_runtime_s: float | None = Field(
+        None, gt=0, description="longest the job may run once started; the worker's default applies when unset"
+    )
 
     @field_validator("model")
     @classmethod
@@ -46,9 +49,19 @@ class ChatJob(_Job):
 
 
 class ScoreJob(_Job):
+    """Texts to score as they are, or conversations the worker renders with the model's chat template
+    first (what a reward model was trained on: scoring raw text is where LLaMA-Factory users trip)."""
+
     kind: Literal["score"] = "score"
-    texts: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    texts: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
+    conversations: list[Annotated[list[Message], Field(min_length=1)]] | None = Field(None, min_length=1)
     max_length: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> ScoreJob:
+        if (self.texts is None) == (self.conversations is None):
+            raise ValueError("give texts or conversations, one of them")
+        return self
 
 
 JOB_MODELS: dict[str, type[ChatJob] | type[ScoreJob]] = {"chat": ChatJob, "score": ScoreJob}
@@ -75,6 +88,8 @@ class JobStatus(StrEnum):
     CANCELLED = "cancelled"
     #: its deadline passed, or no live worker served its model; a running job keeps its partial text
     EXPIRED = "expired"
+    #: it ran longer than its max_runtime_s and was stopped; the record keeps its partial text
+    TIMED_OUT = "timed_out"
 
 
 class ErrorInfo(_Wire):
@@ -171,5 +186,15 @@ class WorkerInfo(_Wire):
     host: str
     pid: int
     started_at: float
-    concurrency: int
+    concurrency: int = Field(description="jobs it runs at once: its capacity")
     num_running: int = 0
+    gpus: list[int] | None = None
+    max_queued: int | None = Field(None, description="the most jobs that may wait in its model's queue")
+
+
+class QueueInfo(_Wire):
+    """A model's queue as it stands: how many jobs wait, and since when the oldest has waited."""
+
+    model: str
+    depth: int
+    oldest_queued_at: float | None = None

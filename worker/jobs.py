@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from engines.base import ResponseBuilder
 from engines.errors import EngineDead, EngineError, InferqError, InvalidRequest
-from tasks.errors import JobCancelled, JobExpired, JobFailed, LeaseLost
+from tasks.errors import JobCancelled, JobExpired, JobFailed, JobTimeLimit, LeaseLost
 from tasks.redis_connection import retry_transient
 from tasks.schemas import ChatJob, ErrorInfo, JobRecord, JobStatus, ScoreJob, Timings, Usage, parse_job
 from tasks.store import JobStore
@@ -168,15 +168,22 @@ class JobRun:
     async def _execute(self, job: ChatJob | ScoreJob) -> JobRecord:
         loop = asyncio.get_running_loop()
         deadline = None if job.deadline_at is None else loop.time() + (job.deadline_at - time.time())
+        max_runtime_s = job.max_runtime_s or self.runner.settings.max_runtime_s
+        time_limit = None if max_runtime_s is None else loop.time() + max_runtime_s
+        ends_at = min((t for t in (deadline, time_limit) if t is not None), default=None)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(ends_at):
                 if isinstance(job, ChatJob):
                     await self._chat(job)
                 else:
                     return await self._score(job)
         except TimeoutError:
             # the engine request was aborted on the way out (aclosing in _chat); the text so far stays
-            return self.record(error=JobExpired("the deadline passed while the job ran"), **self._partial())
+            if ends_at == time_limit:
+                error: InferqError = JobTimeLimit(f"ran longer than its max_runtime_s ({max_runtime_s:g} s)")
+            else:
+                error = JobExpired("the deadline passed while the job ran")
+            return self.record(error=error, **self._partial())
         except EngineError as error:
             if isinstance(error, EngineDead):
                 raise
@@ -220,8 +227,16 @@ class JobRun:
                     self.publisher.push(delta)
 
     async def _score(self, job: ScoreJob) -> JobRecord:
+        engine = self.runner.engine
+        texts = job.texts
+        if texts is None:  # rendered with the model's template, off the loop like any prompt
+
+            def render() -> list[str]:
+                return [engine.render_for_scoring(conversation) for conversation in job.conversations]
+
+            texts = await asyncio.get_running_loop().run_in_executor(self.runner.preparer, render)
         extra = {} if job.max_length is None else {"max_length": job.max_length}
-        scoring = asyncio.ensure_future(self.runner.engine.get_scores(job.texts, **extra))
+        scoring = asyncio.ensure_future(engine.get_scores(texts, **extra))
 
         async def abort() -> None:  # a forward pass cannot stop midway; its result is dropped
             scoring.cancel()
@@ -265,6 +280,8 @@ def status_of(error: InferqError | None) -> JobStatus:
         return JobStatus.CANCELLED
     if isinstance(error, JobExpired):
         return JobStatus.EXPIRED
+    if isinstance(error, JobTimeLimit):
+        return JobStatus.TIMED_OUT
     return JobStatus.FAILED
 
 

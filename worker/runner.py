@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class NodeNameTaken(RuntimeError):
+    """Another live worker announces this worker's node name."""
+
+
 @dataclass
 class RunningJob:
     """A job this worker runs now, and how to stop it: abort its engine request (chat) or its task (score)."""
@@ -88,6 +92,7 @@ class EngineRunner:
         self.engine = load_engine(settings.engine, settings.model, **settings.engine_args)
         self.store = JobStore.open(settings, client_name=f"inferq-worker:{self.hostname}")
         await self.store.ping()
+        await self._refuse_a_twin()
         await self._announce()
         self._background = [
             asyncio.create_task(self._listen_for_cancels(), name="inferq-cancels"),
@@ -140,6 +145,18 @@ class EngineRunner:
             except Exception as error:  # whatever went wrong, the next beat tries again
                 log.warning("heartbeat failed: %s", error)
 
+    async def _refuse_a_twin(self) -> None:
+        """Two live workers with one node name would share one registry entry (one would be invisible)
+        and confuse Celery's events; the second is refused. A name left by a dead worker is taken over."""
+        twin = await self.store.worker(self.hostname)
+        if twin is None or twin.pid == os.getpid() or twin.host != socket.gethostname() or not _alive(twin.pid):
+            return
+        # An exception, not SystemExit: Celery stops with exit code 1 and logs it ("Unrecoverable error").
+        raise NodeNameTaken(
+            f"inferq worker: a live worker (pid {twin.pid}) already uses the node name {self.hostname!r}; "
+            "give this one another --hostname (or --gpus, which names it)"
+        )
+
     async def _announce(self) -> None:
         info = WorkerInfo(
             hostname=self.hostname,
@@ -153,5 +170,17 @@ class EngineRunner:
             started_at=self.started_at,
             concurrency=self.settings.concurrency,
             num_running=len(self.running),
+            gpus=self.settings.gpus,
+            max_queued=self.settings.max_queued,
         )
         await self.store.announce(info, ttl_s=max(3 * self.settings.heartbeat_s, 2))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it is someone else's
+    return True

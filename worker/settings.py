@@ -26,6 +26,12 @@ class WorkerSettings(QueueSettings):
     )
     lease_ttl_s: float = Field(30.0, ge=1, description="a dead worker's job lease lapses after this")
     heartbeat_s: float = Field(5.0, gt=0, description="how often the worker re-announces itself")
+    max_queued: int | None = Field(
+        None, ge=1, description="the most jobs that may wait in this model's queue; producers refuse more (QueueFull)"
+    )
+    max_runtime_s: float | None = Field(
+        None, gt=0, description="longest a job may run once started, unless the job sets its own; none: no limit"
+    )
     redis_outage_s: float = Field(
         60.0, gt=0, description="how long a running job retries writes Redis refuses before going back to the queue"
     )

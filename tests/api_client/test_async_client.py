@@ -82,6 +82,14 @@ async def test_scores(aclient, echo_scorer_worker):
     assert await aclient.aget_scores(["two words", "and three words"], "echo-rm") == [2.0, 3.0]
 
 
+async def test_conversations_are_scored_as_the_models_chat_template_writes_them(aclient, echo_scorer_worker):
+    conversation = [{"role": "user", "content": "two words"}, {"role": "assistant", "content": "three more words"}]
+    # the echo template writes "user: two words\nassistant: three more words": 7 words
+    assert await aclient.aget_scores(conversations=[conversation], model="echo-rm") == [7.0]
+    with pytest.raises(InvalidRequest):
+        await aclient.aget_scores(["a text"], "echo-rm", conversations=[conversation])  # one or the other
+
+
 async def test_cancel_mid_stream_keeps_the_text_so_far(aclient, echo_worker):
     handle = await aclient.submit_chat(ask("first second [hold] never"))
     stream = handle.stream()

@@ -68,6 +68,14 @@ def test_scores(client, echo_scorer_worker):
     assert client.get_scores(["two words", "and three words"], "echo-rm") == [2.0, 3.0]
 
 
+def test_conversations_are_scored_as_the_models_chat_template_writes_them(client, echo_scorer_worker):
+    conversation = [{"role": "user", "content": "two words"}, {"role": "assistant", "content": "three more words"}]
+    # the echo template writes "user: two words\nassistant: three more words": 7 words
+    assert client.get_scores(conversations=[conversation], model="echo-rm") == [7.0]
+    with pytest.raises(InvalidRequest):
+        client.get_scores(["a text"], "echo-rm", conversations=[conversation])  # one or the other
+
+
 def test_cancel_mid_stream_keeps_the_text_so_far(client, echo_worker):
     handle = client.submit_chat(ask("first second [hold] never"), "echo")
     stream = handle.stream()

@@ -59,9 +59,7 @@ async def test_a_stream_without_include_usage_has_no_usage_chunk(oai):
 
 
 async def test_n_2_streams_both_choices_each_with_its_own_finish_reason(oai):
-    stream = await oai.chat.completions.create(
-        model="echo", messages=ask("x y z"), n=2, max_tokens=2, stream=True
-    )
+    stream = await oai.chat.completions.create(model="echo", messages=ask("x y z"), n=2, max_tokens=2, stream=True)
     texts, roles, finishes = {0: "", 1: ""}, {}, {}
     async for chunk in stream:
         [choice] = chunk.choices
@@ -124,8 +122,10 @@ async def _ended_record_responses(handle):
         ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
         ({"n": 1000}, "n"),
         ({"extra_body": {"tempreature": 0.5}}, "tempreature"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
-         "messages.0.content.0"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages.0.content.0",
+        ),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
         ({"max_tokens": 3, "max_completion_tokens": 4}, "max_completion_tokens"),
         ({"extra_body": {"priority": 12}}, "priority"),
@@ -164,11 +164,34 @@ async def test_a_passed_deadline_is_a_504(oai):
     assert caught.value.status_code == 504 and caught.value.code == "deadline_exceeded"
 
 
+async def test_a_full_queue_is_a_429(oai, inferq, start_worker):
+    capped = start_worker("echo", "gw-capped", engine="echo", concurrency=1, env={"INFERQ_MAX_QUEUED": "1"})
+    busy = await inferq.submit_chat(ask("busy [hold]"), "gw-capped")
+    assert await anext(busy.stream()) == "busy"  # the one slot is taken
+    waiting = await inferq.submit_chat(ask("waiting"), "gw-capped")  # and the queue holds its cap
+    with pytest.raises(openai.RateLimitError) as caught:
+        await oai.chat.completions.create(model="gw-capped", messages=ask("one too many"))
+    assert caught.value.code == "queue_full" and caught.value.body["param"] == "model"
+    await busy.cancel()
+    assert (await waiting.result(timeout=60)).status == JobStatus.SUCCEEDED
+    capped.stop()
+
+
+async def test_a_job_over_its_time_limit_is_a_504(oai):
+    with pytest.raises(openai.InternalServerError) as caught:
+        await oai.chat.completions.create(model="echo", messages=ask("[hold]"), extra_body={"max_runtime_s": 0.5})
+    assert caught.value.status_code == 504 and caught.value.code == "time_limit_exceeded"
+
+
 async def test_scores_from_a_reward_model(gateway):
     async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
         reply = await http.post("/v1/score", json={"model": "echo-rm", "messages": ["two words", "and three words"]})
         assert reply.status_code == 200 and reply.json()["scores"] == [2.0, 3.0]
-        refused = await http.post(
-            "/v1/score", json={"model": "echo-rm", "messages": ["x"], "conversations": [[{"role": "user"}]]}
-        )
-        assert refused.status_code == 400 and refused.json()["error"]["param"] == "conversations"
+        chat = [{"role": "user", "content": "two words"}, {"role": "assistant", "content": "three more words"}]
+        rendered = await http.post("/v1/score", json={"model": "echo-rm", "conversations": [chat]})
+        # the worker renders it with the model's chat template: "user: two words\nassistant: three more words"
+        assert rendered.status_code == 200 and rendered.json()["scores"] == [7.0]
+        both = await http.post("/v1/score", json={"model": "echo-rm", "messages": ["x"], "conversations": [chat]})
+        assert both.status_code == 400 and "one of them" in both.json()["error"]["message"]
+        bad_role = await http.post("/v1/score", json={"model": "echo-rm", "conversations": [[{"role": "robot"}]]})
+        assert bad_role.status_code == 400 and bad_role.json()["error"]["param"] == "conversations.0.0.role"

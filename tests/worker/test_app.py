@@ -9,6 +9,7 @@ import time
 import pytest
 
 from api_client import InvalidRequest
+from harness.worker_process import WorkerProcess
 
 ASK = [{"role": "user", "content": "hello"}]
 
@@ -89,3 +90,12 @@ def test_bad_worker_settings_fail_fast_and_name_the_setting(flags, complaint):
     assert result.returncode != 0
     assert complaint in result.stderr and "hunter2" not in result.stderr
     assert time.monotonic() - started < 30  # long before any model could load
+
+
+def test_a_second_live_worker_with_the_same_node_name_is_refused(redis_url, echo_worker, worker_logs):
+    twin = WorkerProcess(redis_url, "echo", "echo", worker_logs, engine="echo", hostname=echo_worker.hostname)
+    twin.process = subprocess.Popen(twin.command, env=twin.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output, _ = twin.process.communicate(timeout=120)
+    assert twin.process.returncode != 0
+    assert b"already uses the node name" in output
+    assert echo_worker.process.poll() is None  # the first one serves on

@@ -1,0 +1,48 @@
+"""Backpressure and time limits: a queue at its cap refuses jobs; a job that runs too long is stopped
+and keeps its text; so does one whose deadline passes while it runs."""
+
+import pytest
+
+from api_client import JobExpired, JobTimeLimit, QueueFull
+from tasks.schemas import JobStatus
+
+
+def ask(text):
+    return [{"role": "user", "content": text}]
+
+
+def test_a_queue_at_its_cap_refuses_new_jobs_with_queue_full(start_worker, client):
+    worker = start_worker("echo", "capped", engine="echo", concurrency=1, env={"INFERQ_MAX_QUEUED": "2"})
+    busy = client.submit_chat(ask("busy [hold]"), "capped")
+    assert next(busy.stream()) == "busy"  # the one slot is taken: what follows waits in the queue
+    waiting = [client.submit_chat(ask(f"waiting {i}"), "capped") for i in range(2)]
+    with pytest.raises(QueueFull) as caught:
+        client.submit_chat(ask("one too many"), "capped")
+    assert caught.value.field == "model" and "'capped'" in str(caught.value) and "cap is 2" in str(caught.value)
+    busy.cancel()
+    assert [handle.result(timeout=60).status for handle in waiting] == [JobStatus.SUCCEEDED] * 2
+    worker.stop()
+
+
+def test_a_job_that_runs_longer_than_its_limit_is_stopped_and_keeps_its_text(client, echo_worker):
+    handle = client.submit_chat(ask("so far [hold] never"), "echo", max_runtime_s=0.5)
+    with pytest.raises(JobTimeLimit, match="max_runtime_s") as caught:
+        handle.result(timeout=60)
+    record = caught.value.record
+    assert record.status == JobStatus.TIMED_OUT
+    assert (record.responses[0].response_text, record.responses[0].finish_reason) == ("so far", "abort")
+
+
+def test_the_workers_default_runtime_limit_applies_to_jobs_without_one(start_worker, client):
+    worker = start_worker("echo", "limited", engine="echo", env={"INFERQ_MAX_RUNTIME_S": "0.5"})
+    with pytest.raises(JobTimeLimit):
+        client.submit_chat(ask("x [hold]"), "limited").result(timeout=60)
+    worker.stop()
+
+
+def test_a_deadline_passing_while_the_job_runs_keeps_its_text(client, echo_worker):
+    handle = client.submit_chat(ask("partial [hold]"), "echo", deadline_s=1)
+    assert next(handle.stream()) == "partial"  # it started well before its deadline
+    with pytest.raises(JobExpired, match="while the job ran") as caught:
+        handle.result(timeout=60)
+    assert caught.value.record.responses[0].response_text == "partial"
