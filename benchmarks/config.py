@@ -29,6 +29,7 @@ class BenchConfig:
     model: str = "smollm2"
     worker_concurrency: int = 32
     samples: int = 50
+    hf_samples: int = 20  # a SmolLM2 chat takes ~100x an echo one: fewer samples, same minutes
     overhead_engines: tuple[str, ...] = ("echo", "hf")
     inflight: tuple[int, ...] = (1, 16, 256, 4096)
     plumbing_jobs: int = 400

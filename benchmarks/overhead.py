@@ -42,8 +42,9 @@ async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
                 await _timed(client.astream_chat(messages, **params))  # warm-up: connections, subscriber
                 await _timed(engine.stream_chat(messages, **params))
                 await celery.round_trip()
-                steps = progress.add_task(f"overhead: {spec.backend}, one chat at a time", total=config.samples)
-                for _ in range(config.samples):
+                samples = config.samples if spec.backend == "echo" else config.hf_samples
+                steps = progress.add_task(f"overhead: {spec.backend}, one chat at a time", total=samples)
+                for _ in range(samples):
                     _add(queued, await _timed(client.astream_chat(messages, **params)))
                     _add(direct, await _timed(engine.stream_chat(messages, **params)))
                     started = time.perf_counter()

@@ -3,12 +3,15 @@ tasks, from one client, at each number of jobs in flight. Both workers run the s
 
 from __future__ import annotations
 
+import time
+
 from rich.progress import Progress
 
 from api_client import AsyncInferQClient
 from benchmarks.celery_client import CeleryNoopClient
 from benchmarks.config import BenchConfig
 from benchmarks.load import jobs_per_s
+from benchmarks.proc import cpu_s
 from benchmarks.results import Row, Target
 from benchmarks.rig import Rig
 
@@ -17,8 +20,11 @@ WARM_UP_JOBS = 8
 
 
 async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
-    rig.worker(config.echo)
-    rig.noop_worker(config.worker_concurrency)
+    workers = {"inferq": rig.worker(config.echo).pid, "celery": rig.noop_worker(config.worker_concurrency).pid}
+    # CPU per job, the worker's and this client's, summed over every level: what bounds jobs/s on few cores
+    worker_cpu_s = {"inferq": 0.0, "celery": 0.0}
+    client_cpu_s = {"inferq": 0.0, "celery": 0.0}
+    total_jobs = 0
     rows = []
     async with (
         AsyncInferQClient(rig.redis_url, model=config.echo.name) as client,
@@ -38,18 +44,26 @@ async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
             # at least two rounds of the window, so the steady state is more than the ramp
             num_jobs = max(config.plumbing_jobs, 2 * num_inflight)
             steps = progress.add_task(f"plumbing: {num_inflight} in flight (inferq, then Celery)", total=2 * num_jobs)
-            inferq = await jobs_per_s(inferq_job, num_jobs, num_inflight, progress, steps)
-            bare = await jobs_per_s(celery_job, num_jobs, num_inflight, progress, steps)
+            rates = {}
+            for side, one_job in (("inferq", inferq_job), ("celery", celery_job)):
+                worker_before, client_before = cpu_s(workers[side]), time.process_time()
+                rates[side] = await jobs_per_s(one_job, num_jobs, num_inflight, progress, steps)
+                worker_cpu_s[side] += cpu_s(workers[side]) - worker_before
+                client_cpu_s[side] += time.process_time() - client_before
+            total_jobs += num_jobs
             rows.append(
                 Row(
                     "plumbing",
                     f"echo jobs/s, {num_inflight} in flight",
                     "jobs/s",
-                    inferq,
-                    bare,
+                    rates["inferq"],
+                    rates["celery"],
                     "bare Celery",
                     Target("ratio", ">=", 0.8),
                     load=num_inflight,
                 )
             )
+    for name, spent in (("worker", worker_cpu_s), ("client", client_cpu_s)):
+        inferq_ms, celery_ms = (spent[side] / total_jobs * 1000 for side in ("inferq", "celery"))
+        rows.append(Row("plumbing", f"{name} CPU per echo job", "ms", inferq_ms, celery_ms, "bare Celery"))
     return rows

@@ -62,7 +62,7 @@ def write_plot(rows: list[Row], title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     compared = [row for row in rows if row.ratio is not None]
-    plumbing = [row for row in rows if row.part == "plumbing"]
+    plumbing = [row for row in rows if row.part == "plumbing" and row.load is not None]
     figure, axes = plt.subplots(1, 2 if plumbing else 1, figsize=(16 if plumbing else 10, 0.35 * len(compared) + 2))
     ratios = axes[0] if plumbing else axes
     colours = {True: "tab:green", False: "tab:red", None: "tab:gray"}
@@ -71,13 +71,15 @@ def write_plot(rows: list[Row], title: str, path: Path) -> None:
     ratios.axvline(1.0, color="black", linewidth=0.8)
     ratios.invert_yaxis()
     ratios.set_xscale("log")
-    ratios.set_xlabel("measured / baseline (green: target met, red: missed, grey: no target)")
+    ratios.set_xlabel("measured / baseline; colour: the row's target (green met, red missed, grey none)")
     ratios.tick_params(axis="y", labelsize=7)
     if plumbing:
         inflight = [row.load for row in plumbing]
         axes[1].plot(inflight, [row.value for row in plumbing], marker="o", label="inferq (echo engine)")
         axes[1].plot(inflight, [row.baseline for row in plumbing], marker="o", label="bare Celery no-op")
         axes[1].set_xscale("log")
+        axes[1].set_xticks(inflight, [str(n) for n in inflight], minor=False)
+        axes[1].minorticks_off()
         axes[1].set_xlabel("jobs in flight from one client")
         axes[1].set_ylabel("jobs/s")
         axes[1].legend()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 
 from redis.asyncio import Redis
@@ -17,6 +16,7 @@ from rich.progress import Progress
 from api_client import AsyncInferQClient
 from benchmarks.config import BenchConfig
 from benchmarks.load import jobs_per_s
+from benchmarks.proc import cpu_s
 from benchmarks.results import Row, Target, percentile
 from benchmarks.rig import Rig
 
@@ -48,9 +48,9 @@ async def _cpu_rows(rig: Rig, config: BenchConfig, progress: Progress) -> list[R
         costs = {}
         for name, one_job in (("streamed", streamed), ("unstreamed", unstreamed)):
             steps = progress.add_task(f"streaming: {config.stream_jobs} {name} jobs", total=config.stream_jobs)
-            cpu_before, writes_before = _cpu_s(worker.pid), await _script_calls(redis)
+            cpu_before, writes_before = cpu_s(worker.pid), await _script_calls(redis)
             await jobs_per_s(one_job, config.stream_jobs, STREAMS_AT_ONCE, progress, steps)
-            costs[name] = (_cpu_s(worker.pid) - cpu_before, await _script_calls(redis) - writes_before)
+            costs[name] = (cpu_s(worker.pid) - cpu_before, await _script_calls(redis) - writes_before)
     await redis.aclose()
     streamed_us = costs["streamed"][0] / num_tokens * 1e6
     unstreamed_us = costs["unstreamed"][0] / num_tokens * 1e6
@@ -134,13 +134,6 @@ async def _pinging(redis_url: str):
         await pubsub.aclose()
         await subscriber.aclose()
         await publisher.aclose()
-
-
-def _cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds (fields 14 and 15 of /proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _script_calls(redis: Redis) -> int:

@@ -23,7 +23,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--redis-url", help="default: an embedded redis-server of the run's own")
     bench.add_argument("--model", default=defaults.model, help="for the hf, vllm and bound parts")
     bench.add_argument("--worker-concurrency", type=int, default=defaults.worker_concurrency)
-    bench.add_argument("--samples", type=int, default=defaults.samples, help="overhead: latency samples per engine")
+    bench.add_argument("--samples", type=int, default=defaults.samples, help="overhead: samples for the echo engine")
+    bench.add_argument("--hf-samples", type=int, default=defaults.hf_samples, help="overhead: for the hf engine")
     bench.add_argument("--overhead-engines", type=_names, default=defaults.overhead_engines, help="echo,hf")
     bench.add_argument("--inflight", type=_numbers, default=defaults.inflight, help="plumbing: jobs in flight")
     bench.add_argument("--plumbing-jobs", type=int, default=defaults.plumbing_jobs, help="plumbing: jobs per level")
@@ -56,6 +57,7 @@ def run_bench(args: argparse.Namespace, _: list[str]) -> int:
         model=args.model,
         worker_concurrency=args.worker_concurrency,
         samples=args.samples,
+        hf_samples=args.hf_samples,
         overhead_engines=args.overhead_engines,
         inflight=args.inflight,
         plumbing_jobs=args.plumbing_jobs,

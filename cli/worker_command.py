@@ -21,6 +21,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--gpus", help="GPU indices to pin to, e.g. 0,1")
     parser.add_argument("--concurrency", type=int, help="jobs running at once in the engine (default 16)")
     parser.add_argument("--engine-args", help="JSON object of engine arguments")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default: off)")
     parser.add_argument("--redis-url", help="default: $INFERQ_REDIS_URL or redis://127.0.0.1:6379/0")
     parser.add_argument("--hostname", help="Celery node name (default: <name>[-gpu<ids>]@<host>)")
     parser.set_defaults(handler=run_worker)
@@ -35,6 +36,7 @@ def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
         "name": args.name,
         "gpus": args.gpus,
         "engine_args": args.engine_args,
+        "metrics_port": args.metrics_port,
     }
     # Checked here, before Celery starts and long before the model loads.
     settings = worker_settings(**options, concurrency=args.concurrency)

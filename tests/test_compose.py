@@ -76,6 +76,7 @@ def test_every_gpu_worker_runs_inferq_worker_on_its_own_device_with_a_healthchec
         devices.add(device["device_ids"][0])
         assert service["healthcheck"]["test"][1:] == ["inferq", "status", "--check-here"]
         assert any(volume["target"] == "/cache" for volume in service["volumes"])
+        assert service["environment"]["INFERQ_METRICS_PORT"] == "9400"
     assert len(devices) == len(gpu_workers)  # one engine a device
     assert services["worker"]["healthcheck"]["test"][1:] == ["inferq", "status", "--check-here"]
 

@@ -42,6 +42,7 @@ WORKER_OPTIONS = {
     "name": "Served model name producers ask for (default: from --model).",
     "gpus": "Comma-separated GPU indices to pin this worker to (sets CUDA_VISIBLE_DEVICES).",
     "engine_args": "JSON object of engine arguments, e.g. '{\"max_batch_size\": 16}'.",
+    "metrics_port": "Serve Prometheus metrics on this port (off by default).",
 }
 for _option, _help in WORKER_OPTIONS.items():
     app.user_options["worker"].add(click.Option([f"--{_option.replace('_', '-')}"], default=None, help=_help))

@@ -129,6 +129,7 @@ class JobRun:
         self.publisher = await JobPublisher.open(self.store, self.lease, self.attempt, settings.redis_outage_s)
         self.running = RunningJob(self.job_id, abort=lambda: self.runner.engine.abort(self.job_id))
         self.runner.running[self.job_id] = self.running
+        self.runner.metrics.job_started()
         self.lease.on_lost = self.running.stop
         refusal = await self._refusal(job)
         record = self.record(error=refusal) if refusal else await self._execute(job)
@@ -137,6 +138,7 @@ class JobRun:
         return await self.finish(record)
 
     async def finish(self, record: JobRecord) -> Finished:
+        self.runner.metrics.job_recorded(record)
         if self.publisher is not None:
             return Finished(record, await self.publisher.finish(record))
         # Refused before any lease was taken: nobody else may have run it, and SET NX keeps one record.

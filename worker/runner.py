@@ -23,6 +23,7 @@ from engines import BaseEngine, load_engine
 from tasks.hub import RESYNC
 from tasks.schemas import WorkerInfo
 from tasks.store import JobStore
+from worker.metrics import WorkerMetrics
 from worker.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class EngineRunner:
         # Templating and tokenizing a prompt (megabytes of it, at worst) must not stall the loop that
         # renews leases, heartbeats and hears cancels; one thread, because tokenizers are not shared safely.
         self.preparer = ThreadPoolExecutor(1, thread_name_prefix="inferq-prepare")
+        self.metrics = WorkerMetrics(self.served_name, settings.engine, settings.concurrency)
+        self.metrics.in_flight.set_function(lambda: len(self.running))
 
     @property
     def served_name(self) -> str:
@@ -93,6 +96,8 @@ class EngineRunner:
         self.store = JobStore.open(settings, client_name=f"inferq-worker:{self.hostname}")
         await self.store.ping()
         await self._refuse_a_twin()
+        if settings.metrics_port is not None:
+            self.metrics.serve(settings.metrics_port)
         await self._announce()
         self._background = [
             asyncio.create_task(self._listen_for_cancels(), name="inferq-cancels"),
@@ -174,6 +179,8 @@ class EngineRunner:
             max_queued=self.settings.max_queued,
         )
         await self.store.announce(info, ttl_s=max(3 * self.settings.heartbeat_s, 2))
+        if self.settings.metrics_port is not None:
+            self.metrics.queue_depth.set((await self.store.queue_info(self.served_name)).depth)
 
 
 def _alive(pid: int) -> bool:

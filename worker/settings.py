@@ -26,6 +26,9 @@ class WorkerSettings(QueueSettings):
     )
     lease_ttl_s: float = Field(30.0, ge=1, description="a dead worker's job lease lapses after this")
     heartbeat_s: float = Field(5.0, gt=0, description="how often the worker re-announces itself")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="serve Prometheus metrics on this port (all interfaces); none: off"
+    )
     max_queued: int | None = Field(
         None, ge=1, description="the most jobs that may wait in this model's queue; producers refuse more (QueueFull)"
     )

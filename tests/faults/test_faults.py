@@ -28,9 +28,11 @@ def assert_nothing_lost_or_run_twice(tally: Tally) -> None:
     assert tally.succeeded + tally.failed_clearly == tally.sent, tally.line()
 
 
-async def _started(client, handles, count: int) -> None:
+async def _started(client, handles, count: int, bound_s: float = 300) -> None:
     """Returns once `count` of the jobs have streamed something or ended (workers hold them, or held)."""
+    give_up_at = asyncio.get_running_loop().time() + bound_s  # a bound for failure only
     while sum([bool(await client.store.last_seq(handle.id)) for handle in handles]) < count:
+        assert asyncio.get_running_loop().time() < give_up_at, "the workers never started the jobs"
         await asyncio.sleep(0.05)
 
 
