@@ -22,8 +22,9 @@ from tasks.errors import QueueFull
 from tasks.schemas import ChatJob, QueueInfo, ScoreJob, WorkerInfo
 from tasks.store import JobStore
 
-# Celery's send_task blocks on the broker; these threads do it, each with a producer of its own.
-SEND_THREADS = 2
+# Celery's send_task blocks on the broker: one thread does it, with one producer (two Redis sockets:
+# kombu's connection and its channel). More threads did not submit faster on a 2-core machine.
+SEND_THREADS = 1
 
 
 class AsyncInferQClient:

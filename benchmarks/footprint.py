@@ -24,7 +24,8 @@ SUBMITS_AT_ONCE = 256
 async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
     rig.worker(config.echo_held)
     process = psutil.Process()
-    connections_before = _redis_connections(process, rig.redis_port)
+    # Sockets other parts left open (pools closing late) are not this client's: count only new ones.
+    sockets_before = _redis_sockets(process, rig.redis_port)
     rss_before_mb = process.memory_info().rss / 2**20
     num_jobs = config.waiting_jobs
     peak_connections = 0
@@ -32,7 +33,7 @@ async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
     async def sample_connections() -> None:
         nonlocal peak_connections
         while True:
-            peak_connections = max(peak_connections, _redis_connections(process, rig.redis_port) - connections_before)
+            peak_connections = max(peak_connections, len(_redis_sockets(process, rig.redis_port) - sockets_before))
             await asyncio.sleep(SAMPLE_EVERY_S)
 
     sampler = asyncio.create_task(sample_connections())
@@ -45,7 +46,7 @@ async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
             progress.advance(submitting, len(batch))
         waiters = [asyncio.create_task(handle.result()) for handle in handles]
         await asyncio.sleep(SETTLE_S)
-        waiting_connections = _redis_connections(process, rig.redis_port) - connections_before
+        waiting_connections = len(_redis_sockets(process, rig.redis_port) - sockets_before)
         rss_mb = process.memory_info().rss / 2**20
         cancelling = progress.add_task(f"footprint: cancelling {num_jobs} jobs", total=num_jobs)
         for start in range(0, num_jobs, SUBMITS_AT_ONCE):
@@ -73,5 +74,6 @@ async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
     ]
 
 
-def _redis_connections(process: psutil.Process, redis_port: int) -> int:
-    return sum(1 for conn in process.net_connections("tcp") if conn.raddr and conn.raddr.port == redis_port)
+def _redis_sockets(process: psutil.Process, redis_port: int) -> set[tuple[str, int]]:
+    """The local addresses of this process's TCP connections to Redis."""
+    return {conn.laddr for conn in process.net_connections("tcp") if conn.raddr and conn.raddr.port == redis_port}

@@ -47,7 +47,7 @@ def write_json(rows: list[Row], config: BenchConfig, path: Path) -> None:
     document = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
-        "command": " ".join(["inferq", *sys.argv[1:]]) if sys.argv[0].endswith("inferq") else " ".join(sys.argv),
+        "command": " ".join(["inferq", *sys.argv[1:]]),  # as typed, whether run as `inferq` or `python -m cli.main`
         "config": {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()},
         "rows": [row.to_json() for row in rows],
     }

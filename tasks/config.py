@@ -28,7 +28,9 @@ class QueueSettings(BaseSettings):
         5.0, gt=0, description="a waited-for job whose model has had no live worker this long fails (NoSuchModel)"
     )
     redis_max_connections: int = Field(
-        8, ge=2, description="Redis connections one client or worker process opens at most (one is the subscriber)"
+        5,
+        ge=2,
+        description="Redis connections one client or worker process opens for commands, the subscriber included",
     )
 
     @field_validator("redis_url")

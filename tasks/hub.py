@@ -58,6 +58,7 @@ class EventHub:
         self._connected = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._connects = 0
+        self._closing = False
 
     async def follow(self, channel: str) -> Follower:
         """Subscribes (if this process does not follow `channel` yet) and returns once Redis confirmed it."""
@@ -91,10 +92,11 @@ class EventHub:
         return len(self._followers)
 
     async def aclose(self) -> None:
+        # A flag as well as a cancel: redis-py's read can swallow a cancellation that lands inside it.
+        self._closing = True
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await asyncio.wait({self._reader}, timeout=2 * POLL_S)
         await self._close_pubsub()
         await self._redis.aclose()
 
@@ -106,11 +108,11 @@ class EventHub:
 
     async def _read_forever(self) -> None:
         delay_s = 0.05
-        while True:
+        while not self._closing:
             try:
                 await self._connect()
                 delay_s = 0.05
-                while True:
+                while not self._closing:
                     message = await self._pubsub.get_message(timeout=POLL_S)
                     if message is not None:
                         self._dispatch(message)

@@ -21,6 +21,10 @@ class WorkerSettings(QueueSettings):
     gpus: list[int] | None = Field(None, description="GPU indices this worker is pinned to")
     concurrency: int = Field(16, ge=1, le=1024, description="jobs running at once in the one engine")
     engine_args: dict[str, Any] = Field(default_factory=dict)
+    # A worker runs many jobs at once, each with its lease, events and record: more sockets than a client.
+    redis_max_connections: int = Field(
+        16, ge=2, description="Redis connections this worker opens for commands and its one subscriber, at most"
+    )
     max_deliveries: int = Field(
         3, ge=1, description="a job delivered more often than this (it kept killing workers) fails"
     )

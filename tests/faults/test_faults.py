@@ -152,4 +152,4 @@ async def test_ten_thousand_concurrent_jobs_from_one_client(bed):
     tally.notes.append(f"peak Redis connections of the client {peak_connections}")
     assert_nothing_lost_or_run_twice(tally)
     assert tally.succeeded == 10_000
-    assert peak_connections <= 12
+    assert peak_connections <= 8
