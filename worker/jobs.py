@@ -101,7 +101,6 @@ class JobRun:
     lease: JobLease | None = None
     publisher: JobPublisher | None = None
     builder: ResponseBuilder | None = None
-    usage: Usage | None = None
     running: RunningJob | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -138,12 +137,14 @@ class JobRun:
         return await self.finish(record)
 
     async def finish(self, record: JobRecord) -> Finished:
-        self.runner.metrics.job_recorded(record)
         if self.publisher is not None:
-            return Finished(record, await self.publisher.finish(record))
-        # Refused before any lease was taken: nobody else may have run it, and SET NX keeps one record.
-        budget_s = self.runner.settings.redis_outage_s
-        return Finished(record, await retry_transient(lambda: self.store.finish(record), budget_s, "recording"))
+            written = await self.publisher.finish(record)
+        else:
+            # Refused before any lease was taken: nobody else may have run it, and SET NX keeps one record.
+            budget_s = self.runner.settings.redis_outage_s
+            written = await retry_transient(lambda: self.store.finish(record), budget_s, "recording")
+        self.runner.metrics.job_recorded(record)
+        return Finished(record, written)
 
     async def close(self) -> None:
         self.runner.running.pop(self.job_id, None)
