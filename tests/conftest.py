@@ -94,17 +94,28 @@ def echo_worker(start_worker):
     return start_worker("echo", "echo", engine="echo", concurrency=16)
 
 
-@pytest.fixture
-async def store(redis_url):
-    """A JobStore on a database of its own, flushed before each test: a test sees only its own keys."""
+@pytest.fixture(scope="session")
+def isolated_url(redis_url):
+    """Database 1 of the session's Redis: the workers use database 0, store-level tests this one."""
+    return redis_url.rsplit("/", 1)[0] + "/1"
+
+
+@pytest.fixture(scope="session")
+def isolated_redis(isolated_url):
+    """A plain client on that database, for a test that plays a third party (injects, steals, deletes)."""
     import redis
 
+    return redis.Redis.from_url(isolated_url)
+
+
+@pytest.fixture
+async def store(isolated_url, isolated_redis):
+    """A JobStore on a database of its own, flushed before each test: a test sees only its own keys."""
     from tasks.config import QueueSettings
     from tasks.store import JobStore
 
-    url = redis_url.rsplit("/", 1)[0] + "/1"  # the workers use database 0
-    redis.Redis.from_url(url).flushdb()
-    job_store = JobStore.open(QueueSettings(redis_url=url, stream_ttl_s=30))
+    isolated_redis.flushdb()
+    job_store = JobStore.open(QueueSettings(redis_url=isolated_url, stream_ttl_s=30))
     yield job_store
     await job_store.aclose()
 

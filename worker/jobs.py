@@ -1,7 +1,7 @@
 """One job from delivery to record, on the engine loop.
 
-The order matters: refuse garbage (no lease needed), skip a job that already has a record, take the
-lease (waiting while another delivery holds it), look at the record again, count the delivery,
+The order matters: refuse garbage (no lease needed), take the lease (waiting while another delivery
+holds it; a job that has a record is let go, before or after taking it), count the delivery,
 register as running, and only then look for a cancel or an expired deadline (a cancel published
 before the registration is found by its mark, one published after it by the listener), and only then
 touch the engine.
@@ -118,11 +118,9 @@ class JobRun:
         except InvalidRequest as error:
             return await self.finish(self.record(error=error))
         self.model = job.model
-        if await self.store.record(self.job_id) is not None:
-            return Skipped("the job already has a record")
         self.lease = JobLease(self.store, self.job_id, settings.lease_ttl_s)
-        if not await self.lease.acquire():
-            return Skipped("another delivery finished the job")
+        if not await self.lease.acquire():  # it looks at the record before and after taking the lease
+            return Skipped("the job already has a record")
         self.attempt = await self.store.count_delivery(self.job_id)
         self.timings = Timings(queued_at=job.queued_at, started_at=self.received_at)
         self.publisher = await JobPublisher.open(self.store, self.lease, self.attempt, settings.redis_outage_s)

@@ -2,8 +2,6 @@
 
 import asyncio
 
-import redis
-
 from api_client.stream import job_events
 from tasks import names
 from tasks.schemas import JobRecord, JobStatus, RestartEvent, Timings, TokenEvent
@@ -36,13 +34,12 @@ async def test_a_reader_arriving_during_publishing_gets_everything_once(store):
     assert [event.seq for event in await reader] == list(range(1, 41))
 
 
-async def test_a_pubsub_message_lost_in_transit_is_recovered_from_the_log(store, redis_url):
+async def test_a_pubsub_message_lost_in_transit_is_recovered_from_the_log(store, isolated_redis):
     reader = asyncio.create_task(_read_all(store, "gappy"))
     await _subscribed(store)
     await store.append("gappy", [_token(1, "a")])
     # seq 2 reaches the log but not the channel (as if published while the subscriber reconnected)
-    injector = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1")
-    injector.xadd(names.events_key("gappy"), {"e": _token(2, "b").model_dump_json()}, id="0-2")
+    isolated_redis.xadd(names.events_key("gappy"), {"e": _token(2, "b").model_dump_json()}, id="0-2")
     await store.append("gappy", [_token(3, "c")])
     await store.finish(_done("gappy"))
     assert [getattr(event, "text", "final") for event in await reader] == ["a", "b", "c", "final"]
@@ -56,9 +53,9 @@ async def test_a_late_reader_starts_at_the_latest_attempt(store):
     assert events[1].text == "new"
 
 
-async def test_a_finished_job_whose_log_expired_still_yields_its_record(store, redis_url):
+async def test_a_finished_job_whose_log_expired_still_yields_its_record(store, isolated_redis):
     await store.finish(_done("expired-log"))
-    redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1").delete(names.events_key("expired-log"))
+    isolated_redis.delete(names.events_key("expired-log"))
     [event] = await _read_all(store, "expired-log")
     assert event.type == "final" and event.record.job_id == "expired-log"
 

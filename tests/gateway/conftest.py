@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,10 @@ import httpx
 import openai
 import pytest
 
+from harness.embedded_redis import free_port
 from worker.orphan_guard import die_with_parent
 
 API_KEY = "gateway-test-key"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class GatewayProcess:

@@ -2,23 +2,17 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
+from harness.embedded_redis import free_port
 from worker.orphan_guard import die_with_parent
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_flower_lists_the_live_workers(redis_url, tiny_worker, tiny_scorer_worker):
-    port = _free_port()
+    port = free_port()
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tasks.monitor", "flower", f"--port={port}", "--address=127.0.0.1"],
         env={**os.environ, "INFERQ_REDIS_URL": redis_url, "FLOWER_UNAUTHENTICATED_API": "true"},
@@ -27,7 +21,7 @@ def test_flower_lists_the_live_workers(redis_url, tiny_worker, tiny_scorer_worke
         preexec_fn=die_with_parent,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a bound for failure only
         workers: dict = {}
         while time.monotonic() < deadline and not {tiny_worker.hostname, tiny_scorer_worker.hostname} <= set(workers):
             try:

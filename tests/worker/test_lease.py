@@ -2,8 +2,6 @@
 
 import asyncio
 
-import redis
-
 from tasks import names
 from tasks.schemas import JobRecord, JobStatus, Timings
 from worker.lease import JobLease
@@ -32,7 +30,7 @@ async def test_a_second_delivery_takes_over_when_the_first_holder_is_gone(store)
     await second.release()
 
 
-async def test_a_lease_taken_away_is_noticed_and_stops_the_copy(store, redis_url):
+async def test_a_lease_taken_away_is_noticed_and_stops_the_copy(store, isolated_redis):
     lease = JobLease(store, "stolen", ttl_s=0.3)
     stopped = asyncio.Event()
 
@@ -42,7 +40,7 @@ async def test_a_lease_taken_away_is_noticed_and_stops_the_copy(store, redis_url
     lease.on_lost = stop
     assert await lease.acquire()
     # Another worker's delivery holds it now (the first stalled past its lifetime, say).
-    redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1").set(names.lease_key("stolen"), "someone-else")
+    isolated_redis.set(names.lease_key("stolen"), "someone-else")
     await asyncio.wait_for(stopped.wait(), 30)
     assert lease.lost.is_set()
     await lease.release()  # releases nothing that is not its own

@@ -1,15 +1,10 @@
 """A worker's Prometheus metrics, scraped from a real worker process and parsed as Prometheus would."""
 
-import socket
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from harness.embedded_redis import free_port
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple], float]:
@@ -22,7 +17,7 @@ def _scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 
 def test_a_worker_exports_jobs_tokens_latencies_capacity_and_queue_depth(start_worker, client):
-    port = _free_port()
+    port = free_port()
     worker = start_worker("echo", "metered", engine="echo", concurrency=3, env={"INFERQ_METRICS_PORT": str(port)})
     for _ in range(2):
         client.chat([{"role": "user", "content": "four words in all"}], "metered")

@@ -1,7 +1,6 @@
 """A job's publisher (worker/publisher.py): deltas in order, batched behind one flusher, fenced by the lease."""
 
 import pytest
-import redis
 
 from engines.schemas import Delta
 from tasks import names
@@ -42,13 +41,13 @@ async def test_a_later_attempt_voids_what_earlier_ones_streamed(store):
     await lease.release()
 
 
-async def test_a_copy_that_lost_its_lease_publishes_nothing_more(store, redis_url):
+async def test_a_copy_that_lost_its_lease_publishes_nothing_more(store, isolated_redis):
     lease = JobLease(store, "fenced", ttl_s=30)
     await lease.acquire()
     publisher = await JobPublisher.open(store, lease, attempt=1, outage_s=5)
     publisher.push(Delta(0, "mine", (1,)))
     await publisher.drain()
-    redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1").set(names.lease_key("fenced"), "another-worker")
+    isolated_redis.set(names.lease_key("fenced"), "another-worker")
     publisher.push(Delta(0, "stale", (2,)))
     with pytest.raises(LeaseLost):
         await publisher.drain()
