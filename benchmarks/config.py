@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# vLLM takes ~40 s to start on CPU, so it runs only when asked for (--parts ...,vllm).
-PARTS = ("overhead", "plumbing", "hf", "vllm", "streaming", "footprint", "bound")
+# vLLM takes ~40 s to start on CPU, so its parts run only when asked for (--parts ...,vllm,admission).
+PARTS = ("overhead", "plumbing", "hf", "vllm", "admission", "streaming", "footprint", "bound")
 DEFAULT_PARTS = ("overhead", "plumbing", "hf", "streaming", "footprint", "bound")
 
 
@@ -19,7 +19,7 @@ class EngineSpec:
     backend: str
     model: str
     engine_args: dict[str, Any] = field(default_factory=dict)
-    concurrency: int = 32
+    concurrency: int | None = 32  # None: the engine's capacity
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class BenchConfig:
     hf_concurrency: tuple[int, ...] = (1, 16, 64)
     new_tokens: int = 32
     burst: int = 200
+    admission_jobs: int = 64
     repeats: int = 3
     stream_jobs: int = 64
     stream_tokens: int = 256

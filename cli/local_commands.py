@@ -17,7 +17,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
         help="what the queue costs, each figure next to its baseline measured in the same run",
-        description=f"Parts: {', '.join(PARTS)}. vLLM is off by default: its engine alone takes ~40 s to start.",
+        description=f"Parts: {', '.join(PARTS)}. vllm and admission are off by default: a vLLM engine takes ~40 s "
+        "to start.",
     )
     bench.add_argument("--parts", type=_parts, default=DEFAULT_PARTS, help=f"default: {','.join(DEFAULT_PARTS)}")
     bench.add_argument("--redis-url", help="default: an embedded redis-server of the run's own")
@@ -31,6 +32,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--hf-concurrency", type=_numbers, default=defaults.hf_concurrency, help="hf, vllm")
     bench.add_argument("--new-tokens", type=int, default=defaults.new_tokens, help="hf, vllm, bound")
     bench.add_argument("--burst", type=int, default=defaults.burst, help="hf, vllm: one-token chats in the burst")
+    bench.add_argument("--admission-jobs", type=int, default=defaults.admission_jobs, help="admission: chats")
     bench.add_argument("--repeats", type=int, default=defaults.repeats, help="hf: runs per figure (the median)")
     bench.add_argument("--stream-jobs", type=int, default=defaults.stream_jobs)
     bench.add_argument("--stream-tokens", type=int, default=defaults.stream_tokens)
@@ -64,6 +66,7 @@ def run_bench(args: argparse.Namespace, _: list[str]) -> int:
         hf_concurrency=args.hf_concurrency,
         new_tokens=args.new_tokens,
         burst=args.burst,
+        admission_jobs=args.admission_jobs,
         repeats=args.repeats,
         stream_jobs=args.stream_jobs,
         stream_tokens=args.stream_tokens,

@@ -19,7 +19,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="checkpoint path, hub name, or smollm2 (default)")
     parser.add_argument("--name", help="served model name producers ask for (default: from --model)")
     parser.add_argument("--gpus", help="GPU indices to pin to, e.g. 0,1")
-    parser.add_argument("--concurrency", type=int, help="jobs running at once in the engine (default 16)")
+    parser.add_argument(
+        "--concurrency", type=int, help="jobs running at once in the engine (default: the engine's capacity)"
+    )
     parser.add_argument("--engine-args", help="JSON object of engine arguments")
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port (default: off)")
     parser.add_argument("--redis-url", help="default: $INFERQ_REDIS_URL or redis://127.0.0.1:6379/0")
@@ -45,13 +47,14 @@ def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
     argv = [
         "worker",
         "--pool=threads",
-        f"--concurrency={settings.concurrency}",
         f"--hostname={args.hostname or default_hostname(settings)}",
         "--without-mingle",
         "--task-events",
         "--loglevel=INFO",
     ]
     argv += [f"--{key.replace('_', '-')}={value}" for key, value in options.items() if value is not None]
+    if settings.concurrency is not None:
+        argv.append(f"--concurrency={settings.concurrency}")
     return _celery_worker(app, [*argv, *celery_args])
 
 

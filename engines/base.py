@@ -92,6 +92,9 @@ class BaseEngine(ABC):
     context_length: int
     stop_token_ids: tuple[int, ...]
     default_params: GenerationParams
+    # Requests the backend runs at once (its batch rows, max sequences, max running requests): what a
+    # worker admits, so that jobs wait in the queue, where any worker can take them, not inside one engine.
+    capacity: int
     media_kinds: frozenset[MediaKind] = frozenset()
     adapters: frozenset[str] = frozenset()
 

@@ -35,6 +35,7 @@ class EchoEngineArgs(EngineArgs):
     task: Literal["chat", "score"] = "chat"
     tokens_per_s: float = Field(0, ge=0, description="pace of the answer; 0: as fast as the event loop goes")
     max_model_len: int | None = Field(1 << 20, ge=1)
+    max_running: int = Field(64, ge=1, description="requests it reports it runs at once (it runs any number)")
 
 
 class EchoTokenizer:
@@ -67,6 +68,7 @@ class EchoEngine(BaseEngine):
         self.can_generate = args.task == "chat"
         self.tokenizer = EchoTokenizer()
         self.context_length = args.max_model_len
+        self.capacity = args.max_running
         self.stop_token_ids = (EchoTokenizer.eos_token_id,)
         self.default_params = args.default_params or GenerationParams()
         self._step_s = 1 / args.tokens_per_s if args.tokens_per_s else 0.0

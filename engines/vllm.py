@@ -117,6 +117,8 @@ class VllmEngine(BaseEngine):
         log.info("starting vLLM %s engine: %s", kwargs["runner"], kwargs)
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         self.context_length = self._engine.model_config.max_model_len
+        # vLLM's own limit, after its defaults for this hardware (max_num_seqs) were applied
+        self.capacity = self._engine.vllm_config.scheduler_config.max_num_seqs
         # Adapter ids are positive ints unique per name; vLLM loads an adapter on its first request.
         self._loras = {
             name: LoRARequest(name, lora_id, path)

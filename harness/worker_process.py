@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,22 +32,25 @@ class WorkerProcess:
         log_dir: Path,
         *,
         engine: str = "huggingface",
-        concurrency: int = 8,
+        concurrency: int | None = 8,  # None: the engine's capacity
         engine_args: dict | None = None,
         env: dict[str, str] | None = None,
         hostname: str | None = None,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         self.redis_url = redis_url
         self.name = name
         self.hostname = hostname or f"{name}-{uuid.uuid4().hex[:6]}@{socket.gethostname()}"
         self.log_path = log_dir / f"{self.hostname.replace('@', '_')}.log"
+        # A prefix such as `ip netns exec NS` runs the worker on another network, as on another host.
         self.command = [
-            sys.executable, "-m", "cli.main", "worker",
+            *command_prefix, sys.executable, "-m", "cli.main", "worker",
             "--engine", engine, "--model", model, "--name", name,
-            "--concurrency", str(concurrency),
             "--hostname", self.hostname,
             "--engine-args", json.dumps(engine_args or {}),
         ]  # fmt: skip
+        if concurrency is not None:
+            self.command += ["--concurrency", str(concurrency)]
         # The URL (and its password) goes by environment: argv is world-readable in /proc.
         self.env = {**os.environ, **(env or {}), "INFERQ_REDIS_URL": redis_url}
         self.process: subprocess.Popen[bytes] | None = None

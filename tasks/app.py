@@ -11,7 +11,7 @@ import ssl
 
 from celery import Celery
 
-from tasks.broker import TRANSPORT
+from tasks.broker import SENTINEL_TRANSPORT, TRANSPORT
 from tasks.config import QueueSettings
 
 # Redis has no native priorities: kombu emulates them with one list per step. 0 is the highest.
@@ -29,6 +29,11 @@ def make_app(settings: QueueSettings | None = None, *, broker_pool_limit: int = 
         "sep": ":",
         "queue_order_strategy": "priority",
     }
+    if settings.uses_sentinel:
+        # kombu reads the Sentinels from the URL and asks them for this master
+        transport_options.update(
+            master_name=settings.sentinel_master, sentinel_kwargs={"password": settings.sentinel_password}
+        )
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],  # pickle in a queue is remote code execution
@@ -39,7 +44,7 @@ def make_app(settings: QueueSettings | None = None, *, broker_pool_limit: int = 
         worker_prefetch_multiplier=1,
         broker_transport_options=transport_options,
         # garbage on a queue list is dropped instead of stopping the worker (celery#7975)
-        broker_transport=TRANSPORT,
+        broker_transport=SENTINEL_TRANSPORT if settings.uses_sentinel else TRANSPORT,
         broker_pool_limit=broker_pool_limit,
         task_ignore_result=True,
         task_default_priority=DEFAULT_PRIORITY,

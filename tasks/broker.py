@@ -42,7 +42,9 @@ class QoS(kombu_redis.QoS):
                 delay_s = min(delay_s * 2, 2.0)
 
 
-class Channel(kombu_redis.Channel):
+class _Hardened:
+    """What both channels (one Redis, Redis behind Sentinel) add to kombu's."""
+
     QoS = QoS
 
     def _brpop_read(self, **options):
@@ -53,8 +55,21 @@ class Channel(kombu_redis.Channel):
             return True  # something was read; the poller goes on
 
 
+class Channel(_Hardened, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_Hardened, kombu_redis.SentinelChannel):
+    pass
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
 TRANSPORT = f"{__name__}:Transport"
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"

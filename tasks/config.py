@@ -13,7 +13,19 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 class QueueSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERQ_", extra="forbid")
 
-    redis_url: str = Field(DEFAULT_REDIS_URL, description="broker, result backend and token streams")
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL,
+        description="broker, job records and token streams: redis://, rediss://, or Sentinels as "
+        "sentinel://:password@host:26379/0;sentinel://host2:26379 (the password is the master's)",
+    )
+    sentinel_master: str = Field("mymaster", description="with sentinel:// URLs: the master's name in Sentinel")
+    sentinel_password: str | None = Field(None, description="with sentinel:// URLs: the Sentinels' own password")
+    record_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="replicas that must hold a job's record before its message is acked (Redis WAIT, at most "
+        "1 s); default: 1 with sentinel:// URLs, else 0",
+    )
     visibility_timeout_s: int = Field(
         6 * 3600,
         ge=60,
@@ -36,9 +48,11 @@ class QueueSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if scheme not in ("redis", "rediss"):
-            raise ValueError(f"must be a redis:// or rediss:// URL, not {scheme or 'no scheme'}")
+        schemes = [urlsplit(part).scheme for part in value.split(";")]
+        if len(schemes) > 1 and set(schemes) != {"sentinel"}:
+            raise ValueError("only sentinel:// URLs can be listed with ';' (one for each Sentinel)")
+        if schemes[0] not in ("redis", "rediss", "sentinel"):
+            raise ValueError(f"must be a redis://, rediss:// or sentinel:// URL, not {schemes[0] or 'no scheme'}")
         return value
 
     @property
@@ -50,8 +64,22 @@ class QueueSettings(BaseSettings):
     def uses_tls(self) -> bool:
         return urlsplit(self.redis_url).scheme == "rediss"
 
+    @property
+    def uses_sentinel(self) -> bool:
+        return urlsplit(self.redis_url).scheme == "sentinel"
+
+    @property
+    def replicas_per_record(self) -> int:
+        if self.record_replicas is not None:
+            return self.record_replicas
+        return 1 if self.uses_sentinel else 0
+
 
 def redacted(url: str) -> str:
+    return ";".join(_redacted_one(part) for part in url.split(";"))
+
+
+def _redacted_one(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url

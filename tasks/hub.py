@@ -45,12 +45,10 @@ class Follower:
 
 
 class EventHub:
-    def __init__(self, redis_url: str, client_name: str | None = None) -> None:
+    def __init__(self, redis: Redis) -> None:
         # A connection of its own, outside the store's pool, without redis-py's retries: the reader
         # notices every disconnect and recovers what pub/sub lost.
-        self._redis = Redis.from_url(
-            redis_url, decode_responses=True, retry=None, health_check_interval=15, client_name=client_name
-        )
+        self._redis = redis
         self._followers: dict[str, set[Follower]] = {}
         self._confirmed: dict[str, asyncio.Event] = {}
         self._pubsub: PubSub | None = None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import time
 from collections.abc import Sequence
 from functools import cached_property
 
@@ -21,7 +23,7 @@ from tasks.config import QueueSettings
 from tasks.errors import LeaseLost
 from tasks.fleet import FleetView
 from tasks.hub import EventHub, Follower
-from tasks.redis_connection import connect
+from tasks.redis_connection import connect, connect_subscriber
 from tasks.schemas import (
     STREAM_EVENT,
     FinalEvent,
@@ -78,6 +80,14 @@ return 1
 """
 )
 
+log = logging.getLogger(__name__)
+
+# How long a record's write waits for replicas, and, when they did not answer in time (after a failover
+# the new master may have none), how long records go unconfirmed before they wait again: a replica that
+# is away must not cost every job a second.
+RECORD_REPLICA_WAIT_MS = 1000
+REPLICAS_MISSING_PAUSE_S = 30.0
+
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
@@ -91,6 +101,7 @@ class JobStore:
         self._finish = redis.register_script(_FINISH)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._replicas_missing_until = 0.0
 
     @classmethod
     def open(cls, settings: QueueSettings, client_name: str | None = None) -> JobStore:
@@ -100,7 +111,7 @@ class JobStore:
     @cached_property
     def hub(self) -> EventHub:
         """The one pub/sub connection of this store: job channels and the cancel channel, multiplexed."""
-        return EventHub(self.settings.redis_url, f"{self._client_name}:hub" if self._client_name else None)
+        return EventHub(connect_subscriber(self.settings, f"{self._client_name}:hub" if self._client_name else None))
 
     @cached_property
     def fleet(self) -> FleetView:
@@ -131,7 +142,23 @@ class JobStore:
             self.settings.stream_ttl_s,
             names.live_channel(job_id),
         ]
-        outcome = await self._finish(keys=keys, args=args)
+        replicas = self.settings.replicas_per_record
+        if replicas and time.monotonic() >= self._replicas_missing_until:
+            # Replication is asynchronous: a record only the master held would die with it, while the
+            # message's ack (after this) might survive, and the job would be gone. WAIT on the same
+            # connection as the write (a pipeline) holds the ack until a replica has the record.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await self._finish(keys=keys, args=args, client=pipe)
+                pipe.wait(replicas, RECORD_REPLICA_WAIT_MS)
+                outcome, acked_by = await pipe.execute()
+            if acked_by < replicas:
+                self._replicas_missing_until = time.monotonic() + REPLICAS_MISSING_PAUSE_S
+                log.warning(
+                    "job %s: its record reached %d of %d replicas in time; records go unconfirmed for %.0f s",
+                    job_id, acked_by, replicas, REPLICAS_MISSING_PAUSE_S,
+                )  # fmt: skip
+        else:
+            outcome = await self._finish(keys=keys, args=args)
         if outcome == -1:
             raise LeaseLost(f"job {job_id}: lease lost before its record was written")
         return outcome == 1

@@ -21,6 +21,7 @@ from tasks import names
 from tasks.app import make_app
 from tasks.errors import error_from_info
 from worker import orphan_guard
+from worker.admission import admit
 from worker.jobs import Requeue, Skipped, run_job
 from worker.reaper import Reaper
 from worker.runner import EngineRunner
@@ -70,7 +71,9 @@ class EngineStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **options: Any) -> None:
         super().__init__(worker, **options)
         self.settings = worker_settings(
-            **{key: options.get(key) for key in WORKER_OPTIONS}, concurrency=worker.concurrency
+            # `concurrency` as given (None when not), not Celery's cpu-count default: none means the engine's capacity
+            **{key: options.get(key) for key in WORKER_OPTIONS},
+            concurrency=options.get("concurrency"),
         )
         if worker.pool_cls.__module__ not in ENGINE_POOLS:
             raise SystemExit("inferq worker: use --pool threads (or solo); the engine lives in the worker process")
@@ -84,6 +87,7 @@ class EngineStep(bootsteps.StartStopStep):
         orphan_guard.start(os.getpid())
         _runner = EngineRunner(self.settings, worker.hostname)
         _runner.start()
+        admit(worker, _runner.slots)
         _reaper = Reaper(
             worker.app,
             self.settings.lease_ttl_s,

@@ -16,7 +16,7 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 
 
 class WorkerMetrics:
-    def __init__(self, model: str, engine: str, capacity: int) -> None:
+    def __init__(self, model: str, engine: str) -> None:
         self.registry = CollectorRegistry()  # the worker's own: no process-wide default state
         labels = {"model": model, "engine": engine}
         names = ["model", "engine"]
@@ -40,7 +40,6 @@ class WorkerMetrics:
         self.in_flight = gauge("inferq_jobs_in_flight", "Jobs running in the engine now")
         self.capacity = gauge("inferq_engine_capacity", "Jobs the worker runs at once")
         self.queue_depth = gauge("inferq_queue_depth", "Jobs waiting in this model's queue")
-        self.capacity.set(capacity)
         self._labels = labels
 
     def serve(self, port: int) -> None:

@@ -63,7 +63,8 @@ class EngineRunner:
         # Templating and tokenizing a prompt (megabytes of it, at worst) must not stall the loop that
         # renews leases, heartbeats and hears cancels; one thread, because tokenizers are not shared safely.
         self.preparer = ThreadPoolExecutor(1, thread_name_prefix="inferq-prepare")
-        self.metrics = WorkerMetrics(self.served_name, settings.engine, settings.concurrency)
+        self.metrics = WorkerMetrics(self.served_name, settings.engine)
+        self.slots = 0  # jobs admitted at once: known once the engine has loaded
         self.metrics.in_flight.set_function(lambda: len(self.running))
 
     @property
@@ -93,6 +94,15 @@ class EngineRunner:
         settings = self.settings
         # Built on this loop: engines bind their async machinery to the loop they are created on.
         self.engine = load_engine(settings.engine, settings.model, **settings.engine_args)
+        self.slots = settings.concurrency or self.engine.capacity
+        if self.slots > self.engine.capacity:
+            log.warning(
+                "--concurrency %d is above the engine's capacity %d: the rest wait inside this engine, "
+                "where no other worker can take them",
+                self.slots,
+                self.engine.capacity,
+            )
+        self.metrics.capacity.set(self.slots)
         self.store = JobStore.open(settings, client_name=f"inferq-worker:{self.hostname}")
         await self.store.ping()
         await self._refuse_a_twin()
@@ -173,7 +183,7 @@ class EngineRunner:
             host=socket.gethostname(),
             pid=os.getpid(),
             started_at=self.started_at,
-            concurrency=self.settings.concurrency,
+            concurrency=self.slots,
             num_running=len(self.running),
             gpus=self.settings.gpus,
             max_queued=self.settings.max_queued,

@@ -19,7 +19,9 @@ class WorkerSettings(QueueSettings):
     model: str = Field("smollm2", description="a checkpoint path, a hub name, or smollm2 (the default model)")
     name: str | None = Field(None, description="the served model name producers ask for; default: from --model")
     gpus: list[int] | None = Field(None, description="GPU indices this worker is pinned to")
-    concurrency: int = Field(16, ge=1, le=1024, description="jobs running at once in the one engine")
+    concurrency: int | None = Field(
+        None, ge=1, le=4096, description="jobs running at once in the one engine; default: the engine's capacity"
+    )
     engine_args: dict[str, Any] = Field(default_factory=dict)
     # A worker runs many jobs at once, each with its lease, events and record: more sockets than a client.
     redis_max_connections: int = Field(

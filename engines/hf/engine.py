@@ -54,6 +54,7 @@ class HuggingFaceEngine(BaseEngine):
         # One compute thread: torch work never overlaps, and the event loop stays free for I/O.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inferq-hf-compute")
         self.stop_token_ids: tuple[int, ...] = ()
+        self.capacity = args.max_batch_size if self.can_generate else args.score_batch_size
         if not self.can_generate:
             if args.adapters:
                 raise InvalidRequest("adapters are served by generation models only", field="engine_args.adapters")

@@ -36,6 +36,9 @@ class SGLangEngineArgs(EngineArgs):
     mem_fraction_static: float | None = Field(None, gt=0, lt=1)
     max_loras_per_batch: int = Field(8, ge=1)
     max_lora_rank: int | None = Field(None, ge=1)
+    max_running_requests: int = Field(
+        256, ge=1, description="requests decoding at once; SGLang lowers it further when the KV cache is smaller"
+    )
     sglang_config: dict[str, Any] = Field(default_factory=dict, description="any further ServerArgs field")
 
 
@@ -48,6 +51,8 @@ def server_args(model: str, args: SGLangEngineArgs, hf_config: Any, num_gpus: in
         "trust_remote_code": args.trust_remote_code,
         # reward / sequence-classification models are served through SGLang's embedding path
         "is_embedding": is_sequence_classifier(hf_config),
+        # set, not left to SGLang's memory-based default, so that the worker knows what it may admit
+        "max_running_requests": args.max_running_requests,
     }
     if args.max_model_len is not None:
         kwargs["context_length"] = args.max_model_len
@@ -103,6 +108,7 @@ class SGLangEngine(BaseEngine):
             prepare_tokenizer(self.tokenizer, args.chat_template)
             self.stop_token_ids = end_of_turn_ids(self.tokenizer, generation_eos(model))
         self.context_length = self._engine.tokenizer_manager.context_len
+        self.capacity = self._engine.server_args.max_running_requests  # sglang_config may have overridden it
         self.media_kinds = frozenset({"image"}) if getattr(hf_config, "vision_config", None) else frozenset()
         self.adapters = frozenset(args.adapters)
         self._mode = StreamMode.of(self._engine.server_args)

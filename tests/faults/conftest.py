@@ -50,21 +50,23 @@ FIGURES: list[Tally] = []  # printed at the end of the run
 
 
 class FaultBed:
-    def __init__(self, folder: Path) -> None:
+    """Its own Redis (`redis`), unless given the URL of Redis set up by the scenario (then `redis` is None)."""
+
+    def __init__(self, folder: Path, redis_url: str | None = None) -> None:
         self.folder = folder
-        self.redis = EmbeddedRedis(password="fault-secret", appendonly=True)
-        self.redis.start()
+        self.redis = None if redis_url else EmbeddedRedis(password="fault-secret", appendonly=True)
+        self.url = redis_url or self.redis.start()
         self.workers: list[WorkerProcess] = []
 
     @property
     def settings(self) -> QueueSettings:
         # A generous grace: workers that miss heartbeats while Redis is away still serve their model.
-        return QueueSettings(redis_url=self.redis.url, no_worker_grace_s=60)
+        return QueueSettings(redis_url=self.url, no_worker_grace_s=60)
 
-    def worker(self, name: str, concurrency: int = 16, **engine_args) -> WorkerProcess:
+    def worker(self, name: str, concurrency: int = 16, env: dict[str, str] | None = None, **engine_args):
         process = WorkerProcess(
-            self.redis.url, "echo", name, self.folder, engine="echo", concurrency=concurrency,
-            engine_args=engine_args, env=LEASE_ENV,
+            self.url, "echo", name, self.folder, engine="echo", concurrency=concurrency,
+            engine_args=engine_args, env={**LEASE_ENV, **(env or {})},
         )  # fmt: skip
         self.workers.append(process)
         return process.start()
@@ -102,7 +104,8 @@ class FaultBed:
     def close(self) -> None:
         for worker in self.workers:
             worker.stop(timeout_s=20)
-        self.redis.stop()
+        if self.redis is not None:
+            self.redis.stop()
 
 
 async def read_streams(handles: list[AsyncJobHandle], tally: Tally) -> None:

@@ -1,3 +1,6 @@
+import pytest
+from pydantic import ValidationError
+
 from tasks.app import make_app
 from tasks.config import QueueSettings
 
@@ -39,3 +42,28 @@ def test_the_broker_transport_survives_malformed_messages():
 def test_redis_passwords_are_redacted_for_messages():
     settings = QueueSettings(redis_url="redis://:s3cret@cache.example:6379/0")
     assert settings.redacted_url == "redis://:***@cache.example:6379/0"
+
+
+SENTINELS = "sentinel://:s3cret@sentinel-a:26379/2;sentinel://:s3cret@sentinel-b:26379/2"
+
+
+def test_sentinel_urls_select_kombus_sentinel_transport_with_the_master_name():
+    conf = make_app(QueueSettings(redis_url=SENTINELS, sentinel_master="queue", sentinel_password="x")).conf
+    assert conf.broker_transport == "tasks.broker:SentinelTransport"
+    assert conf.broker_transport_options["master_name"] == "queue"
+    assert conf.broker_transport_options["sentinel_kwargs"] == {"password": "x"}
+    assert conf.broker_url == SENTINELS
+
+
+def test_records_wait_for_one_replica_behind_sentinel_and_for_none_otherwise():
+    assert QueueSettings(redis_url=SENTINELS).replicas_per_record == 1
+    assert QueueSettings(redis_url="redis://h:6379/0").replicas_per_record == 0
+    assert QueueSettings(redis_url="redis://h:6379/0", record_replicas=2).replicas_per_record == 2
+
+
+def test_every_sentinels_password_is_redacted_and_urls_of_two_kinds_cannot_be_listed():
+    assert QueueSettings(redis_url=SENTINELS).redacted_url == SENTINELS.replace("s3cret", "***")
+    with pytest.raises(ValidationError, match="only sentinel:// URLs can be listed"):
+        QueueSettings(redis_url="redis://a:6379/0;sentinel://b:26379")
+    with pytest.raises(ValidationError, match="not amqp"):
+        QueueSettings(redis_url="amqp://guest:guest@localhost:5672//")

@@ -20,6 +20,7 @@ _COMMON = [
     ("lora_paths", Optional[Union[dict, list]], None),
     ("max_loras_per_batch", int, 8),
     ("max_lora_rank", Optional[int], None),
+    ("max_running_requests", Optional[int], None),
     ("log_level", str, "info"),
     ("random_seed", Optional[int], None),
     ("enable_deterministic_inference", bool, False),
