@@ -16,7 +16,7 @@ from api_client.jobs import chat_job, encode_job, meta_of, new_job_id, score_job
 from engines.errors import InvalidRequest
 from engines.schemas import Message, Response
 from tasks import names
-from tasks.app import PRIORITY_STEPS, make_app
+from tasks.app import PRIORITY_STEPS, broker_priority, job_queue, make_app
 from tasks.config import QueueSettings
 from tasks.errors import QueueFull
 from tasks.schemas import ChatJob, QueueInfo, ScoreJob, WorkerInfo
@@ -139,8 +139,8 @@ class AsyncInferQClient:
 
     async def queues(self) -> list[QueueInfo]:
         """Each model's queue: the models live workers serve, and any other that has jobs waiting."""
-        models = {info.model for info in await self.store.workers()} | await self.store.queued_models()
-        return [await self.store.queue_info(model) for model in sorted(models)]
+        models = {info.model for info in await self.store.workers()} | await self.store.queues.models()
+        return [await self.store.queues.info(model) for model in sorted(models)]
 
     async def _submit(self, job: ChatJob | ScoreJob, priority: int | None) -> AsyncJobHandle:
         if priority is not None and priority not in PRIORITY_STEPS:
@@ -156,8 +156,8 @@ class AsyncInferQClient:
                 names.CHAT_TASK if job.kind == "chat" else names.SCORE_TASK,
                 args=[payload],
                 task_id=job_id,
-                queue=names.queue_for_model(job.model),
-                priority=priority,
+                queue=job_queue(self.settings, job.model),
+                priority=broker_priority(self.settings, priority),
                 # what Flower and the event stream show instead of the prompt
                 argsrepr=f"<{job.kind} job for {job.model}>",
                 kwargsrepr="{}",
@@ -170,7 +170,7 @@ class AsyncInferQClient:
         cap = await self.store.fleet.queue_cap(model)
         if cap is None:
             return
-        depth = (await self.store.queue_info(model)).depth
+        depth = (await self.store.queues.info(model)).depth
         if depth >= cap:
             raise QueueFull(
                 f"model {model!r} has {depth} jobs queued, its cap is {cap}; try again later", field="model"

@@ -1,27 +1,82 @@
-"""The Celery app both sides share: Redis broker, JSON only, defaults fit for long GPU jobs.
+"""The Celery app both sides share: JSON only, defaults fit for long GPU jobs, on Redis or RabbitMQ.
 
 Celery's result backend is off: a job's one result is inferq's own record (tasks/store.py), and a
 second copy per job (with `result_extended`, the prompt too) would only cost Redis memory. Flower reads
 the event stream, which shows a short `argsrepr` instead of the prompt.
+
+The broker is Redis (`redis_url`, or Sentinels) unless `broker_url` names RabbitMQ; records and token
+streams are on Redis either way. `job_queue` and `broker_priority` are where the two brokers differ for
+a producer; the worker's reaper runs on Redis only (RabbitMQ requeues a dead consumer's jobs itself).
 """
 
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 from celery import Celery
+from kombu import Exchange, Queue
 
+from tasks import names
 from tasks.broker import SENTINEL_TRANSPORT, TRANSPORT
 from tasks.config import QueueSettings
 
-# Redis has no native priorities: kombu emulates them with one list per step. 0 is the highest.
+# inferq's priorities: 0 is the highest, as on kombu's Redis transport (one list per step).
 PRIORITY_STEPS = list(range(10))
 DEFAULT_PRIORITY = 5
 
 
 def make_app(settings: QueueSettings | None = None, *, broker_pool_limit: int = 10) -> Celery:
     settings = settings or QueueSettings()
-    app = Celery("inferq", broker=settings.redis_url, set_as_current=False)
+    app = Celery("inferq", broker=settings.broker, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],  # pickle in a queue is remote code execution
+        # ack late: a worker killed mid-job must leave the job for another worker.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # one job reserved per free slot: a busy worker does not sit on jobs an idle one could run
+        worker_prefetch_multiplier=1,
+        broker_pool_limit=broker_pool_limit,
+        task_ignore_result=True,
+        task_default_priority=broker_priority(settings, DEFAULT_PRIORITY),
+        # events for Flower
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    app.conf.update(_amqp_conf(settings) if settings.uses_amqp else _redis_conf(settings))
+    return app
+
+
+def job_queue(settings: QueueSettings, model: str) -> str | Queue:
+    """The queue `model`'s jobs go to, declared alike by producers and workers (RabbitMQ refuses a
+    second declaration with other arguments)."""
+    name = names.queue_for_model(model)
+    if not settings.uses_amqp:
+        return name
+    arguments: dict[str, Any] = {
+        # RabbitMQ cancels a consumer that holds a message longer than this (default 30 min) and
+        # redelivers it: it must outlast the longest job. RabbitMQ < 3.12 ignores the argument and
+        # needs `consumer_timeout` in rabbitmq.conf instead.
+        "x-consumer-timeout": settings.visibility_timeout_s * 1000,
+    }
+    if settings.amqp_queue_type == "quorum":
+        arguments["x-queue-type"] = "quorum"
+    else:
+        arguments["x-max-priority"] = len(PRIORITY_STEPS)
+    return Queue(name, Exchange(name, type="direct"), routing_key=name, durable=True, queue_arguments=arguments)
+
+
+def broker_priority(settings: QueueSettings, priority: int | None) -> int | None:
+    """inferq's priority (0 highest) as the broker's: AMQP's highest is the largest number."""
+    if priority is None or not settings.uses_amqp:
+        return priority
+    return PRIORITY_STEPS[-1] - priority
+
+
+def _redis_conf(settings: QueueSettings) -> dict[str, Any]:
     transport_options = {
         # A job unacked for longer than this is delivered again and would run twice (celery#5935).
         "visibility_timeout": settings.visibility_timeout_s,
@@ -34,26 +89,21 @@ def make_app(settings: QueueSettings | None = None, *, broker_pool_limit: int = 
         transport_options.update(
             master_name=settings.sentinel_master, sentinel_kwargs={"password": settings.sentinel_password}
         )
-    app.conf.update(
-        task_serializer="json",
-        accept_content=["json"],  # pickle in a queue is remote code execution
-        # ack late: a worker killed mid-job must leave the job for another worker.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        # one job reserved per free slot: a busy worker does not sit on jobs an idle one could run
-        worker_prefetch_multiplier=1,
-        broker_transport_options=transport_options,
+    conf: dict[str, Any] = {
+        "broker_transport_options": transport_options,
         # garbage on a queue list is dropped instead of stopping the worker (celery#7975)
-        broker_transport=SENTINEL_TRANSPORT if settings.uses_sentinel else TRANSPORT,
-        broker_pool_limit=broker_pool_limit,
-        task_ignore_result=True,
-        task_default_priority=DEFAULT_PRIORITY,
-        # events for Flower
-        worker_send_task_events=True,
-        task_send_sent_event=True,
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-    )
+        "broker_transport": SENTINEL_TRANSPORT if settings.uses_sentinel else TRANSPORT,
+    }
     if settings.uses_tls:
-        app.conf.update(broker_use_ssl={"ssl_cert_reqs": ssl.CERT_REQUIRED})
-    return app
+        conf["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return conf
+
+
+def _amqp_conf(settings: QueueSettings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        # a publish returns once RabbitMQ has the message: a submitted job is never only in a socket buffer
+        "broker_transport_options": {"confirm_publish": True},
+    }
+    if settings.broker.startswith("amqps://"):
+        conf["broker_use_ssl"] = {"cert_reqs": ssl.CERT_REQUIRED}
+    return conf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -17,6 +18,16 @@ class QueueSettings(BaseSettings):
         DEFAULT_REDIS_URL,
         description="broker, job records and token streams: redis://, rediss://, or Sentinels as "
         "sentinel://:password@host:26379/0;sentinel://host2:26379 (the password is the master's)",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="the queues only, when they are not on Redis: amqp:// or amqps:// (RabbitMQ); records and "
+        "token streams stay on redis_url",
+    )
+    amqp_queue_type: Literal["quorum", "classic"] = Field(
+        "quorum",
+        description="RabbitMQ queue type: quorum (replicated; priorities from RabbitMQ 4.0) or classic "
+        "(x-max-priority 10, priorities on any version, one node)",
     )
     sentinel_master: str = Field("mymaster", description="with sentinel:// URLs: the master's name in Sentinel")
     sentinel_password: str | None = Field(None, description="with sentinel:// URLs: the Sentinels' own password")
@@ -54,6 +65,22 @@ class QueueSettings(BaseSettings):
         if schemes[0] not in ("redis", "rediss", "sentinel"):
             raise ValueError(f"must be a redis://, rediss:// or sentinel:// URL, not {schemes[0] or 'no scheme'}")
         return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("amqp", "amqps"):
+            raise ValueError("must be an amqp:// or amqps:// URL (a Redis broker is redis_url itself)")
+        return value
+
+    @property
+    def broker(self) -> str:
+        """Where the queues are: RabbitMQ when broker_url is set, else the Redis of redis_url."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def uses_amqp(self) -> bool:
+        return self.broker_url is not None
 
     @property
     def redacted_url(self) -> str:

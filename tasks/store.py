@@ -9,8 +9,6 @@ than the lease lifetime, and another delivery took the job over) can no longer p
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -23,13 +21,13 @@ from tasks.config import QueueSettings
 from tasks.errors import LeaseLost
 from tasks.fleet import FleetView
 from tasks.hub import EventHub, Follower
+from tasks.queues import AmqpQueues, RedisQueues
 from tasks.redis_connection import connect, connect_subscriber
 from tasks.schemas import (
     STREAM_EVENT,
     FinalEvent,
     JobMeta,
     JobRecord,
-    QueueInfo,
     RestartEvent,
     TokenEvent,
     WorkerInfo,
@@ -114,6 +112,11 @@ class JobStore:
         return EventHub(connect_subscriber(self.settings, f"{self._client_name}:hub" if self._client_name else None))
 
     @cached_property
+    def queues(self) -> RedisQueues | AmqpQueues:
+        """The models' queues, read from the broker (Redis's lists, or RabbitMQ)."""
+        return AmqpQueues(self.settings) if self.settings.uses_amqp else RedisQueues(self._redis)
+
+    @cached_property
     def fleet(self) -> FleetView:
         """The live workers as this process sees them, cached briefly for all its waiters."""
         return FleetView(self.workers)
@@ -124,6 +127,8 @@ class JobStore:
     async def aclose(self) -> None:
         if "hub" in self.__dict__:
             await self.hub.aclose()
+        if "queues" in self.__dict__:
+            await self.queues.aclose()
         await self._redis.aclose()
 
     # -- records and metas -------------------------------------------------------------------
@@ -249,27 +254,6 @@ class JobStore:
             attempt, _ = await pipe.execute()
         return int(attempt)
 
-    # -- the queues (kombu's lists, read only) ----------------------------------------------------
-
-    async def queue_info(self, model: str) -> QueueInfo:
-        """How many jobs wait for `model`, and when the oldest was queued (the tail of each list)."""
-        lists = names.queue_lists(model)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in lists:
-                pipe.llen(key)
-                pipe.lindex(key, -1)  # kombu pushes on the left and pops on the right
-            replies = await pipe.execute()
-        depth = sum(replies[0::2])
-        queued_at = [stamp for stamp in map(_queued_at, replies[1::2]) if stamp is not None]
-        return QueueInfo(model=model, depth=depth, oldest_queued_at=min(queued_at, default=None))
-
-    async def queued_models(self) -> set[str]:
-        """Models with a queue list in Redis (kombu deletes an empty list), served or not."""
-        found = set()
-        async for key in self._redis.scan_iter(match=f"{names.QUEUE_PREFIX}*", count=1000):
-            found.add(names.model_of_queue_list(key))
-        return found
-
     # -- the worker registry -----------------------------------------------------------------
 
     async def announce(self, info: WorkerInfo, ttl_s: float) -> None:
@@ -291,18 +275,3 @@ class JobStore:
 
 def decode_event(raw: str | bytes) -> Event:
     return STREAM_EVENT.validate_json(raw)
-
-
-def _queued_at(raw_message: str | None) -> float | None:
-    """The producer's `queued_at` from a kombu message holding an inferq job; None for anything else."""
-    if raw_message is None:
-        return None
-    try:
-        envelope = json.loads(raw_message)
-        body = envelope["body"]
-        if envelope["properties"].get("body_encoding") == "base64":
-            body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        return float(args[0]["queued_at"])
-    except (ValueError, TypeError, KeyError, IndexError):
-        return None

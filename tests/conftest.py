@@ -16,6 +16,41 @@ import pytest
 from engines.default_model import ensure_smollm2
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--broker",
+        choices=("redis", "amqp"),
+        default="redis",
+        help="where the queues are: the session's Redis, or a private vhost on the local RabbitMQ "
+        "(records and token streams stay on Redis)",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "redis_broker: reads kombu's Redis lists or hashes; runs with --broker redis")
+    config.addinivalue_line("markers", "amqp_broker: publishes to RabbitMQ itself; runs with --broker amqp")
+    if config.getoption("--broker") == "amqp":
+        from harness.rabbitmq_vhost import PrivateVhost
+
+        config.inferq_vhost = PrivateVhost()
+        # Every QueueSettings of the session, and every worker process (they inherit it), uses RabbitMQ.
+        os.environ["INFERQ_BROKER_URL"] = config.inferq_vhost.create()
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "inferq_vhost", None) is not None:
+        config.inferq_vhost.delete()
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test of one broker's own structures is left out (deselected, not skipped) of the other's run."""
+    other = "redis_broker" if config.getoption("--broker") == "amqp" else "amqp_broker"
+    left_out = [item for item in items if item.get_closest_marker(other)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
+
+
 @pytest.fixture(scope="session")
 def smollm2_dir() -> str:
     return ensure_smollm2()

@@ -18,7 +18,7 @@ from celery.exceptions import Ignore, Reject
 
 from engines.errors import InferqError
 from tasks import names
-from tasks.app import make_app
+from tasks.app import job_queue, make_app
 from tasks.errors import error_from_info
 from worker import orphan_guard
 from worker.admission import admit
@@ -79,6 +79,9 @@ class EngineStep(bootsteps.StartStopStep):
             raise SystemExit("inferq worker: use --pool threads (or solo); the engine lives in the worker process")
         pin_gpus(self.settings.gpus)
         # An inferq worker consumes exactly its model's queue.
+        queue = job_queue(self.settings, self.settings.name)
+        if not isinstance(queue, str):
+            worker.app.amqp.queues.add(queue)  # RabbitMQ: declared with the arguments producers use
         worker.setup_queues([names.queue_for_model(self.settings.name)])
 
     def start(self, worker: Any) -> None:
@@ -88,12 +91,13 @@ class EngineStep(bootsteps.StartStopStep):
         _runner = EngineRunner(self.settings, worker.hostname)
         _runner.start()
         admit(worker, _runner.slots)
-        _reaper = Reaper(
-            worker.app,
-            self.settings.lease_ttl_s,
-            is_running=lambda job_id: _runner.call(_runner.store.is_running(job_id)),
-        )
-        _reaper.start()
+        if not self.settings.uses_amqp:  # RabbitMQ gives a dead consumer's unacked jobs back by itself
+            _reaper = Reaper(
+                worker.app,
+                self.settings.lease_ttl_s,
+                is_running=lambda job_id: _runner.call(_runner.store.is_running(job_id)),
+            )
+            _reaper.start()
         queue = names.queue_for_model(self.settings.name)
         log.info("serving %s (%s engine) on queue %s", self.settings.name, self.settings.engine, queue)
 

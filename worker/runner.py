@@ -190,7 +190,7 @@ class EngineRunner:
         )
         await self.store.announce(info, ttl_s=max(3 * self.settings.heartbeat_s, 2))
         if self.settings.metrics_port is not None:
-            self.metrics.queue_depth.set((await self.store.queue_info(self.served_name)).depth)
+            self.metrics.queue_depth.set((await self.store.queues.info(self.served_name)).depth)
 
 
 def _alive(pid: int) -> bool:

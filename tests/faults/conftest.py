@@ -132,8 +132,9 @@ def bed(tmp_path):
     fault_bed.close()
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter, config):
     if FIGURES:
-        terminalreporter.section("fault suite: what became of every job")
+        broker = "RabbitMQ" if config.getoption("--broker") == "amqp" else "Redis"
+        terminalreporter.section(f"fault suite, {broker} as the broker: what became of every job")
         for tally in FIGURES:
             terminalreporter.write_line(tally.line())

@@ -10,6 +10,7 @@ import os
 import signal
 
 import psutil
+import pytest
 import redis
 
 from tasks import names
@@ -113,6 +114,7 @@ async def test_redis_refusing_writes_for_ten_seconds(bed):
     assert tally.succeeded == 40
 
 
+@pytest.mark.redis_broker
 async def test_raw_garbage_on_a_queue_list(bed):
     worker = bed.worker("faulty")
     tally = Tally("raw garbage pushed between 20 jobs on the queue list")

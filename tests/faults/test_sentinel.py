@@ -17,6 +17,8 @@ PASSWORD = "fault-secret"
 # Longer than a failover (Sentinel waits 1 s before it calls the master down, then elects and promotes):
 # a running job keeps its lease across it instead of going back to the queue.
 FAILOVER_ENV = {"INFERQ_LEASE_TTL_S": "15"}
+# Redis as the broker is what fails over here (with RabbitMQ as broker, only records and streams would)
+pytestmark = pytest.mark.redis_broker
 
 
 @pytest.fixture

@@ -94,6 +94,8 @@ async def _until(condition, failure: str, bound_s: float = 120) -> None:
         await asyncio.sleep(0.1)
 
 
+# The namespace reaches the host only at the link's address: RabbitMQ here listens on loopback only.
+@pytest.mark.redis_broker
 async def test_a_worker_on_another_host_shares_a_models_jobs_over_the_network(other_host, bed, release):
     # Redis answers on the link as well (CONFIG SET bind: same server, same port); its password guards it.
     redis.Redis.from_url(bed.redis.url).config_set("bind", f"127.0.0.1 {other_host.redis_side_ip}")

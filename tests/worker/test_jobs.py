@@ -6,13 +6,15 @@ import time
 import pytest
 
 from tasks import names
+from tasks.app import job_queue
+from tasks.config import QueueSettings
 from tasks.schemas import JobStatus
 from tests.worker.conftest import chat_payload
 
 
 def _send(celery_app, *args, task_id=None, model="echo", **kwargs):
     return celery_app.send_task(
-        names.CHAT_TASK, args=list(args), kwargs=kwargs, task_id=task_id, queue=names.queue_for_model(model)
+        names.CHAT_TASK, args=list(args), kwargs=kwargs, task_id=task_id, queue=job_queue(QueueSettings(), model)
     )
 
 
@@ -49,6 +51,7 @@ def test_raw_payloads_past_the_client_get_field_named_records(
     assert client.chat([{"role": "user", "content": "still serving"}], "echo")[0].response_text == "still serving"
 
 
+@pytest.mark.redis_broker
 def test_garbage_on_a_queue_list_is_dropped_and_the_worker_keeps_serving(observer, echo_worker, client):
     queue = names.queue_for_model("echo")
     for garbage in ("not json at all", '{"hello": 1}', "[1, 2]", '{"properties": {}, "body": "x"}'):
@@ -56,6 +59,24 @@ def test_garbage_on_a_queue_list_is_dropped_and_the_worker_keeps_serving(observe
     assert client.chat([{"role": "user", "content": "still here"}], "echo")[0].response_text == "still here"
     assert echo_worker.process.poll() is None
     assert echo_worker.log_tail(400).count("dropped a malformed message") >= 4
+
+
+@pytest.mark.amqp_broker
+def test_garbage_on_a_rabbitmq_queue_is_dropped_and_the_worker_keeps_serving(celery_app, echo_worker, client):
+    queue = job_queue(QueueSettings(), "echo")
+    garbage = [
+        (b"not json at all", "application/json"),
+        (b'{"hello": 1}', "application/json"),  # JSON, but no task in its headers
+        (b"\x80\x04K\x01.", "application/x-python-serialize"),  # pickle: refused, never loaded
+    ]
+    with celery_app.connection_for_write() as connection:
+        producer = connection.Producer()
+        for body, content_type in garbage:
+            producer.publish(body, exchange=queue.exchange, routing_key=queue.routing_key, content_type=content_type,
+                             content_encoding="binary", declare=[queue])  # fmt: skip
+    assert client.chat([{"role": "user", "content": "still here"}], "echo")[0].response_text == "still here"
+    assert echo_worker.process.poll() is None
+    assert [info.depth for info in client.queues() if info.model == "echo"] == [0]  # nothing left behind
 
 
 def test_a_duplicate_delivered_while_the_job_runs_waits_and_never_runs_it(
