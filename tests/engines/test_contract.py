@@ -36,6 +36,18 @@ def _echo_running(engine) -> int:
     return len(engine._aborted)
 
 
+def _hf_rows(engine) -> int:
+    return engine._scheduler._max_batch_rows
+
+
+def _vllm_max_num_seqs(engine) -> int:
+    return engine._engine.vllm_config.scheduler_config.max_num_seqs
+
+
+def _sglang_max_running(engine) -> int:
+    return engine._engine.server_args.max_running_requests
+
+
 @dataclass(frozen=True)
 class EngineCase:
     """One engine under the contract, and what differs between engines, written out."""
@@ -45,17 +57,18 @@ class EngineCase:
     running_question: str  # a user message whose answer cannot end before the test aborts it...
     runs_past_tokens: int  # ...checked first: its greedy answer runs past this many tokens
     count_running: Callable[[BaseEngine], int]  # requests the backend still holds
+    capacity: Callable[[BaseEngine], int]  # what the backend itself runs at once, read from its own config
 
 
 CASES = [
     # The HF scheduler steps at most twice between handing out a delta and taking an abort.
-    pytest.param(EngineCase("tiny_engine", 37, DRAGON, 32, _hf_running), id="huggingface"),
+    pytest.param(EngineCase("tiny_engine", 37, DRAGON, 32, _hf_running, _hf_rows), id="huggingface"),
     # vLLM's engine core runs ahead of the consumer by a few tokens; 64 are checked.
-    pytest.param(EngineCase("vllm_engine", 37, DRAGON, 64, _vllm_running), id="vllm"),
+    pytest.param(EngineCase("vllm_engine", 37, DRAGON, 64, _vllm_running, _vllm_max_num_seqs), id="vllm"),
     # The stand-in steps only when the engine pulls a chunk, and the engine looks for an abort first.
-    pytest.param(EngineCase("sglang_engine", 37, DRAGON, 8, _sglang_running), id="sglang"),
+    pytest.param(EngineCase("sglang_engine", 37, DRAGON, 8, _sglang_running, _sglang_max_running), id="sglang"),
     # The echo engine's answer is its prompt: "[hold]" stops it until it is aborted.
-    pytest.param(EngineCase("echo_engine", 8, "Once [hold] upon a time", 1, _echo_running), id="echo"),
+    pytest.param(EngineCase("echo_engine", 8, "Once [hold] upon a time", 1, _echo_running, lambda _: 64), id="echo"),
 ]
 
 
@@ -67,6 +80,11 @@ def case(request) -> EngineCase:
 @pytest.fixture
 def engine(case, request) -> BaseEngine:
     return request.getfixturevalue(case.fixture)
+
+
+def test_the_engine_reports_what_its_backend_runs_at_once(case, engine):
+    # what a worker admits (worker/admission.py): the backend's own limit, after its defaults applied
+    assert engine.capacity == case.capacity(engine) >= 1
 
 
 async def test_chat_gives_one_response_per_sequence(case, engine):

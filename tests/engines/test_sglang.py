@@ -113,6 +113,7 @@ def test_engine_arguments_for_sglang():
     kwargs = server_args("/m", args, config, num_gpus=2)
     assert (kwargs["model_path"], kwargs["tp_size"], kwargs["is_embedding"]) == ("/m", 2, False)
     assert (kwargs["lora_paths"], kwargs["enable_lora"], kwargs["context_length"]) == ({"sea": "/a"}, True, 4096)
+    assert kwargs["max_running_requests"] == 256  # set, so that the worker knows what to admit
     classifier = type("Config", (), {"architectures": ["Qwen2ForSequenceClassification"]})()
     assert server_args("/m", SGLangEngineArgs(), classifier, num_gpus=0)["is_embedding"] is True
     with pytest.raises(InvalidRequest) as caught:
