@@ -163,6 +163,7 @@ class AsyncInferQClient:
                 kwargsrepr="{}",
             ),
         )
+        await self.store.confirm_submitted(job_id)
         return AsyncJobHandle(self.store, meta)
 
     async def _check_capacity(self, model: str) -> None:

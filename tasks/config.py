@@ -31,11 +31,11 @@ class QueueSettings(BaseSettings):
     )
     sentinel_master: str = Field("mymaster", description="with sentinel:// URLs: the master's name in Sentinel")
     sentinel_password: str | None = Field(None, description="with sentinel:// URLs: the Sentinels' own password")
-    record_replicas: int | None = Field(
+    replica_acks: int | None = Field(
         None,
         ge=0,
-        description="replicas that must hold a job's record before its message is acked (Redis WAIT, at most "
-        "1 s); default: 1 with sentinel:// URLs, else 0",
+        description="replicas that must hold a submitted job before submit returns, and a job's record before "
+        "its message is acked (Redis WAIT, at most 1 s); default: 1 with sentinel:// URLs, else 0",
     )
     visibility_timeout_s: int = Field(
         6 * 3600,
@@ -96,9 +96,9 @@ class QueueSettings(BaseSettings):
         return urlsplit(self.redis_url).scheme == "sentinel"
 
     @property
-    def replicas_per_record(self) -> int:
-        if self.record_replicas is not None:
-            return self.record_replicas
+    def replicas_needed(self) -> int:
+        if self.replica_acks is not None:
+            return self.replica_acks
         return 1 if self.uses_sentinel else 0
 
 

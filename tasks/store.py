@@ -80,10 +80,10 @@ return 1
 
 log = logging.getLogger(__name__)
 
-# How long a record's write waits for replicas, and, when they did not answer in time (after a failover
-# the new master may have none), how long records go unconfirmed before they wait again: a replica that
-# is away must not cost every job a second.
-RECORD_REPLICA_WAIT_MS = 1000
+# How long a write waits for replicas, and, when they did not answer in time (after a failover the new
+# master may have none), how long writes go unconfirmed before they wait again: a replica that is away
+# must not cost every job a second.
+REPLICA_WAIT_MS = 1000
 REPLICAS_MISSING_PAUSE_S = 30.0
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
@@ -147,26 +147,47 @@ class JobStore:
             self.settings.stream_ttl_s,
             names.live_channel(job_id),
         ]
-        replicas = self.settings.replicas_per_record
-        if replicas and time.monotonic() >= self._replicas_missing_until:
+        if self._replicas_wanted():
             # Replication is asynchronous: a record only the master held would die with it, while the
             # message's ack (after this) might survive, and the job would be gone. WAIT on the same
             # connection as the write (a pipeline) holds the ack until a replica has the record.
             async with self._redis.pipeline(transaction=False) as pipe:
                 await self._finish(keys=keys, args=args, client=pipe)
-                pipe.wait(replicas, RECORD_REPLICA_WAIT_MS)
+                pipe.wait(self.settings.replicas_needed, REPLICA_WAIT_MS)
                 outcome, acked_by = await pipe.execute()
-            if acked_by < replicas:
-                self._replicas_missing_until = time.monotonic() + REPLICAS_MISSING_PAUSE_S
-                log.warning(
-                    "job %s: its record reached %d of %d replicas in time; records go unconfirmed for %.0f s",
-                    job_id, acked_by, replicas, REPLICAS_MISSING_PAUSE_S,
-                )  # fmt: skip
+            self._note_replicas(acked_by, f"job {job_id}'s record")
         else:
             outcome = await self._finish(keys=keys, args=args)
         if outcome == -1:
             raise LeaseLost(f"job {job_id}: lease lost before its record was written")
         return outcome == 1
+
+    async def confirm_submitted(self, job_id: str) -> None:
+        """Returns once a replica holds everything written before now, the job's message included (with
+        Sentinel; at once otherwise), so that a submit that returned survives a failover.
+
+        kombu pushed the message on a connection of its own, and WAIT counts only the writes of the
+        connection it runs on; but replication is one stream, so a write here, after the push, is past it.
+        """
+        if not self._replicas_wanted():
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.expire(names.job_key(job_id), self.settings.record_ttl_s)
+            pipe.wait(self.settings.replicas_needed, REPLICA_WAIT_MS)
+            _, acked_by = await pipe.execute()
+        self._note_replicas(acked_by, f"job {job_id}'s submission")
+
+    def _replicas_wanted(self) -> bool:
+        return bool(self.settings.replicas_needed) and time.monotonic() >= self._replicas_missing_until
+
+    def _note_replicas(self, acked_by: int, what: str) -> None:
+        needed = self.settings.replicas_needed
+        if acked_by < needed:
+            self._replicas_missing_until = time.monotonic() + REPLICAS_MISSING_PAUSE_S
+            log.warning(
+                "%s reached %d of %d replicas in time; writes go unconfirmed for %.0f s",
+                what, acked_by, needed, REPLICAS_MISSING_PAUSE_S,
+            )  # fmt: skip
 
     async def record(self, job_id: str) -> JobRecord | None:
         raw = await self._redis.get(names.record_key(job_id))

@@ -11,7 +11,7 @@ import redis
 from harness.embedded_redis import EmbeddedRedis
 from harness.embedded_sentinel import EmbeddedSentinel
 from tests.faults.conftest import FaultBed, Tally
-from tests.faults.test_faults import PACE, _started, ask, assert_nothing_lost_or_run_twice
+from tests.faults.test_faults import PACE, WORDS, _started, ask, assert_nothing_lost_or_run_twice
 
 PASSWORD = "fault-secret"
 # Longer than a failover (Sentinel waits 1 s before it calls the master down, then elects and promotes):
@@ -40,25 +40,26 @@ def failover(tmp_path):
         server.stop()
 
 
-async def test_a_sentinel_failover_under_queued_and_running_jobs(failover):
+async def test_a_sentinel_failover_under_queued_and_running_jobs(failover, release):
     bed, master, replica, sentinel = failover
-    # 8 slots for 40 jobs of about half a second each: most are still queued or running when the master dies
     bed.worker("faulty", concurrency=4, env=FAILOVER_ENV, **PACE)
     bed.worker("faulty", concurrency=4, env=FAILOVER_ENV, **PACE)
-    tally = Tally("Sentinel failover (master SIGKILLed) under 40 queued and running jobs")
+    tally = Tally("Sentinel failover (master SIGKILLed) under 8 running and 32 queued jobs")
     admin = redis.Redis(port=master.port, password=PASSWORD)
+    wait, let_go = release()
     async with bed.client() as client:
-        handles = [await client.submit_chat(ask(i)) for i in range(40)]
-        await _started(client, handles, 5)
-        # Replication is asynchronous: the submissions must be on the replica before the master dies
-        # (a job submitted in the last instant before a crash can die with it; the README says so).
-        submitted = admin.info("replication")["master_repl_offset"]
-        await _replica_reaches(replica, submitted)
-        unfinished = sum([await handle.record() is None for handle in handles])
+        # The first 8 fill both workers' slots and cannot end before the test lets them: when the master
+        # dies no worker is between popping a message and recording it as unacked (kombu's two steps).
+        held = [await client.submit_chat(ask(i, f"{wait} {WORDS}")) for i in range(8)]
+        # A submit returns once a replica holds the job (tasks/store.py: confirm_submitted).
+        queued = [await client.submit_chat(ask(i)) for i in range(8, 40)]
+        await _started(client, held, len(held))
+        # The workers' pops of the held jobs were written on kombu's connections: on the replica too.
+        await _replica_reaches(replica, admin.info("replication")["master_repl_offset"])
         master.kill()
-        tally.notes.append(f"{unfinished} without a record when the master died")
         await _promoted(sentinel, replica)
-        await bed.settle(tally, handles)
+        let_go()
+        await bed.settle(tally, held + queued)
         # and the fleet goes on on the new master
         assert (await client.achat(ask(99, "after")))[0].response_text == "job99 after"
     assert_nothing_lost_or_run_twice(tally)

@@ -55,10 +55,10 @@ def test_sentinel_urls_select_kombus_sentinel_transport_with_the_master_name():
     assert conf.broker_url == SENTINELS
 
 
-def test_records_wait_for_one_replica_behind_sentinel_and_for_none_otherwise():
-    assert QueueSettings(redis_url=SENTINELS).replicas_per_record == 1
-    assert QueueSettings(redis_url="redis://h:6379/0").replicas_per_record == 0
-    assert QueueSettings(redis_url="redis://h:6379/0", record_replicas=2).replicas_per_record == 2
+def test_writes_wait_for_one_replica_behind_sentinel_and_for_none_otherwise():
+    assert QueueSettings(redis_url=SENTINELS).replicas_needed == 1
+    assert QueueSettings(redis_url="redis://h:6379/0").replicas_needed == 0
+    assert QueueSettings(redis_url="redis://h:6379/0", replica_acks=2).replicas_needed == 2
 
 
 def test_every_sentinels_password_is_redacted_and_urls_of_two_kinds_cannot_be_listed():
