@@ -1,6 +1,8 @@
 """Admission by capacity: without --concurrency a worker reserves as many jobs as its engine runs at
 once; the rest stay queued, where any worker can take them."""
 
+import time
+
 from tasks.schemas import JobStatus
 
 
@@ -18,7 +20,7 @@ def test_a_worker_admits_as_many_jobs_as_its_engine_reports_and_leaves_the_rest_
     assert [next(handle.stream(timeout=60)) for handle in handles[:3]] == ["job0", "job1", "job2"]
     # The broker hands the worker at most three unacked jobs: the other two are still queued.
     assert [queue.depth for queue in client.queues() if queue.model == "roomy"] == [2]
-    stats = celery_app.control.inspect(destination=[worker.hostname], timeout=10).stats()[worker.hostname]
+    stats = _stats(celery_app, worker.hostname)
     assert (stats["pool"]["max-concurrency"], stats["prefetch_count"]) == (3, 3)
     assert [info.concurrency for info in client.workers() if info.hostname == worker.hostname] == [3]
     let_go()
@@ -28,7 +30,16 @@ def test_a_worker_admits_as_many_jobs_as_its_engine_reports_and_leaves_the_rest_
 
 def test_an_explicit_concurrency_overrides_the_engines_capacity(start_worker, client, celery_app):
     worker = start_worker("echo", "narrow", engine="echo", concurrency=2, engine_args={"max_running": 50})
-    stats = celery_app.control.inspect(destination=[worker.hostname], timeout=10).stats()[worker.hostname]
+    stats = _stats(celery_app, worker.hostname)
     assert (stats["pool"]["max-concurrency"], stats["prefetch_count"]) == (2, 2)
     assert [info.concurrency for info in client.workers() if info.hostname == worker.hostname] == [2]
     worker.stop()
+
+
+def _stats(celery_app, hostname: str, bound_s: float = 120) -> dict:
+    """`celery inspect stats` of one worker. A worker announces itself (and the harness returns) just
+    before its consumer starts: a broadcast sent in between is not heard, so ask until it answers."""
+    give_up_at = time.monotonic() + bound_s  # a bound for failure only
+    while not (replies := celery_app.control.inspect(destination=[hostname], timeout=2).stats()):
+        assert time.monotonic() < give_up_at, f"{hostname} never answered `inspect stats`"
+    return replies[hostname]
