@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tasks import names
-from tests.faults.conftest import Tally, read_streams
+from tests.faults.conftest import Tally, read_streams, until
 
 WORDS = " ".join(f"w{i}" for i in range(20))
 PACE = {"tokens_per_s": 40}  # 20 words: about half a second a job
@@ -29,12 +29,13 @@ def assert_nothing_lost_or_run_twice(tally: Tally) -> None:
     assert tally.succeeded + tally.failed_clearly == tally.sent, tally.line()
 
 
-async def _started(client, handles, count: int, bound_s: float = 300) -> None:
+async def _started(client, handles, count: int) -> None:
     """Returns once `count` of the jobs have streamed something or ended (workers hold them, or held)."""
-    give_up_at = asyncio.get_running_loop().time() + bound_s  # a bound for failure only
-    while sum([bool(await client.store.last_seq(handle.id)) for handle in handles]) < count:
-        assert asyncio.get_running_loop().time() < give_up_at, "the workers never started the jobs"
-        await asyncio.sleep(0.05)
+
+    async def enough() -> bool:
+        return sum([bool(await client.store.last_seq(handle.id)) for handle in handles]) >= count
+
+    await until(enough, "the workers never started the jobs")
 
 
 async def test_sigkill_of_one_of_two_workers_under_100_streamed_jobs(bed):

@@ -2,7 +2,6 @@
 replica, and the workers and the client find it there through the same sentinel:// URL. Every job ends
 with one record: none lost, none run twice."""
 
-import asyncio
 import time
 
 import pytest
@@ -10,7 +9,7 @@ import redis
 
 from harness.embedded_redis import EmbeddedRedis
 from harness.embedded_sentinel import EmbeddedSentinel
-from tests.faults.conftest import FaultBed, Tally
+from tests.faults.conftest import FaultBed, Tally, until
 from tests.faults.test_faults import PACE, WORDS, _started, ask, assert_nothing_lost_or_run_twice
 
 PASSWORD = "fault-secret"
@@ -67,16 +66,12 @@ async def test_a_sentinel_failover_under_queued_and_running_jobs(failover, relea
     assert redis.Redis(port=replica.port, password=PASSWORD).info("replication")["role"] == "master"
 
 
-async def _replica_reaches(replica: EmbeddedRedis, offset: int, bound_s: float = 60) -> None:
+async def _replica_reaches(replica: EmbeddedRedis, offset: int) -> None:
     observer = redis.Redis(port=replica.port, password=PASSWORD)
-    give_up_at = asyncio.get_running_loop().time() + bound_s  # a bound for failure only
-    while observer.info("replication").get("slave_repl_offset", -1) < offset:
-        assert asyncio.get_running_loop().time() < give_up_at, "the replica never caught up"
-        await asyncio.sleep(0.05)
+    await until(
+        lambda: observer.info("replication").get("slave_repl_offset", -1) >= offset, "the replica never caught up"
+    )
 
 
-async def _promoted(sentinel: EmbeddedSentinel, replica: EmbeddedRedis, bound_s: float = 60) -> None:
-    give_up_at = asyncio.get_running_loop().time() + bound_s
-    while sentinel.master_port() != replica.port:
-        assert asyncio.get_running_loop().time() < give_up_at, "Sentinel never promoted the replica"
-        await asyncio.sleep(0.1)
+async def _promoted(sentinel: EmbeddedSentinel, replica: EmbeddedRedis) -> None:
+    await until(lambda: sentinel.master_port() == replica.port, "Sentinel never promoted the replica")

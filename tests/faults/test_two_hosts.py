@@ -6,13 +6,11 @@ its reach, and the only way to Redis is the link's address. Jobs that cannot end
 them fill both workers, so both surely hold jobs at once, however fast anything runs.
 """
 
-import asyncio
 import os
 import random
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -21,7 +19,7 @@ import pytest
 import redis
 
 from harness.worker_process import WorkerProcess
-from tests.faults.conftest import FaultBed, Tally
+from tests.faults.conftest import FaultBed, Tally, until
 
 SLOTS = 4  # each worker's capacity: twice as many jobs that cannot end fill both workers
 # Nothing fails over here, so the default (30 s) lease stays; a 1 s heartbeat keeps the registry's
@@ -87,13 +85,6 @@ def _echo_worker(bed: FaultBed, redis_url: str, hostname: str, command_prefix: l
     return worker.start()
 
 
-async def _until(condition, failure: str, bound_s: float = 120) -> None:
-    give_up_at = time.monotonic() + bound_s  # a bound for failure only
-    while not await condition():
-        assert time.monotonic() < give_up_at, failure
-        await asyncio.sleep(0.1)
-
-
 # The namespace reaches the host only at the link's address: RabbitMQ here listens on loopback only.
 @pytest.mark.redis_broker
 async def test_a_worker_on_another_host_shares_a_models_jobs_over_the_network(other_host, bed, release):
@@ -117,7 +108,7 @@ async def test_a_worker_on_another_host_shares_a_models_jobs_over_the_network(ot
             infos = [await client.store.worker(worker.hostname) for worker in (here, there)]
             return all(info is not None and info.num_running == SLOTS for info in infos)
 
-        await _until(both_full, "the two workers never held a full load of jobs at once")
+        await until(both_full, "the two workers never held a full load of jobs at once")
         let_go()
         await bed.settle(tally, handles)
         records = [await client.store.record(handle.id) for handle in handles]
