@@ -164,7 +164,7 @@ class AsyncInferQClient:
             ),
         )
         await self.store.confirm_submitted(job_id)
-        return AsyncJobHandle(self.store, meta)
+        return AsyncJobHandle(self.store, meta, just_submitted=True)
 
     async def _check_capacity(self, model: str) -> None:
         """Backpressure: a queue at the cap its workers announce refuses the job instead of growing."""

@@ -23,10 +23,13 @@ DEADLINE_GRACE_S = 5.0
 
 
 class AsyncJobHandle:
-    def __init__(self, store: JobStore, meta: JobMeta) -> None:
+    def __init__(self, store: JobStore, meta: JobMeta, *, just_submitted: bool = False) -> None:
+        """`just_submitted`: this process submitted the job moments ago, so it has no record yet and its
+        replay log cannot have expired: the first reads skip the record."""
         self._store = store
         self.meta = meta
         self._deadline_at = meta.deadline_at
+        self._just_submitted = just_submitted
 
     @property
     def id(self) -> str:
@@ -42,7 +45,7 @@ class AsyncJobHandle:
         with no worker running it, or whose model has had no live worker for a grace period, is
         expired by whoever waits for it, and its record says so.
         """
-        record = await self._store.record(self.id)
+        record = None if self._just_submitted else await self._store.record(self.id)
         if record is None:
             async for event in self.events(timeout=timeout):
                 if isinstance(event, FinalEvent):
@@ -51,7 +54,10 @@ class AsyncJobHandle:
 
     async def events(self, timeout: float | None = None) -> AsyncIterator[TokenEvent | RestartEvent | FinalEvent]:
         """Every event of the job's current attempt, in order, from its first (replayed if need be)."""
-        async for event in job_events(self._store, self.id, on_quiet=self._look_around, until=_until(timeout)):
+        events = job_events(
+            self._store, self.id, on_quiet=self._look_around, until=_until(timeout), log_is_whole=self._just_submitted
+        )
+        async for event in events:
             yield event
 
     async def stream(self, index: int = 0, timeout: float | None = None) -> AsyncIterator[str]:
@@ -88,9 +94,13 @@ class AsyncJobHandle:
 
     async def _look_around(self) -> None:
         """Runs whenever the job's channel has been quiet: nobody may wait for ever."""
-        if await self._store.meta(self.id) is None and await self._store.record(self.id) is None:
+        # One round trip for the three reads, shared with every other job of this process that looks now.
+        meta, record, running = await asyncio.gather(
+            self._store.meta(self.id), self._store.record(self.id), self._store.is_running(self.id)
+        )
+        if meta is None and record is None:
             raise JobLost(f"job {self.id} is gone from Redis (was it restarted without persistence?)")
-        if await self._store.is_running(self.id):
+        if running:
             if self._deadline_at is not None and time.time() >= self._deadline_at:
                 # Its worker expires a running job itself; give that record time to land.
                 self._deadline_at = time.time() + DEADLINE_GRACE_S

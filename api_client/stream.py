@@ -28,9 +28,12 @@ async def job_events(
     job_id: str,
     on_quiet: Callable[[], Awaitable[None]] | None = None,
     until: float | None = None,
+    log_is_whole: bool = False,
 ) -> AsyncIterator[Event]:
     """`on_quiet` runs each time the channel has been quiet for a while, before the log is read again
     (the handle expires jobs there). `until` (the event loop's clock) bounds the whole read: JobTimeout.
+    `log_is_whole`: the log cannot have expired yet (the job was just submitted), so an empty log on the
+    first read means no record either, and the record is not read.
     Nothing is held across a `yield` except the subscription, so each step may run in a new task
     (the sync client does that)."""
     loop = asyncio.get_running_loop()
@@ -44,7 +47,8 @@ async def job_events(
             if read_log:
                 try:
                     backlog = await _bounded(store.events_after(job_id, last_seq), until, job_id)
-                    record = None if backlog else await _bounded(store.record(job_id), until, job_id)
+                    skip_record = backlog or (first_read and log_is_whole)
+                    record = None if skip_record else await _bounded(store.record(job_id), until, job_id)
                 except RedisError:
                     backlog, record = [], None  # Redis is away: keep waiting, look again later
                 if first_read:

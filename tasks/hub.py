@@ -8,6 +8,9 @@ The hub keeps its own registry of channels and does its own reconnecting (redis-
 on this connection): after a reconnect it subscribes every registered channel again, and each
 channel's followers resync once Redis has confirmed that channel's subscription, so that nothing
 published after the confirmation can be missed and nothing before it is left unread.
+
+(Un)subscriptions asked for in the same turn of the event loop go out as one command: a client that
+starts following a thousand jobs at once sends one SUBSCRIBE, not a thousand.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ class EventHub:
         # notices every disconnect and recovers what pub/sub lost.
         self._redis = redis
         self._followers: dict[str, set[Follower]] = {}
-        self._confirmed: dict[str, asyncio.Event] = {}
+        self._confirmed: dict[str, asyncio.Event] = {}  # channels subscribed, or to be, on this connection
+        self._to_subscribe: set[str] = set()
+        self._to_unsubscribe: set[str] = set()
+        self._flusher: asyncio.Task[None] | None = None
         self._pubsub: PubSub | None = None
         self._lock = asyncio.Lock()  # one writer at a time on the subscriber connection
         self._connected = asyncio.Event()
@@ -62,14 +68,16 @@ class EventHub:
         """Subscribes (if this process does not follow `channel` yet) and returns once Redis confirmed it."""
         self._start()
         follower = Follower(channel)
-        self._followers.setdefault(channel, set()).add(follower)
-        confirmed = self._confirmed.get(channel)
-        if confirmed is None:
-            confirmed = self._confirmed[channel] = asyncio.Event()
-            await self._connected.wait()
-            async with self._lock:
-                await self._send("subscribe", [channel])
-        await confirmed.wait()
+        followers = self._followers.setdefault(channel, set())
+        if not followers:
+            if channel in self._to_unsubscribe:
+                self._to_unsubscribe.discard(channel)  # never left: still subscribed
+            elif channel not in self._confirmed:
+                self._confirmed[channel] = asyncio.Event()
+                self._to_subscribe.add(channel)
+                self._schedule_flush()
+        followers.add(follower)
+        await self._confirmed[channel].wait()
         return follower
 
     async def unfollow(self, follower: Follower) -> None:
@@ -81,9 +89,12 @@ class EventHub:
         if followers:
             return
         del self._followers[channel]
-        self._confirmed.pop(channel, None)
-        async with self._lock:
-            await self._send("unsubscribe", [channel])
+        if channel in self._to_subscribe:
+            self._to_subscribe.discard(channel)  # never sent
+            self._confirmed.pop(channel, None)
+        else:
+            self._to_unsubscribe.add(channel)
+            self._schedule_flush()
 
     @property
     def num_channels(self) -> int:
@@ -92,6 +103,8 @@ class EventHub:
     async def aclose(self) -> None:
         # A flag as well as a cancel: redis-py's read can swallow a cancellation that lands inside it.
         self._closing = True
+        if self._flusher is not None:
+            self._flusher.cancel()
         if self._reader is not None:
             self._reader.cancel()
             await asyncio.wait({self._reader}, timeout=2 * POLL_S)
@@ -125,12 +138,37 @@ class EventHub:
 
     async def _connect(self) -> None:
         self._pubsub = self._redis.pubsub()
-        channels = [ANCHOR_CHANNEL, *self._followers]
         async with self._lock:
+            # What was pending is moot: this connection subscribes exactly what is followed now.
+            self._to_subscribe.clear()
+            self._to_unsubscribe.clear()
+            for channel in [c for c in self._confirmed if c not in self._followers]:
+                del self._confirmed[channel]
+            for channel in self._followers:
+                self._confirmed.setdefault(channel, asyncio.Event())
+            channels = [ANCHOR_CHANNEL, *self._followers]
             for start in range(0, len(channels), SUBSCRIBE_BATCH):
                 await self._pubsub.subscribe(*channels[start : start + SUBSCRIBE_BATCH])
         self._connects += 1
         self._connected.set()
+
+    def _schedule_flush(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="inferq-hub-subscriptions")
+
+    async def _flush(self) -> None:
+        """Sends the (un)subscriptions asked for since the last flush, each kind as few commands as can be."""
+        await asyncio.sleep(0)  # the follows of this turn of the loop join the batch
+        await self._connected.wait()
+        async with self._lock:
+            while self._to_subscribe or self._to_unsubscribe:
+                leaving, self._to_unsubscribe = sorted(self._to_unsubscribe), set()
+                joining, self._to_subscribe = sorted(self._to_subscribe), set()
+                for channel in leaving:
+                    self._confirmed.pop(channel, None)
+                for command, channels in (("unsubscribe", leaving), ("subscribe", joining)):
+                    for start in range(0, len(channels), SUBSCRIBE_BATCH):
+                        await self._send(command, channels[start : start + SUBSCRIBE_BATCH])
 
     @property
     def reconnects(self) -> int:

@@ -21,6 +21,7 @@ from tasks.config import QueueSettings
 from tasks.errors import LeaseLost
 from tasks.fleet import FleetView
 from tasks.hub import EventHub, Follower
+from tasks.pipelining import ReadBatcher
 from tasks.queues import AmqpQueues, RedisQueues
 from tasks.redis_connection import connect, connect_subscriber
 from tasks.schemas import (
@@ -93,6 +94,7 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 class JobStore:
     def __init__(self, redis: Redis, settings: QueueSettings, client_name: str | None = None) -> None:
         self._redis = redis  # decode_responses=True
+        self._reads = ReadBatcher(redis)  # the reads of one loop turn share a round trip
         self.settings = settings
         self._client_name = client_name
         self._append = redis.register_script(_APPEND)
@@ -190,14 +192,14 @@ class JobStore:
             )  # fmt: skip
 
     async def record(self, job_id: str) -> JobRecord | None:
-        raw = await self._redis.get(names.record_key(job_id))
+        raw = await self._reads.read("get", names.record_key(job_id))
         return JobRecord.model_validate_json(raw) if raw else None
 
     async def save_meta(self, meta: JobMeta) -> None:
         await self._redis.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=self.settings.record_ttl_s)
 
     async def meta(self, job_id: str) -> JobMeta | None:
-        raw = await self._redis.get(names.job_key(job_id))
+        raw = await self._reads.read("get", names.job_key(job_id))
         return JobMeta.model_validate_json(raw) if raw else None
 
     # -- events ------------------------------------------------------------------------------
@@ -224,11 +226,11 @@ class JobStore:
         await self.hub.unfollow(follower)
 
     async def events_after(self, job_id: str, seq: int) -> list[Event]:
-        entries = await self._redis.xrange(names.events_key(job_id), min=f"0-{seq + 1}")
+        entries = await self._reads.read("xrange", names.events_key(job_id), min=f"0-{seq + 1}")
         return [decode_event(fields[EVENT_FIELD]) for _, fields in entries]
 
     async def last_seq(self, job_id: str) -> int:
-        entries = await self._redis.xrevrange(names.events_key(job_id), count=1)
+        entries = await self._reads.read("xrevrange", names.events_key(job_id), count=1)
         return int(entries[0][0].split("-")[1]) if entries else 0
 
     # -- cancellation ------------------------------------------------------------------------
@@ -240,7 +242,7 @@ class JobStore:
             await pipe.execute()
 
     async def cancel_requested(self, job_id: str) -> bool:
-        return bool(await self._redis.exists(names.cancel_key(job_id)))
+        return bool(await self._reads.read("exists", names.cancel_key(job_id)))
 
     async def cancels_requested(self, job_ids: Sequence[str]) -> set[str]:
         """Which of these jobs have a cancel mark (one round trip, for a listener that reconnected)."""
@@ -265,7 +267,7 @@ class JobStore:
         await self._release(keys=[names.lease_key(job_id)], args=[token])
 
     async def is_running(self, job_id: str) -> bool:
-        return bool(await self._redis.exists(names.lease_key(job_id)))
+        return bool(await self._reads.read("exists", names.lease_key(job_id)))
 
     async def count_delivery(self, job_id: str) -> int:
         """This delivery's number: 1 for the first, more when earlier workers died under the job."""

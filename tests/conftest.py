@@ -29,6 +29,9 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "redis_broker: reads kombu's Redis lists or hashes; runs with --broker redis")
     config.addinivalue_line("markers", "amqp_broker: publishes to RabbitMQ itself; runs with --broker amqp")
+    config.addinivalue_line(
+        "markers", "any_broker: the broker plays no part in what it tests; runs in the Redis pass only"
+    )
     if config.getoption("--broker") == "amqp":
         from harness.rabbitmq_vhost import PrivateVhost
 
@@ -43,12 +46,13 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """A test of one broker's own structures is left out (deselected, not skipped) of the other's run."""
-    other = "redis_broker" if config.getoption("--broker") == "amqp" else "amqp_broker"
-    left_out = [item for item in items if item.get_closest_marker(other)]
+    """A test of one broker's own structures is left out (deselected, not skipped) of the other's run, and a
+    test the broker plays no part in runs once, in the Redis pass."""
+    other = ("redis_broker", "any_broker") if config.getoption("--broker") == "amqp" else ("amqp_broker",)
+    left_out = [item for item in items if any(item.get_closest_marker(marker) for marker in other)]
     if left_out:
         config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if not item.get_closest_marker(other)]
+        items[:] = [item for item in items if item not in left_out]
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +88,9 @@ def smollm2_classifier_dir(tmp_path_factory, smollm2_dir) -> str:
     return str(build_classifier(tmp_path_factory.mktemp("models") / "smollm2-classifier", smollm2_dir))
 
 
-# Short leases and heartbeats, so that crash recovery happens within a test's patience.
-TEST_WORKER_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1"}
+# Short leases and heartbeats, so that crash recovery happens within a test's patience; a short shutdown
+# grace, so that a worker stopped with a job still held lets go of it at once.
+TEST_WORKER_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1", "INFERQ_SHUTDOWN_GRACE_S": "2"}
 
 
 @pytest.fixture(scope="session")

@@ -26,12 +26,14 @@ from worker.jobs import Requeue, Skipped, run_job
 from worker.reaper import Reaper
 from worker.runner import EngineRunner
 from worker.settings import worker_settings
+from worker.shutdown import ShutdownClock
 
 log = logging.getLogger(__name__)
 
 app = make_app()
 _runner: EngineRunner | None = None
 _reaper: Reaper | None = None
+_shutdown_clock: ShutdownClock | None = None
 
 # Pools that run tasks in the worker's own process, where the engine lives. prefork would fork CUDA
 # into children (pytorch#40403) and give each child its own engine.
@@ -105,9 +107,22 @@ class EngineStep(bootsteps.StartStopStep):
 app.steps["worker"].add(EngineStep)
 
 
+@signals.worker_shutting_down.connect
+def _start_the_shutdown_clock(how: str = "Warm", **_: Any) -> None:
+    # Sent from the SIGTERM handler: running jobs get `shutdown_grace_s` to finish, then go back to the queue.
+    global _shutdown_clock
+    if _runner is None or how != "Warm":
+        return
+    if _shutdown_clock is None:
+        _shutdown_clock = ShutdownClock(_runner.settings.shutdown_grace_s, _runner.hand_back_running_jobs)
+    _shutdown_clock.start()
+
+
 @signals.worker_shutdown.connect
 def _close_engine(**_: Any) -> None:
     # Sent after the pool has finished its jobs (warm shutdown), so no job loses its engine.
+    if _shutdown_clock is not None:
+        _shutdown_clock.finished()
     if _reaper is not None:
         _reaper.stop()
     if _runner is not None:

@@ -10,7 +10,8 @@ No unrecorded exit: every path ends in exactly one of
 - Finished: the job's one record was written (or someone else's stands);
 - Skipped: another delivery has run or is running the job; this message goes without a record;
 - Requeue: the job goes back to the queue without a record, because this copy lost its lease, Redis
-  stayed away for longer than `redis_outage_s`, or the engine died (then the worker stops too).
+  stayed away for longer than `redis_outage_s`, the worker's shutdown grace ran out (worker/shutdown.py),
+  or the engine died (then the worker stops too).
 Any other exception becomes a failed record: its type and message, never a traceback.
 """
 
@@ -63,6 +64,7 @@ class Requeue:
 
 
 Outcome = Finished | Skipped | Requeue
+HANDED_BACK = "the worker is shutting down and its grace ran out; another worker runs the job"
 
 
 async def run_job(runner: EngineRunner, job_id: str, kind: str, args: tuple, kwargs: dict, worker: str) -> Outcome:
@@ -128,10 +130,14 @@ class JobRun:
         self.runner.running[self.job_id] = self.running
         self.runner.metrics.job_started()
         self.lease.on_lost = self.running.stop
+        if self.runner.handing_back:
+            return Requeue(HANDED_BACK)
         refusal = await self._refusal(job)
         record = self.record(error=refusal) if refusal else await self._execute(job)
         if self.lease.lost.is_set():
             raise LeaseLost(f"job {self.job_id}: lease lost while it ran")
+        if self.running.handed_back:
+            return Requeue(HANDED_BACK)
         return await self.finish(record)
 
     async def finish(self, record: JobRecord) -> Finished:

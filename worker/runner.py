@@ -41,7 +41,8 @@ class RunningJob:
     job_id: str
     abort: Callable[[], Awaitable[None]]
     cancelled: bool = field(default=False)
-    stopped: bool = field(default=False)  # aborted for any reason (cancel, lost lease): abort only once
+    handed_back: bool = field(default=False)  # stopped by a shutdown whose grace ran out: back to the queue
+    stopped: bool = field(default=False)  # aborted for any reason (cancel, lost lease, shutdown): abort only once
 
     async def stop(self) -> None:
         if not self.stopped:
@@ -65,6 +66,7 @@ class EngineRunner:
         self.preparer = ThreadPoolExecutor(1, thread_name_prefix="inferq-prepare")
         self.metrics = WorkerMetrics(self.served_name, settings.engine)
         self.slots = 0  # jobs admitted at once: known once the engine has loaded
+        self.handing_back = False  # the shutdown grace ran out: no job runs here any more
         self.metrics.in_flight.set_function(lambda: len(self.running))
 
     @property
@@ -77,9 +79,14 @@ class EngineRunner:
         self._thread.start()
         self.call(self._start())
 
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Runs a coroutine on the engine loop and waits for it, from any other thread."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def hand_back_running_jobs(self, timeout_s: float) -> int:
+        """From another thread, when the shutdown grace ran out: stops every running job in its engine, and
+        each goes back to the queue unrecorded (worker/jobs.py). Returns how many."""
+        return self.call(self._hand_back(), timeout=timeout_s)
 
     def stop(self) -> None:
         if not self._thread.is_alive():
@@ -124,6 +131,14 @@ class EngineRunner:
         self.preparer.shutdown(wait=False)
         if self.engine is not None:
             await self.engine.close()
+
+    async def _hand_back(self) -> int:
+        self.handing_back = True
+        jobs = list(self.running.values())
+        for job in jobs:
+            job.handed_back = True
+            asyncio.ensure_future(job.stop())  # not awaited: an engine slow to abort holds up no other job
+        return len(jobs)
 
     async def cancel(self, job_id: str) -> None:
         job = self.running.get(job_id)

@@ -41,6 +41,12 @@ class WorkerSettings(QueueSettings):
     max_runtime_s: float | None = Field(
         None, gt=0, description="longest a job may run once started, unless the job sets its own; none: no limit"
     )
+    shutdown_grace_s: float = Field(
+        540.0,
+        gt=0,
+        description="after a SIGTERM, how long running jobs may finish before they are stopped and go back "
+        "to the queue (keep it below the supervisor's stop timeout: compose gives 600 s)",
+    )
     redis_outage_s: float = Field(
         60.0, gt=0, description="how long a running job retries writes Redis refuses before going back to the queue"
     )

@@ -4,9 +4,12 @@ The contract suite (test_contract.py) and each backend's own tests use the same 
 engine (vLLM starts in about 40 s) starts once.
 """
 
+import os
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engines import load_engine
@@ -41,11 +44,23 @@ async def tiny_scoring_engine(tiny_classifier_dir):
     await engine.close()
 
 
+def _descendants() -> set[int]:
+    return {child.pid for child in psutil.Process(os.getpid()).children(recursive=True)}
+
+
 @pytest.fixture(scope="session")
 async def vllm_engine(smollm2_dir, sea_adapter_dir):
+    before = _descendants()
     engine = load_engine("vllm", smollm2_dir, enforce_eager=True, adapters={"sea": sea_adapter_dir})
+    spawned = _descendants() - before
+    assert spawned  # vLLM's EngineCore runs in a process of its own
     yield engine
     await engine.close()
+    # Closed, the engine leaves no process behind (a worker's SIGTERM path closes it the same way).
+    give_up_at = time.monotonic() + 120  # a bound for failure only
+    while spawned & _descendants() and time.monotonic() < give_up_at:
+        time.sleep(0.2)
+    assert not spawned & _descendants(), "vLLM's processes outlived engine.close()"
 
 
 @pytest.fixture

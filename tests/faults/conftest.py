@@ -24,7 +24,7 @@ from harness.embedded_redis import EmbeddedRedis
 from harness.worker_process import WorkerProcess
 from tasks.config import QueueSettings
 
-LEASE_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1"}
+LEASE_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1", "INFERQ_SHUTDOWN_GRACE_S": "2"}
 
 
 @dataclass

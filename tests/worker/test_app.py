@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from api_client import InferQClient, InvalidRequest
+from api_client import InferQClient, InvalidRequest, JobRestarted
 from harness.worker_process import WorkerProcess
 
 ASK = [{"role": "user", "content": "hello"}]
@@ -33,7 +33,8 @@ def test_live_workers_announce_themselves(client, echo_worker, echo_scorer_worke
 
 def test_sigterm_finishes_running_jobs_and_leaves_queued_ones_queued(start_worker, client, release):
     wait, let_go = release()
-    worker = start_worker("echo", "graceful", engine="echo", concurrency=1)
+    # A grace far longer than the job: this test is about the jobs that finish within it.
+    worker = start_worker("echo", "graceful", engine="echo", concurrency=1, env={"INFERQ_SHUTDOWN_GRACE_S": "600"})
     running = client.submit_chat([{"role": "user", "content": f"started {wait} finished"}], "graceful")
     stream = running.stream()
     assert next(stream) == "started"
@@ -45,6 +46,26 @@ def test_sigterm_finishes_running_jobs_and_leaves_queued_ones_queued(start_worke
     assert queued.record() is None  # not lost, not run: still queued for the next worker of this model
     successor = start_worker("echo", "graceful", engine="echo")
     assert queued.result(timeout=60).worker == successor.hostname
+    successor.stop()
+
+
+def test_a_job_still_running_when_the_shutdown_grace_runs_out_goes_back_to_the_queue(start_worker, client, release):
+    wait, let_go = release()
+    worker = start_worker("echo", "impatient", engine="echo", concurrency=1, env={"INFERQ_SHUTDOWN_GRACE_S": "1"})
+    held = client.submit_chat([{"role": "user", "content": f"started {wait} finished"}], "impatient")
+    stream = held.stream()
+    assert next(stream) == "started"  # it cannot finish before the test lets it go: SIGTERM cannot wait it out
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=120) == 0
+    assert held.record() is None  # stopped, not recorded: its message went back to the queue
+    assert "goes back to the queue" in worker.log_tail()
+    successor = start_worker("echo", "impatient", engine="echo", concurrency=1)
+    let_go()
+    with pytest.raises(JobRestarted):
+        list(stream)  # what it streamed belongs to the stopped attempt
+    record = held.result(timeout=60)
+    assert (record.worker, record.attempt) == (successor.hostname, 2)
+    assert record.responses[0].response_text == f"started {wait} finished"
     successor.stop()
 
 

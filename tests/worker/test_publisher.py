@@ -9,6 +9,9 @@ from tasks.schemas import JobRecord, JobStatus, RestartEvent, Timings
 from worker.lease import JobLease
 from worker.publisher import JobPublisher
 
+# The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
+pytestmark = pytest.mark.any_broker
+
 
 def _record(job_id):
     return JobRecord(job_id=job_id, kind="chat", status=JobStatus.SUCCEEDED, model="m", timings=Timings(queued_at=0))

@@ -3,6 +3,9 @@ from pydantic import ValidationError
 
 from worker.settings import WorkerSettings
 
+# The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
+pytestmark = pytest.mark.any_broker
+
 
 def test_defaults_serve_the_default_model():
     settings = WorkerSettings()

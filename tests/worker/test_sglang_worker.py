@@ -5,7 +5,12 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from worker.orphan_guard import descendants
+
+# The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
+pytestmark = pytest.mark.any_broker
 
 STAND_INS = Path(__file__).resolve().parent.parent / "stand_ins"
 CANNED = "The capital of France is Paris. It is a lovely city with many museums, parks and cafes."
