@@ -16,8 +16,9 @@ from tasks.errors import (
     JobTimeout,
     NoSuchModel,
     QueueFull,
+    QuotaExceeded,
 )
-from tasks.schemas import JobRecord
+from tasks.schemas import JobRecord, OwnerQuota
 
 __all__ = [
     "AsyncInferQClient",
@@ -39,6 +40,8 @@ __all__ = [
     "JobTimeout",
     "Message",
     "NoSuchModel",
+    "OwnerQuota",
     "QueueFull",
+    "QuotaExceeded",
     "Response",
 ]

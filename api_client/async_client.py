@@ -18,8 +18,8 @@ from engines.schemas import Message, Response
 from tasks import names
 from tasks.app import PRIORITY_STEPS, broker_priority, job_queue, make_app
 from tasks.config import QueueSettings
-from tasks.errors import QueueFull
-from tasks.schemas import ChatJob, QueueInfo, ScoreJob, WorkerInfo
+from tasks.errors import QueueFull, QuotaExceeded
+from tasks.schemas import ChatJob, JobMeta, OwnerQuota, QueueInfo, ScoreJob, WorkerInfo
 from tasks.store import JobStore
 
 # Celery's send_task blocks on the broker: one thread does it, with one producer (two Redis sockets:
@@ -36,12 +36,19 @@ class AsyncInferQClient:
     """
 
     def __init__(
-        self, redis_url: str | None = None, *, model: str | None = None, settings: QueueSettings | None = None
+        self,
+        redis_url: str | None = None,
+        *,
+        model: str | None = None,
+        owner: str | None = None,
+        settings: QueueSettings | None = None,
     ) -> None:
-        """`settings` defaults to the INFERQ_* environment; `redis_url` overrides its URL."""
+        """`settings` defaults to the INFERQ_* environment; `redis_url` overrides its URL. `owner` is written
+        into every job's meta (a submit may name another); the gateway's tenants are owners."""
         settings = settings or QueueSettings()
         self.settings = settings.model_copy(update={"redis_url": redis_url}) if redis_url else settings
         self.model = model
+        self.owner = owner
         self.store = JobStore.open(self.settings)
         self._celery = make_app(self.settings, broker_pool_limit=SEND_THREADS)
         self._senders = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="inferq-send")
@@ -63,11 +70,14 @@ class AsyncInferQClient:
         model: str | None = None,
         *,
         priority: int | None = None,
+        owner: str | None = None,
+        quota: OwnerQuota | None = None,
         **options: Any,
     ) -> AsyncJobHandle:
         """Enqueues a chat job. Options: system, tools, images, videos, audios, adapter, stream (default
-        True), deadline_s, and any GenerationParams field (temperature, max_new_tokens, stop, n, ...)."""
-        return await self._submit(chat_job(messages, model or self.model, **options), priority)
+        True), deadline_s, and any GenerationParams field (temperature, max_new_tokens, stop, n, ...).
+        With a `quota`, the job is refused (QuotaExceeded) when its owner already has that many in flight."""
+        return await self._submit(chat_job(messages, model or self.model, **options), priority, owner, quota)
 
     async def submit_score(
         self,
@@ -77,14 +87,22 @@ class AsyncInferQClient:
         conversations: Sequence[Sequence[Message | dict[str, Any]]] | None = None,
         max_length: int | None = None,
         deadline_s: float | None = None,
+        max_runtime_s: float | None = None,
         priority: int | None = None,
+        owner: str | None = None,
+        quota: OwnerQuota | None = None,
     ) -> AsyncJobHandle:
         """Scores texts as they are, or `conversations` (lists of messages, the answer last) rendered by the
         worker with the model's own chat template — what a reward model was trained to score."""
         job = score_job(
-            texts, model or self.model, conversations=conversations, max_length=max_length, deadline_s=deadline_s
+            texts,
+            model or self.model,
+            conversations=conversations,
+            max_length=max_length,
+            deadline_s=deadline_s,
+            max_runtime_s=max_runtime_s,
         )
-        return await self._submit(job, priority)
+        return await self._submit(job, priority, owner, quota)
 
     async def find_job(self, job_id: str) -> AsyncJobHandle | None:
         """A handle to a job submitted elsewhere (another process), while its record is kept."""
@@ -142,29 +160,51 @@ class AsyncInferQClient:
         models = {info.model for info in await self.store.workers()} | await self.store.queues.models()
         return [await self.store.queues.info(model) for model in sorted(models)]
 
-    async def _submit(self, job: ChatJob | ScoreJob, priority: int | None) -> AsyncJobHandle:
-        if priority is not None and priority not in PRIORITY_STEPS:
-            raise InvalidRequest("must be 0 (highest) to 9 (lowest)", field="priority")
+    async def _submit(
+        self, job: ChatJob | ScoreJob, priority: int | None, owner: str | None, quota: OwnerQuota | None
+    ) -> AsyncJobHandle:
+        if priority is not None and (isinstance(priority, bool) or priority not in PRIORITY_STEPS):
+            raise InvalidRequest("must be an integer from 0 (highest) to 9 (lowest)", field="priority")
+        owner = owner or self.owner
+        if quota is not None and quota.limits_anything and owner is None:
+            raise InvalidRequest("a quota counts an owner's jobs: name the owner", field="owner")
         payload = encode_job(job, self.settings.max_payload_bytes)
         await self._check_capacity(job.model)
         job_id = new_job_id()
-        meta = meta_of(job_id, job)
+        meta = meta_of(job_id, job, owner)
         await self.store.save_meta(meta)
-        await asyncio.get_running_loop().run_in_executor(
-            self._senders,
-            lambda: self._celery.send_task(
-                names.CHAT_TASK if job.kind == "chat" else names.SCORE_TASK,
-                args=[payload],
-                task_id=job_id,
-                queue=job_queue(self.settings, job.model),
-                priority=broker_priority(self.settings, priority),
-                # what Flower and the event stream show instead of the prompt
-                argsrepr=f"<{job.kind} job for {job.model}>",
-                kwargsrepr="{}",
-            ),
-        )
+        try:
+            if quota is not None and quota.limits_anything:
+                await self._admit(meta, quota)
+            await asyncio.get_running_loop().run_in_executor(
+                self._senders,
+                lambda: self._celery.send_task(
+                    names.CHAT_TASK if job.kind == "chat" else names.SCORE_TASK,
+                    args=[payload],
+                    task_id=job_id,
+                    queue=job_queue(self.settings, job.model),
+                    priority=broker_priority(self.settings, priority),
+                    # what Flower and the event stream show instead of the prompt
+                    argsrepr=f"<{job.kind} job for {job.model}>",
+                    kwargsrepr="{}",
+                ),
+            )
+        except BaseException:
+            # Never queued: the job does not exist (nor counts against its owner's quota).
+            await asyncio.shield(self.store.forget_meta(job_id))
+            raise
         await self.store.confirm_submitted(job_id)
         return AsyncJobHandle(self.store, meta, just_submitted=True)
+
+    async def _admit(self, meta: JobMeta, quota: OwnerQuota) -> None:
+        verdict = await self.store.admit_owned(meta, quota)
+        if verdict == "in_flight":
+            held = f"{quota.max_jobs} jobs queued or running"
+        elif verdict == "queued":
+            held = f"{quota.max_queued} jobs waiting to start"
+        else:
+            return
+        raise QuotaExceeded(f"{meta.owner!r} has {held}, its quota; try again later", field="owner")
 
     async def _check_capacity(self, model: str) -> None:
         """Backpressure: a queue at the cap its workers announce refuses the job instead of growing."""

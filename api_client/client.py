@@ -12,7 +12,7 @@ from api_client.handle import AsyncJobHandle
 from api_client.loop_thread import CLOSE_WAIT_S, LoopThread
 from engines.schemas import Message, Response
 from tasks.config import QueueSettings
-from tasks.schemas import JobRecord, QueueInfo, WorkerInfo
+from tasks.schemas import JobMeta, JobRecord, QueueInfo, WorkerInfo
 
 
 class JobHandle:
@@ -25,6 +25,11 @@ class JobHandle:
     @property
     def id(self) -> str:
         return self._handle.id
+
+    @property
+    def meta(self) -> JobMeta:
+        """What was known at submit time: model, kind, deadline, owner."""
+        return self._handle.meta
 
     def __repr__(self) -> str:
         return repr(self._handle).replace("AsyncJobHandle", "JobHandle")
@@ -50,10 +55,15 @@ class InferQClient:
     `get_scores`/`aget_scores`, plus `submit_chat`/`submit_score` for job handles."""
 
     def __init__(
-        self, redis_url: str | None = None, *, model: str | None = None, settings: QueueSettings | None = None
+        self,
+        redis_url: str | None = None,
+        *,
+        model: str | None = None,
+        owner: str | None = None,
+        settings: QueueSettings | None = None,
     ) -> None:
         self._loop = LoopThread()
-        self._client: AsyncInferQClient = self._loop.run(_make_client(redis_url, model, settings))
+        self._client: AsyncInferQClient = self._loop.run(_make_client(redis_url, model, owner, settings))
         # Also at interpreter exit (weakref.finalize runs then), while the loop's thread still runs:
         # a script that never closes its client, or leaves a stream open, still exits.
         self._closer = weakref.finalize(self, _close, self._loop, self._client)
@@ -120,6 +130,8 @@ def _close(loop: LoopThread, client: AsyncInferQClient) -> None:
     loop.close()
 
 
-async def _make_client(redis_url: str | None, model: str | None, settings: QueueSettings | None) -> AsyncInferQClient:
+async def _make_client(
+    redis_url: str | None, model: str | None, owner: str | None, settings: QueueSettings | None
+) -> AsyncInferQClient:
     # Built on the background loop: redis.asyncio binds its connections to the loop that first uses them.
-    return AsyncInferQClient(redis_url, model=model, settings=settings)
+    return AsyncInferQClient(redis_url, model=model, owner=owner, settings=settings)

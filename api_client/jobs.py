@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from engines.errors import InvalidRequest
 from engines.schemas import Message, invalid_from_validation, parse_params
-from tasks.schemas import ChatJob, JobMeta, ScoreJob
+from tasks.schemas import MAX_DEADLINE_S, ChatJob, JobMeta, ScoreJob
 
 
 def new_job_id() -> str:
@@ -60,12 +61,14 @@ def score_job(
     conversations: Sequence[Sequence[Message | dict[str, Any]]] | None = None,
     max_length: int | None = None,
     deadline_s: float | None = None,
+    max_runtime_s: float | None = None,
 ) -> ScoreJob:
     return _validated(
         ScoreJob,
         model=_model(model),
         queued_at=time.time(),
         deadline_at=_deadline(deadline_s),
+        max_runtime_s=max_runtime_s,
         texts=list(texts) if isinstance(texts, (list, tuple)) else texts,
         conversations=[list(c) for c in conversations] if isinstance(conversations, (list, tuple)) else conversations,
         max_length=max_length,
@@ -84,8 +87,15 @@ def encode_job(job: ChatJob | ScoreJob, max_payload_bytes: int) -> dict[str, Any
     return json.loads(encoded)
 
 
-def meta_of(job_id: str, job: ChatJob | ScoreJob) -> JobMeta:
-    return JobMeta(job_id=job_id, kind=job.kind, model=job.model, queued_at=job.queued_at, deadline_at=job.deadline_at)
+def meta_of(job_id: str, job: ChatJob | ScoreJob, owner: str | None = None) -> JobMeta:
+    return JobMeta(
+        job_id=job_id,
+        kind=job.kind,
+        model=job.model,
+        queued_at=job.queued_at,
+        deadline_at=job.deadline_at,
+        owner=owner,
+    )
 
 
 def _validated(model_cls, **fields: Any):
@@ -104,8 +114,10 @@ def _model(model: str | None) -> str:
 def _deadline(deadline_s: float | None) -> float | None:
     if deadline_s is None:
         return None
-    if deadline_s <= 0:
-        raise InvalidRequest("must be positive (seconds from now)", field="deadline_s")
+    if isinstance(deadline_s, bool) or not isinstance(deadline_s, int | float) or not math.isfinite(deadline_s):
+        raise InvalidRequest("must be a finite number of seconds from now", field="deadline_s")
+    if not 0 < deadline_s <= MAX_DEADLINE_S:
+        raise InvalidRequest(f"must be above 0 and at most {MAX_DEADLINE_S:g} s from now", field="deadline_s")
     return time.time() + deadline_s
 
 

@@ -33,9 +33,20 @@ def run_gateway(args: argparse.Namespace, _: list[str]) -> int:
     try:
         queue_settings = QueueSettings(**({"redis_url": args.redis_url} if args.redis_url else {}))
         settings = GatewaySettings()
+        settings.key_table()  # a broken keys file fails here, before anything listens
     except ValidationError as exc:
         raise SystemExit(f"inferq gateway: bad settings: {settings_problems(exc)}") from None
-    # timeout_graceful_shutdown: open streams would otherwise hold a stopping gateway for ever; their
-    # jobs are not lost (background ones run on, to be resumed through any other gateway).
-    uvicorn.run(create_app(queue_settings, settings), host=args.host, port=args.port, timeout_graceful_shutdown=5)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"inferq gateway: bad keys file: {exc}") from None
+    uvicorn.run(
+        create_app(queue_settings, settings),
+        host=args.host,
+        port=args.port,
+        # Connections and requests at once: past it, new ones get a 503 instead of slowing everyone.
+        limit_concurrency=settings.limit_concurrency,
+        timeout_keep_alive=settings.timeout_keep_alive_s,
+        # open streams would otherwise hold a stopping gateway for ever; their jobs are not lost
+        # (background ones run on, to be resumed through any other gateway)
+        timeout_graceful_shutdown=5,
+    )
     return 0

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from engines.errors import InvalidRequest
 from engines.schemas import GenerationParams
 
+# A temperature this small is greedy (vLLM's _SAMPLING_EPS): dividing logits by 1e-300 overflows to inf and
+# NaN, which would fail the sampling step of every request sharing the batch.
+GREEDY_BELOW_TEMPERATURE = 1e-5
+
 BUILTIN_DEFAULTS = GenerationParams(
     do_sample=True,
     temperature=0.95,
@@ -56,6 +60,8 @@ def resolve(
     n = pick("num_return_sequences")
     do_sample = pick("do_sample")
     temperature = pick("temperature")
+    if temperature < GREEDY_BELOW_TEMPERATURE:
+        temperature = 0.0
     if n > 1:
         # n identical greedy answers are useless: LLaMA-Factory samples instead, and so do we.
         do_sample, temperature = True, temperature or 1.0

@@ -15,11 +15,18 @@ Role = Literal["system", "user", "assistant", "tool"]
 MediaKind = Literal["image", "video", "audio"]
 # More answers per request than this is a mistake (or an attack on a shared GPU), not a use case.
 MAX_N = 32
+# Bounds every producer is held to (the gateway applies OpenAI's, which are tighter where OpenAI has them).
+MAX_TEMPERATURE = 2.0
+MAX_STOP_STRINGS = 16  # each is matched against the text at every token
+MAX_STOP_CHARS = 512
+SEED_RANGE = (-(2**63), 2**63 - 1)  # a signed 64-bit integer, as OpenAI and vLLM take it
+MAX_REPETITION_PENALTY = 10.0
 
 
 class _Model(BaseModel):
-    # Unknown keys are refused: a misspelt "temprature" must fail, not silently fall back.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown keys are refused: a misspelt "temprature" must fail, not silently fall back. Types are strict
+    # (no "0.5" for a float, no True for an int) and numbers finite: each becomes a tensor op on a shared batch.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class TextPart(_Model):
@@ -64,31 +71,26 @@ class GenerationParams(_Model):
     """Per-request sampling parameters. `None` means "use the engine's default" (see engines/params.py)."""
 
     do_sample: bool | None = None
-    temperature: float | None = Field(None, ge=0, description="0 means greedy")
+    temperature: float | None = Field(None, ge=0, le=MAX_TEMPERATURE, description="0 means greedy")
     top_p: float | None = Field(None, gt=0, le=1)
     top_k: int | None = Field(None, ge=0, description="0 disables top-k")
     max_new_tokens: int | None = Field(None, ge=1)
     max_length: int | None = Field(None, ge=1, description="prompt + new tokens; max_new_tokens wins")
-    repetition_penalty: float | None = Field(None, gt=0)
+    repetition_penalty: float | None = Field(None, gt=0, le=MAX_REPETITION_PENALTY)
     length_penalty: float | None = None
-    stop: list[str] | None = None
+    stop: list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]] | None = Field(
+        None, max_length=MAX_STOP_STRINGS
+    )
     num_return_sequences: int | None = Field(
         None, ge=1, le=MAX_N, validation_alias=AliasChoices("num_return_sequences", "n")
     )
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     skip_special_tokens: bool | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
     def _one_stop_string(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
-    @field_validator("stop")
-    @classmethod
-    def _no_empty_stop(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and any(not s for s in value):
-            raise ValueError("stop strings must not be empty")
-        return value
+        return [value] if isinstance(value, str) else list(value) if isinstance(value, tuple) else value
 
 
 class Response(_Model):
@@ -102,7 +104,7 @@ def invalid_from_validation(exc: ValidationError, prefix: str = "") -> InvalidRe
     """The first pydantic error as an `InvalidRequest` whose `field` is its dotted location."""
     first = exc.errors()[0]
     location = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
-    return InvalidRequest(first["msg"], field=location or None)
+    return InvalidRequest(first["msg"].removeprefix("Value error, "), field=location or None)
 
 
 _MESSAGES = TypeAdapter(list[Message])

@@ -1,4 +1,8 @@
-"""The gateway's FastAPI app: one `AsyncInferQClient` per process, the OpenAI routes, and the chat page."""
+"""The gateway's FastAPI app: one `AsyncInferQClient` per process, the OpenAI routes, and the chat page.
+
+Every request passes the front door first (gateway/front_door.py: the key, the body's size and pace),
+and every body is parsed as standard JSON only (gateway/strict_json.py).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api_client import AsyncInferQClient
 from gateway import chat, responses, score
-from gateway.auth import require_api_key
+from gateway.access import find_owned_job, record_as_seen_by, tenant_of
+from gateway.disconnect import ClientLeft
 from gateway.errors import ApiError, install_error_handlers
 from gateway.fleet import inferq_client, live_workers
+from gateway.front_door import FrontDoor
 from gateway.settings import GatewaySettings
+from gateway.strict_json import StrictJsonRoute
 from tasks.config import QueueSettings
 from tasks.errors import JobTimeout
 
@@ -24,7 +31,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 # The page's record panel waits this long at most for the record of an answer it stopped.
 MAX_RECORD_WAIT_S = 30.0
 
-inferq_routes = APIRouter()
+inferq_routes = APIRouter(route_class=StrictJsonRoute)
 
 
 @inferq_routes.get("/v1/models")
@@ -42,6 +49,7 @@ async def list_models(request: Request):
             "inferq": {
                 "engine": workers[0].engine,
                 "can_generate": workers[0].can_generate,
+                "context_length": workers[0].context_length,
                 "adapters": sorted({a for info in workers for a in info.adapters}),
                 "workers": len(workers),
             },
@@ -53,8 +61,10 @@ async def list_models(request: Request):
 
 @inferq_routes.get("/inferq/jobs/{job_id}")
 async def job_record(job_id: str, request: Request, wait_s: float = Query(0, ge=0, le=MAX_RECORD_WAIT_S)):
-    """A job's record (timings, tokens, worker); 202 with `status: running` while it has none."""
-    handle = await inferq_client(request).find_job(job_id)
+    """A job's record (timings, tokens; the worker and host for admins); 202 with `status: running` while
+    it has none. Another tenant's job is a 404, like one that never existed."""
+    tenant = tenant_of(request)
+    handle = await find_owned_job(inferq_client(request), job_id, tenant)
     if handle is None:
         raise ApiError(404, f"no job {job_id!r}", type="invalid_request_error", param="job_id", code="not_found")
     record = await handle.record()
@@ -67,14 +77,14 @@ async def job_record(job_id: str, request: Request, wait_s: float = Query(0, ge=
         record = await handle.record()
     if record is None:
         return JSONResponse({"job_id": job_id, "status": "running"}, status_code=202)
-    return JSONResponse(record.model_dump(mode="json"))
+    return JSONResponse(record_as_seen_by(tenant, record))
 
 
 def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySettings | None = None) -> FastAPI:
     queue_settings = queue_settings or QueueSettings()
     settings = settings or GatewaySettings()
-    api_keys = settings.load_api_keys()
-    if not api_keys:
+    keys = settings.key_table()
+    if keys.is_open:
         log.warning("no API keys configured (INFERQ_GATEWAY_API_KEYS / _API_KEYS_FILE): the gateway is open")
 
     @asynccontextmanager
@@ -83,12 +93,12 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
             app.state.inferq = client
             yield
 
+    # The OpenAPI schema stays (clients generate code from it), behind the key like every other route.
     app = FastAPI(title="inferq gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.state.api_keys = api_keys
-    install_error_handlers(app)
-    secured = [Depends(require_api_key)]
+    install_error_handlers(app, settings.retry_after_s)
+    app.add_exception_handler(ClientLeft, _nobody_listens)
     for router in (inferq_routes, chat.router, responses.router, score.router):
-        app.include_router(router, dependencies=secured)
+        app.include_router(router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
@@ -100,4 +110,12 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
         return FileResponse(STATIC_DIR / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(
+        FrontDoor, keys=keys, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
+    )
     return app
+
+
+async def _nobody_listens(_: Request, __: ClientLeft) -> Response:
+    # The client is gone (its job was cancelled): whatever is sent here reaches nobody.
+    return Response(status_code=499)

@@ -11,33 +11,41 @@ from fastapi.responses import JSONResponse
 
 from api_client import AsyncJobHandle
 from engines.errors import InferqError
+from gateway.access import tenant_of
 from gateway.chat_schemas import ChatCompletionRequest
+from gateway.disconnect import unless_client_leaves
 from gateway.errors import api_error_of
 from gateway.fleet import inferq_client, require_served
 from gateway.messages import chat_messages
 from gateway.sse import DONE_FRAME, EventStreamResponse, data_frame, run_to_end_or
+from gateway.strict_json import StrictJsonRoute
 from tasks.errors import JobRestarted, error_from_info
 from tasks.schemas import FinalEvent, JobRecord, RestartEvent, TokenEvent
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 COMPLETION_PREFIX = "chatcmpl-"
 
 
 @router.post("/v1/chat/completions")
 async def create_chat_completion(body: ChatCompletionRequest, request: Request):
-    client = inferq_client(request)
+    client, tenant = inferq_client(request), tenant_of(request)
+    request.state.field_names = field_names = body.field_names()
     options = body.job_options()
     messages = chat_messages(body.messages)
-    await require_served(client, body.model)
-    handle = await client.submit_chat(messages, body.model, priority=body.priority, stream=body.stream, **options)
-    log.info("chat job %s for %s (user %s)", handle.id, body.model, body.user)
+    await require_served(client, body.model, "chat", options.get("max_new_tokens"))
+    handle = await client.submit_chat(
+        messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=body.stream,
+        **options,
+    )  # fmt: skip
+    log.info("chat job %s for %s (tenant %s, user %s)", handle.id, body.model, tenant.name, body.user)
     if body.stream:
-        chunks = _chunks(handle, body.include_usage)
+        chunks = _chunks(handle, body.include_usage, field_names)
         # A client that leaves takes its job with it: nobody else will read this answer.
         return EventStreamResponse(run_to_end_or(chunks, handle.cancel), handle.id)
-    return JSONResponse(_completion(await handle.result()))
+    record = await unless_client_leaves(request, handle.result(), handle.cancel)
+    return JSONResponse(_completion(record))
 
 
 def _completion(record: JobRecord) -> dict[str, Any]:
@@ -54,7 +62,7 @@ def _completion(record: JobRecord) -> dict[str, Any]:
             "usage": _usage(record)}  # fmt: skip
 
 
-async def _chunks(handle: AsyncJobHandle, include_usage: bool) -> AsyncIterator[str]:
+async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict[str, str]) -> AsyncIterator[str]:
     header = _header(handle.id, handle.meta.model, handle.meta.queued_at, "chat.completion.chunk")
     greeted: set[int] = set()
     streamed = False
@@ -84,7 +92,7 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool) -> AsyncIterator[
                     yield data_frame({**header, "choices": [], "usage": _usage(record)})
     except InferqError as error:
         # The status line went out with the first frame: the error travels in the stream, as OpenAI's does.
-        yield data_frame(api_error_of(error).body())
+        yield data_frame(api_error_of(error, field_names).body())
         return
     yield DONE_FRAME
 

@@ -15,14 +15,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from engines.errors import EngineError, EngineOverloaded, EngineUnavailable, InferqError, InvalidRequest
-from tasks.errors import JobCancelled, JobExpired, JobTimeLimit, JobTimeout, NoSuchModel, QueueFull
+from tasks.errors import JobCancelled, JobExpired, JobTimeLimit, JobTimeout, NoSuchModel, QueueFull, QuotaExceeded
 
 
-class ApiError(Exception):
-    """An error the gateway answers with, already in OpenAI's terms."""
+class ApiError(HTTPException):
+    """An error the gateway answers with, already in OpenAI's terms. An HTTPException, so that FastAPI
+    passes it on untouched even from inside its body parsing."""
 
     def __init__(self, status: int, message: str, *, type: str, param: str | None = None, code: str | None = None):
-        super().__init__(message)
+        super().__init__(status, message)
         self.status = status
         self.message = message
         self.type = type
@@ -37,6 +38,7 @@ class ApiError(Exception):
 _STATUS_OF: list[tuple[type[InferqError], int, str, str]] = [
     (InvalidRequest, 400, "invalid_request_error", "invalid_value"),
     (QueueFull, 429, "rate_limit_error", "queue_full"),
+    (QuotaExceeded, 429, "rate_limit_error", "quota_exceeded"),
     (JobTimeLimit, 504, "timeout_error", "time_limit_exceeded"),
     (NoSuchModel, 404, "invalid_request_error", "model_not_found"),
     (JobExpired, 504, "timeout_error", "deadline_exceeded"),
@@ -48,11 +50,22 @@ _STATUS_OF: list[tuple[type[InferqError], int, str, str]] = [
 ]
 
 
-def api_error_of(error: InferqError) -> ApiError:
+def api_error_of(error: InferqError, field_names: dict[str, str] | None = None) -> ApiError:
+    """`field_names` maps inferq's names of a request's fields to the ones its client sent (max_new_tokens is
+    a chat completion's max_tokens), so that every error names the field as the client knows it."""
+    param = _client_field(error.field, field_names or {})
+    message = error.message if param is None else f"{param}: {error.message}"
     for cls, status, kind, code in _STATUS_OF:
         if isinstance(error, cls):
-            return ApiError(status, str(error), type=kind, param=error.field, code=code)
-    return ApiError(500, f"{type(error).__name__}: {error}", type="server_error", param=error.field, code="job_failed")
+            return ApiError(status, message, type=kind, param=param, code=code)
+    return ApiError(500, f"{type(error).__name__}: {message}", type="server_error", param=param, code="job_failed")
+
+
+def _client_field(field: str | None, field_names: dict[str, str]) -> str | None:
+    if field is None:
+        return None
+    head, dot, rest = field.partition(".")
+    return field_names.get(head, head) + dot + rest
 
 
 def unknown_model(model: str, served: set[str]) -> ApiError:
@@ -66,18 +79,32 @@ def unknown_model(model: str, served: set[str]) -> ApiError:
     )
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def _client_path(location: tuple[str | int, ...]) -> str | None:
+    """A pydantic error's location as the client's dotted path: no `body`, no union member tags."""
+    parts = [str(part) for part in location if part not in ("body", "query", "path") and not _member_tag(part)]
+    return ".".join(parts) or None
+
+
+def _member_tag(part: str | int) -> bool:
+    # pydantic names each member of a union it tried: `str`, `list[constrained-str]`, `function-after[...]`
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "none") or "[" in part)
+
+
+def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        headers = {"Retry-After": str(retry_after_s)} if exc.status == 429 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     async def on_inferq_error(request: Request, exc: InferqError) -> JSONResponse:
-        return await on_api_error(request, api_error_of(exc))
+        field_names = getattr(request.state, "field_names", None)
+        return await on_api_error(request, api_error_of(exc, field_names))
 
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        location = [str(part) for part in first["loc"] if part not in ("body", "query", "path")]
+        errors = exc.errors()
+        # A union field reports one error per member; the one that is not "wrong type" says what is wrong.
+        first = next((error for error in errors if not error["type"].endswith("_type")), errors[0])
         message = first["msg"].removeprefix("Value error, ")
-        error = ApiError(400, message, type="invalid_request_error", param=".".join(location) or None)
+        error = ApiError(400, message, type="invalid_request_error", param=_client_path(first["loc"]))
         return await on_api_error(request, error)
 
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:

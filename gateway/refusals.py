@@ -12,8 +12,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 class OpenAIRequest(BaseModel):
-    # Unknown keys are refused too: a field the gateway does not know is a field it would ignore.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are refused too: a field the gateway does not know is a field it would ignore. Types are
+    # strict (no "0.5" for a number, no true for an integer) and numbers finite.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 def unsupported(*neutral_values: Any) -> Any:

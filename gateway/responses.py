@@ -11,6 +11,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api_client import AsyncInferQClient, AsyncJobHandle
+from gateway.access import find_owned_job, tenant_of
+from gateway.disconnect import unless_client_leaves
 from gateway.errors import ApiError
 from gateway.fleet import inferq_client, require_served
 from gateway.messages import response_input
@@ -18,11 +20,14 @@ from gateway.response_events import ResponseEventBuilder
 from gateway.response_objects import job_id_of, response_object
 from gateway.responses_schemas import CreateResponseRequest
 from gateway.sse import EventStreamResponse, named_frame, run_to_end_or
+from gateway.strict_json import StrictJsonRoute
+from gateway.tenants import Tenant
 from tasks.errors import error_from_info
 from tasks.schemas import FinalEvent
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
+FIELD_NAMES = {"max_new_tokens": "max_output_tokens", "system": "instructions"}
 
 # How long `cancel` waits for the worker to write the record that holds the partial answer.
 CANCEL_WAIT_S = 10.0
@@ -30,12 +35,15 @@ CANCEL_WAIT_S = 10.0
 
 @router.post("/v1/responses")
 async def create_response(body: CreateResponseRequest, request: Request):
-    client = inferq_client(request)
+    client, tenant = inferq_client(request), tenant_of(request)
+    request.state.field_names = FIELD_NAMES
     options = body.job_options()
     messages = response_input(body.input)
-    await require_served(client, body.model)
-    handle = await client.submit_chat(messages, body.model, priority=body.priority, stream=True, **options)
-    log.info("response job %s for %s (user %s, background %s)", handle.id, body.model, body.user, body.background)
+    await require_served(client, body.model, "chat", options.get("max_new_tokens"))
+    handle = await client.submit_chat(
+        messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=True, **options
+    )
+    log.info("response job %s for %s (tenant %s, background %s)", handle.id, body.model, tenant.name, body.background)
     if body.stream:
         frames = _frames(handle, starting_after=-1)
         if body.background:
@@ -43,7 +51,7 @@ async def create_response(body: CreateResponseRequest, request: Request):
         return EventStreamResponse(run_to_end_or(frames, handle.cancel), handle.id)
     if body.background:
         return JSONResponse({**response_object(handle.meta, None), "background": True})
-    record = await _record_when_done(handle)
+    record = await unless_client_leaves(request, _record_when_done(handle), handle.cancel)
     if record.error is not None and record.status != "cancelled":
         raise error_from_info(record.error, record)
     return JSONResponse(response_object(handle.meta, record))
@@ -56,7 +64,7 @@ async def retrieve_response(
     stream: bool = False,
     starting_after: int = Query(-1, ge=-1, description="the last sequence_number the client has"),
 ):
-    handle = await _find(inferq_client(request), response_id)
+    handle = await _find(inferq_client(request), response_id, tenant_of(request))
     if stream:
         return EventStreamResponse(_frames(handle, starting_after), handle.id)
     return JSONResponse(await _current(inferq_client(request), handle))
@@ -65,7 +73,7 @@ async def retrieve_response(
 @router.post("/v1/responses/{response_id}/cancel")
 async def cancel_response(response_id: str, request: Request):
     client = inferq_client(request)
-    handle = await _find(client, response_id)
+    handle = await _find(client, response_id, tenant_of(request))
     await handle.cancel()
     try:
         async with asyncio.timeout(CANCEL_WAIT_S):
@@ -75,9 +83,10 @@ async def cancel_response(response_id: str, request: Request):
     return JSONResponse(await _current(client, handle))
 
 
-async def _find(client: AsyncInferQClient, response_id: str) -> AsyncJobHandle:
+async def _find(client: AsyncInferQClient, response_id: str, tenant: Tenant) -> AsyncJobHandle:
+    """The response's job, if this tenant may see it; another tenant's is a 404 like one that never was."""
     job_id = job_id_of(response_id)
-    handle = None if job_id is None else await client.find_job(job_id)
+    handle = None if job_id is None else await find_owned_job(client, job_id, tenant)
     if handle is None or handle.meta.kind != "chat":
         raise ApiError(404, f"no response {response_id!r} (or it is older than the record TTL)",
                        type="invalid_request_error", param="response_id", code="not_found")  # fmt: skip

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from gateway.access import tenant_of
 from gateway.chat_schemas import ScoreRequest
+from gateway.disconnect import unless_client_leaves
 from gateway.fleet import inferq_client, require_served
 from gateway.messages import score_conversations
+from gateway.strict_json import StrictJsonRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 SCORE_PREFIX = "scoreeval-"
 
 
 @router.post("/v1/score")
 async def create_scores(body: ScoreRequest, request: Request):
-    client = inferq_client(request)
-    await require_served(client, body.model)
+    client, tenant = inferq_client(request), tenant_of(request)
+    await require_served(client, body.model, "score")
     conversations = None if body.conversations is None else score_conversations(body.conversations)
     handle = await client.submit_score(
         body.messages,
@@ -25,8 +28,11 @@ async def create_scores(body: ScoreRequest, request: Request):
         conversations=conversations,
         max_length=body.max_length,
         deadline_s=body.deadline_s,
+        max_runtime_s=body.max_runtime_s,
         priority=body.priority,
+        owner=tenant.name,
+        quota=tenant.quota,
     )
-    record = await handle.result()
+    record = await unless_client_leaves(request, handle.result(), handle.cancel)
     return {"id": f"{SCORE_PREFIX}{record.job_id}", "object": "score.evaluation", "model": record.model,
             "scores": record.scores}  # fmt: skip

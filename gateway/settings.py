@@ -7,17 +7,33 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway.tenants import KeyTable, Limits, key_table
+
 
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERQ_GATEWAY_", extra="forbid")
 
     api_keys: str = Field("", description="comma-separated keys a client may send as `Authorization: Bearer <key>`")
-    api_keys_file: Path | None = Field(None, description="a file of keys, one a line (# comments skipped)")
+    api_keys_file: Path | None = Field(
+        None, description="one key a line (# comments skipped), or a .toml file of tenants (gateway/tenants.py)"
+    )
+    tenant_max_jobs: int | None = Field(
+        64, ge=1, description="with keys: jobs a tenant may have queued or running at once, unless its entry says"
+    )
+    tenant_max_queued: int | None = Field(
+        None, ge=1, description="with keys: of those, jobs not started yet, unless its entry says (none: no cap)"
+    )
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="largest request body; a larger one is a 413, never read whole"
+    )
+    body_timeout_s: float = Field(30.0, gt=0, description="time a client has to send its whole body (408 after)")
+    limit_concurrency: int = Field(
+        2048, ge=1, description="uvicorn: connections and requests at once; past it new ones get a 503"
+    )
+    timeout_keep_alive_s: int = Field(5, ge=1, description="uvicorn: an idle keep-alive connection is closed after")
+    retry_after_s: int = Field(2, ge=1, description="the Retry-After of a 429 (a tenant at its quota, a full queue)")
 
-    def load_api_keys(self) -> frozenset[str]:
-        """Every configured key; none means the gateway is open."""
-        keys = {key.strip() for key in self.api_keys.split(",")}
-        if self.api_keys_file is not None:
-            lines = self.api_keys_file.read_text().splitlines()
-            keys |= {line.strip() for line in lines if not line.strip().startswith("#")}
-        return frozenset(key for key in keys if key)
+    def key_table(self) -> KeyTable:
+        keys = {key.strip() for key in self.api_keys.split(",") if key.strip()}
+        limits = Limits(max_jobs=self.tenant_max_jobs, max_queued=self.tenant_max_queued)
+        return key_table(keys, self.api_keys_file, limits)

@@ -12,6 +12,7 @@ from tasks.errors import (
     JobTimeout,
     NoSuchModel,
     QueueFull,
+    QuotaExceeded,
 )
 from tasks.schemas import ChatJob, FinalEvent, JobRecord, RestartEvent, ScoreJob, TokenEvent
 
@@ -28,6 +29,7 @@ __all__ = [
     "JobTimeout",
     "NoSuchModel",
     "QueueFull",
+    "QuotaExceeded",
     "QueueSettings",
     "RestartEvent",
     "ScoreJob",

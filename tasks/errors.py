@@ -13,6 +13,7 @@
         ├── JobRestarted          a stream reader learns that the job restarted on another worker
         ├── JobLost               the job vanished from Redis (a restart without persistence?)
         ├── QueueFull             refused at submit: the model's queue holds its cap (`.field` is "model")
+        ├── QuotaExceeded         refused at submit: its owner has as many jobs in flight as its quota allows
         ├── JobTimeLimit          it ran longer than its max_runtime_s; `.record` keeps the partial text
         ├── LeaseLost             a worker's copy lost its lease to another delivery (stays in the worker)
         └── JobExpired            its deadline passed before it finished
@@ -83,6 +84,10 @@ class QueueFull(JobError):
     """Refused at submit: the model's queue already holds as many jobs as its workers allow."""
 
 
+class QuotaExceeded(JobError):
+    """Refused at submit: the job's owner (a gateway tenant) already has its quota of jobs in flight."""
+
+
 class JobTimeLimit(JobError):
     """The job ran longer than its `max_runtime_s` (or the worker's default) and was stopped."""
 
@@ -107,6 +112,7 @@ ERRORS: dict[str, type[InferqError]] = {
         JobRestarted,
         JobLost,
         QueueFull,
+        QuotaExceeded,
         JobTimeLimit,
         JobExpired,
         NoSuchModel,

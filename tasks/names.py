@@ -13,6 +13,10 @@ QUEUE_PREFIX = "inferq.model."
 PREFIX = "inferq:"
 CANCEL_CHANNEL = f"{PREFIX}cancel"  # job ids to cancel; every worker listens
 WORKER_KEY_PATTERN = f"{PREFIX}worker:*"
+# Prefixes of per-job keys; a Lua script that sweeps an owner's jobs builds their keys from these.
+RECORD_KEY_PREFIX = f"{PREFIX}record:"
+JOB_KEY_PREFIX = f"{PREFIX}job:"
+LEASE_KEY_PREFIX = f"{PREFIX}lease:"
 
 
 def queue_for_model(model: str) -> str:
@@ -46,12 +50,12 @@ def job_id_of_live_channel(channel: str) -> str:
 
 
 def record_key(job_id: str) -> str:
-    return f"{PREFIX}record:{job_id}"
+    return f"{RECORD_KEY_PREFIX}{job_id}"
 
 
 def job_key(job_id: str) -> str:
     """What the producer knew at submit time (model, kind, deadline), for handles rebuilt from an id."""
-    return f"{PREFIX}job:{job_id}"
+    return f"{JOB_KEY_PREFIX}{job_id}"
 
 
 def cancel_key(job_id: str) -> str:
@@ -60,7 +64,7 @@ def cancel_key(job_id: str) -> str:
 
 def lease_key(job_id: str) -> str:
     """Held by the one worker running the job; a second delivery waits on it instead of running twice."""
-    return f"{PREFIX}lease:{job_id}"
+    return f"{LEASE_KEY_PREFIX}{job_id}"
 
 
 def deliveries_key(job_id: str) -> str:
@@ -69,3 +73,9 @@ def deliveries_key(job_id: str) -> str:
 
 def worker_key(hostname: str) -> str:
     return f"{PREFIX}worker:{hostname}"
+
+
+def owner_jobs_key(owner: str) -> str:
+    """The jobs an owner (a gateway tenant) has in flight, for its quota: a sorted set by submit time.
+    Finished and vanished jobs are swept out of it whenever the owner submits again."""
+    return f"{PREFIX}owner:{owner}:jobs"

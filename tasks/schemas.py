@@ -13,10 +13,15 @@ from engines.schemas import GenerationParams, Message, Response, invalid_from_va
 
 # Queue names are built from model names; ":" separates Redis priority sub-queues.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+# Bounds on what one job may ask of a shared fleet, whoever submits it.
+MAX_MESSAGES = 1024
+MAX_PROMPT_CHARS = 1_000_000  # more text than any model's context holds
+MAX_RUNTIME_S = 24 * 3600.0  # deadlines and time limits: a job is kept (its record) about this long
+MAX_DEADLINE_S = MAX_RUNTIME_S
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class _Job(_Wire):
@@ -24,7 +29,10 @@ class _Job(_Wire):
     queued_at: float = Field(description="producer clock, epoch seconds")
     deadline_at: float | None = Field(None, description="epoch seconds; the job expires if not done by then")
     max_runtime_s: float | None = Field(
-        None, gt=0, description="longest the job may run once started; the worker's default applies when unset"
+        None,
+        gt=0,
+        le=MAX_RUNTIME_S,
+        description="longest the job may run once started; the worker's default applies when unset",
     )
 
     @field_validator("model")
@@ -37,8 +45,8 @@ class _Job(_Wire):
 
 class ChatJob(_Job):
     kind: Literal["chat"] = "chat"
-    messages: list[Message] = Field(min_length=1)
-    system: str | None = None
+    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+    system: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
     tools: str | list[dict[str, Any]] | None = None
     images: list[str] | None = None
     videos: list[str] | None = None
@@ -46,6 +54,14 @@ class ChatJob(_Job):
     params: GenerationParams = Field(default_factory=GenerationParams)
     adapter: str | None = None
     stream: bool = True
+
+    @field_validator("messages")
+    @classmethod
+    def _prompt_within_reason(cls, messages: list[Message]) -> list[Message]:
+        chars = sum(len(message.text()) for message in messages)
+        if chars > MAX_PROMPT_CHARS:
+            raise ValueError(f"{chars} characters of text; a job takes at most {MAX_PROMPT_CHARS}")
+        return messages
 
 
 class ScoreJob(_Job):
@@ -123,7 +139,7 @@ class JobRecord(_Wire):
 
     job_id: str
     kind: Literal["chat", "score"]
-    status: JobStatus
+    status: JobStatus = Field(strict=False)  # its string value too, from Python as from JSON
     model: str
     engine: str | None = None
     worker: str | None = Field(None, description="the Celery hostname that ran the job")
@@ -172,6 +188,18 @@ class JobMeta(_Wire):
     model: str
     queued_at: float
     deadline_at: float | None = None
+    owner: str | None = Field(None, description="who submitted it (a gateway tenant); only they may see it there")
+
+
+class OwnerQuota(_Wire):
+    """How many jobs one owner may have in flight at once; None: no limit."""
+
+    max_jobs: int | None = Field(None, ge=1, description="jobs queued or running")
+    max_queued: int | None = Field(None, ge=1, description="of those, jobs not started yet")
+
+    @property
+    def limits_anything(self) -> bool:
+        return self.max_jobs is not None or self.max_queued is not None
 
 
 class WorkerInfo(_Wire):
@@ -190,6 +218,7 @@ class WorkerInfo(_Wire):
     num_running: int = 0
     gpus: list[int] | None = None
     max_queued: int | None = Field(None, description="the most jobs that may wait in its model's queue")
+    context_length: int | None = Field(None, description="prompt + answer tokens the model holds")
 
 
 class QueueInfo(_Wire):

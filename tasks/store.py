@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from functools import cached_property
+from typing import Literal
 
 from redis.asyncio import Redis
 
@@ -29,6 +30,7 @@ from tasks.schemas import (
     FinalEvent,
     JobMeta,
     JobRecord,
+    OwnerQuota,
     RestartEvent,
     TokenEvent,
     WorkerInfo,
@@ -87,6 +89,27 @@ log = logging.getLogger(__name__)
 REPLICA_WAIT_MS = 1000
 REPLICAS_MISSING_PAUSE_S = 30.0
 
+# KEYS: the owner's job set. ARGV: job id, submit time, max jobs (0: none), max queued (0: none), set ttl,
+# then the record, job (meta) and lease key prefixes. Sweeps out jobs that have a record or no meta any
+# more (finished, or vanished), counts the rest and those of them without a lease (not started), and
+# admits the job if both counts are under their caps: 1 admitted, -1 too many in flight, -2 too many queued.
+_ADMIT_OWNED = """
+local in_flight, queued = 0, 0
+for _, id in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
+  if redis.call('exists', ARGV[6] .. id) == 1 or redis.call('exists', ARGV[7] .. id) == 0 then
+    redis.call('zrem', KEYS[1], id)
+  else
+    in_flight = in_flight + 1
+    if redis.call('exists', ARGV[8] .. id) == 0 then queued = queued + 1 end
+  end
+end
+if tonumber(ARGV[3]) > 0 and in_flight >= tonumber(ARGV[3]) then return -1 end
+if tonumber(ARGV[4]) > 0 and queued >= tonumber(ARGV[4]) then return -2 end
+redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
+redis.call('expire', KEYS[1], ARGV[5])
+return 1
+"""
+
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
@@ -101,6 +124,7 @@ class JobStore:
         self._finish = redis.register_script(_FINISH)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._admit_owned = redis.register_script(_ADMIT_OWNED)
         self._replicas_missing_until = 0.0
 
     @classmethod
@@ -197,6 +221,29 @@ class JobStore:
 
     async def save_meta(self, meta: JobMeta) -> None:
         await self._redis.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=self.settings.record_ttl_s)
+
+    async def forget_meta(self, job_id: str) -> None:
+        """For a job refused after its meta was written: it never existed."""
+        await self._redis.delete(names.job_key(job_id))
+
+    async def admit_owned(self, meta: JobMeta, quota: OwnerQuota) -> Literal["admitted", "in_flight", "queued"]:
+        """Counts the job against its owner's quota, atomically: "admitted", or which cap it would pass.
+
+        The meta must be saved first: the sweep drops jobs without one."""
+        outcome = await self._admit_owned(
+            keys=[names.owner_jobs_key(meta.owner)],
+            args=[
+                meta.job_id,
+                meta.queued_at,
+                quota.max_jobs or 0,
+                quota.max_queued or 0,
+                self.settings.record_ttl_s,
+                names.RECORD_KEY_PREFIX,
+                names.JOB_KEY_PREFIX,
+                names.LEASE_KEY_PREFIX,
+            ],
+        )
+        return {1: "admitted", -1: "in_flight", -2: "queued"}[outcome]
 
     async def meta(self, job_id: str) -> JobMeta | None:
         raw = await self._reads.read("get", names.job_key(job_id))

@@ -81,6 +81,16 @@ def test_every_gpu_worker_runs_inferq_worker_on_its_own_device_with_a_healthchec
     assert services["worker"]["healthcheck"]["test"][1:] == ["inferq", "status", "--check-here"]
 
 
+def test_a_stopped_worker_hands_its_jobs_back_before_compose_kills_it():
+    # compose renders durations as Go does ("10m0s"); the worker's grace must end before the SIGKILL
+    from worker.settings import WorkerSettings
+
+    for name, service in _services("gpu").items():
+        if name.startswith("worker"):
+            minutes, seconds = re.fullmatch(r"(\d+)m(\d+)s", service["stop_grace_period"]).groups()
+            assert int(minutes) * 60 + int(seconds) > WorkerSettings.model_fields["shutdown_grace_s"].default, name
+
+
 def test_every_variable_the_stack_reads_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     variables = set(re.findall(r"\$\{(\w+)", (ROOT / "docker-compose.yml").read_text()))

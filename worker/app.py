@@ -114,7 +114,9 @@ def _start_the_shutdown_clock(how: str = "Warm", **_: Any) -> None:
     if _runner is None or how != "Warm":
         return
     if _shutdown_clock is None:
-        _shutdown_clock = ShutdownClock(_runner.settings.shutdown_grace_s, _runner.hand_back_running_jobs)
+        _shutdown_clock = ShutdownClock(
+            _runner.settings.shutdown_grace_s, _runner.hand_back_running_jobs, _runner.describe_tasks
+        )
     _shutdown_clock.start()
 
 

@@ -151,7 +151,9 @@ class JobRun:
         return Finished(record, written)
 
     async def close(self) -> None:
-        self.runner.running.pop(self.job_id, None)
+        if self.running is not None and self.runner.running.get(self.job_id) is self.running:
+            # only this copy's registration: a second delivery that is let go must not hide the running one
+            del self.runner.running[self.job_id]
         if self.publisher is not None:
             await self.publisher.close()
         if self.lease is not None:

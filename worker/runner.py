@@ -132,6 +132,19 @@ class EngineRunner:
         if self.engine is not None:
             await self.engine.close()
 
+    def describe_tasks(self) -> str:
+        """Every task on the engine loop and the chain of awaits it is suspended in, innermost last: for the
+        log of a worker that cannot stop. Read from another thread, as a last word, so best effort."""
+        try:
+            tasks = list(asyncio.all_tasks(self.loop))
+        except RuntimeError:  # the set changed while it was read
+            return "  (could not list the tasks)"
+        lines = []
+        for task in tasks:
+            where = " -> ".join(f"{frame.f_code.co_name}:{frame.f_lineno}" for frame in _await_chain(task.get_coro()))
+            lines.append(f"  {task.get_name()}: {where or 'done'}")
+        return "\n".join(lines) or "  (no task)"
+
     async def _hand_back(self) -> int:
         self.handing_back = True
         jobs = list(self.running.values())
@@ -202,10 +215,22 @@ class EngineRunner:
             num_running=len(self.running),
             gpus=self.settings.gpus,
             max_queued=self.settings.max_queued,
+            context_length=self.engine.context_length,
         )
         await self.store.announce(info, ttl_s=max(3 * self.settings.heartbeat_s, 2))
         if self.settings.metrics_port is not None:
             self.metrics.queue_depth.set((await self.store.queues.info(self.served_name)).depth)
+
+
+def _await_chain(awaitable: Any) -> list[Any]:
+    """The frames of a suspended coroutine and of what it awaits, down to the innermost."""
+    frames = []
+    while awaitable is not None:
+        frame = getattr(awaitable, "cr_frame", None) or getattr(awaitable, "ag_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        awaitable = getattr(awaitable, "cr_await", None) or getattr(awaitable, "ag_await", None)
+    return frames
 
 
 def _alive(pid: int) -> bool:

@@ -25,11 +25,12 @@ EXIT_AFTER_STUCK_HAND_BACK = 70  # EX_SOFTWARE
 class ShutdownClock:
     """Started when the warm shutdown begins; `finished()` when the worker reaches its own cleanup."""
 
-    def __init__(self, grace_s: float, hand_back: Callable[[float], int]) -> None:
+    def __init__(self, grace_s: float, hand_back: Callable[[float], int], describe_stuck: Callable[[], str]) -> None:
         """`hand_back(timeout_s)` stops the running jobs and says how many; TimeoutError if the engine's
-        loop does not answer in time."""
+        loop does not answer in time. `describe_stuck()` says what still runs, for the log."""
         self._grace_s = grace_s
         self._hand_back = hand_back
+        self._describe_stuck = describe_stuck
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -48,7 +49,6 @@ class ShutdownClock:
             handed_back = self._hand_back(HAND_BACK_PATIENCE_S)
         except TimeoutError:
             self._exit_now("the engine's loop did not answer")
-            return
         log.warning(
             "the shutdown grace (%g s) ran out: %d running jobs were stopped and go back to the queue",
             self._grace_s,
@@ -57,8 +57,12 @@ class ShutdownClock:
         if not self._done.wait(HAND_BACK_PATIENCE_S):
             self._exit_now("the engine did not let go of its jobs")
 
-    @staticmethod
-    def _exit_now(why: str) -> None:
-        log.error("%s within %g s of the shutdown grace; exiting now", why, HAND_BACK_PATIENCE_S)
+    def _exit_now(self, why: str) -> None:
+        log.error(
+            "%s within %g s of the shutdown grace; exiting now. Still running:\n%s",
+            why,
+            HAND_BACK_PATIENCE_S,
+            self._describe_stuck(),
+        )
         logging.shutdown()
         os._exit(EXIT_AFTER_STUCK_HAND_BACK)

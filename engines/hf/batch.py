@@ -15,12 +15,15 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from engines.base import ChatRequest
+from engines.errors import EngineError
 from engines.hf.detokenizer import IncrementalDetokenizer
+from engines.hf.errors import request_failure
 from engines.hf.sampling import RequestSampler
 from engines.schemas import Delta, FinishReason
 from engines.stopping import StopStringMatcher
 
-Output = tuple[str, Delta]  # (request_id, delta)
+# (request_id, what a step made for it): a delta, or the error that ended that request alone.
+Output = tuple[str, Delta | EngineError]
 
 
 @dataclass(eq=False)
@@ -56,6 +59,10 @@ class Sequence:
 
     def abort(self) -> Delta:
         return self._finish("abort", self._drain()[0], ())
+
+    def fail(self) -> None:
+        """Ends the sequence without a delta: its request failed, and its caller gets the error instead."""
+        self.finish_reason = "abort"
 
     def _drain(self) -> tuple[str, bool]:
         """Text still held back once the sequence ends: an unfinished character, a possible stop prefix."""
@@ -140,26 +147,42 @@ class DecodeBatch:
         return self._choose_next(logits)
 
     def _choose_next(self, logits: torch.Tensor) -> list[Output]:
+        """Each request's next tokens, by its own sampler. A request whose sampling or detokenizing fails
+        ends with its error and leaves the batch; its batch-mates go on."""
         logits = logits.float()
         next_tokens = logits.argmax(dim=-1)
         rows_by_sampler: dict[int, list[int]] = {}
         for row, sequence in enumerate(self.sequences):
             rows_by_sampler.setdefault(id(sequence.sampler), []).append(row)
+        failed: dict[str, EngineError] = {}
         for rows in rows_by_sampler.values():
             sampler = self.sequences[rows[0]].sampler
             if sampler.is_plain_greedy:
                 continue
-            history = None
-            if sampler.needs_history:
-                # A request's rows started together and step together, so their histories have one length.
-                history = torch.tensor([self.sequences[r].token_ids for r in rows], device=logits.device)
-            index = torch.tensor(rows, device=logits.device)
-            next_tokens[index] = sampler(logits[index], history)
+            try:
+                history = None
+                if sampler.needs_history:
+                    # A request's rows started together and step together, so their histories have one length.
+                    history = torch.tensor([self.sequences[r].token_ids for r in rows], device=logits.device)
+                index = torch.tensor(rows, device=logits.device)
+                next_tokens[index] = sampler(logits[index], history)
+            except Exception as exc:
+                failed[self.sequences[rows[0]].request.request_id] = request_failure(exc)
         self.next_input = next_tokens
-        return [
-            (sequence.request.request_id, sequence.accept(token))
-            for sequence, token in zip(self.sequences, next_tokens.tolist(), strict=True)
-        ]
+        outputs: list[Output] = []
+        for sequence, token in zip(self.sequences, next_tokens.tolist(), strict=True):
+            request_id = sequence.request.request_id
+            if request_id not in failed:
+                try:
+                    outputs.append((request_id, sequence.accept(token)))
+                except Exception as exc:
+                    failed[request_id] = request_failure(exc)
+        if not failed:
+            return outputs
+        for sequence in self.sequences:
+            if sequence.request.request_id in failed:
+                sequence.fail()
+        return [output for output in outputs if output[0] not in failed] + list(failed.items())
 
     def filter(self) -> None:
         """Drops finished rows, then any left padding every remaining row shares."""

@@ -18,7 +18,8 @@ import torch
 from pydantic import Field
 
 from engines.base import BaseEngine, ChatRequest
-from engines.errors import EngineDead, EngineError, EngineOverloaded, InvalidRequest
+from engines.errors import InvalidRequest
+from engines.hf.errors import translate_error
 from engines.hf.loading import load
 from engines.hf.scheduler import Scheduler
 from engines.hf.scoring import Scorer
@@ -96,15 +97,3 @@ class HuggingFaceEngine(BaseEngine):
         del self.model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def translate_error(exc: BaseException) -> EngineError:
-    """torch's errors into inferq's tree: out of memory is recoverable, a CUDA fault is not."""
-    if isinstance(exc, EngineError):
-        return exc
-    if isinstance(exc, torch.OutOfMemoryError):
-        return EngineOverloaded(f"out of memory: {exc}")
-    message = str(exc)
-    if isinstance(exc, RuntimeError) and ("CUDA error" in message or "device-side assert" in message):
-        return EngineDead(f"the GPU faulted: {message}")
-    return EngineError(f"{type(exc).__name__}: {message}")

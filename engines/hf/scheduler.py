@@ -118,10 +118,12 @@ class Scheduler:
                 except Exception as exc:
                     self._fail_step(self._translate_error(exc), admitted)
                     continue
-                for request_id, delta in outputs:
+                for request_id, made in outputs:
+                    if isinstance(made, EngineError):
+                        log.warning("HF request %s failed alone: %s", request_id, made)
                     stream = self._streams.get(request_id)
                     if stream is not None:
-                        stream.put_nowait(delta)
+                        stream.put_nowait(made)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug here must not leave callers waiting forever

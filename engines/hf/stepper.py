@@ -11,6 +11,7 @@ import torch
 from engines.base import ChatRequest
 from engines.hf.batch import DecodeBatch, Output, Sequence
 from engines.hf.detokenizer import IncrementalDetokenizer
+from engines.hf.errors import request_failure
 from engines.hf.sampling import RequestSampler
 from engines.stopping import StopStringMatcher
 
@@ -42,31 +43,50 @@ class Stepper:
 
     @torch.inference_mode()
     def step(self, admitted: list[ChatRequest], aborted: set[str]) -> list[Output]:
+        """One decode step of every running batch, then the admitted requests' prefill.
+
+        No request fails another: a request whose own work fails (its sampling, its prefill) ends with its
+        error alone. Only a failed forward pass over a running batch fails that batch's rows, whose caches
+        it left half-written; a fault of the device (EngineDead) is raised for the scheduler to end all."""
         outputs: list[Output] = []
         for batch in self._batches.values():
             for sequence in batch.sequences:
                 if sequence.request.request_id in aborted:
                     outputs.append((sequence.request.request_id, sequence.abort()))
             batch.filter()
-        for adapter, batch in self._batches.items():
+        for adapter, batch in list(self._batches.items()):
             if batch.sequences:
-                with self._adapter(adapter):
-                    outputs += batch.decode(self._model)
+                try:
+                    with self._adapter(adapter):
+                        outputs += batch.decode(self._model)
+                except Exception as exc:
+                    error = request_failure(exc)
+                    outputs += [(request_id, error) for request_id in {s.request.request_id for s in batch.sequences}]
+                    del self._batches[adapter]
         for adapter in dict.fromkeys(request.adapter for request in admitted):
-            group = [request for request in admitted if request.adapter == adapter]
-            with self._adapter(adapter):
-                joined, first_tokens = DecodeBatch.prefill(self._model, group, self._new_sequence, self._pad_token_id)
-            outputs += first_tokens
-            running = self._batches.get(adapter)
-            if running is not None and running.sequences:
-                running.merge(joined)
-            else:
-                self._batches[adapter] = joined
+            outputs += self._prefill(adapter, [request for request in admitted if request.adapter == adapter])
         for adapter, batch in list(self._batches.items()):
             batch.filter()
             if not batch.sequences:
                 del self._batches[adapter]
         return outputs
+
+    def _prefill(self, adapter: str | None, group: list[ChatRequest]) -> list[Output]:
+        """Prefills `group` together and joins it to its adapter's batch. If that fails, each request is
+        prefilled alone, so that a request that cannot run fails alone."""
+        try:
+            with self._adapter(adapter):
+                joined, first_tokens = DecodeBatch.prefill(self._model, group, self._new_sequence, self._pad_token_id)
+        except Exception as exc:
+            if len(group) == 1:
+                return [(group[0].request_id, request_failure(exc))]
+            return [output for request in group for output in self._prefill(adapter, [request])]
+        running = self._batches.get(adapter)
+        if running is not None and running.sequences:
+            running.merge(joined)
+        else:
+            self._batches[adapter] = joined
+        return first_tokens
 
     def _new_sequence(self, request: ChatRequest, index: int, sampler: RequestSampler) -> Sequence:
         params = request.params

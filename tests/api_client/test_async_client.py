@@ -22,6 +22,8 @@ from api_client import (
     JobLost,
     JobTimeout,
     NoSuchModel,
+    OwnerQuota,
+    QuotaExceeded,
 )
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
 
@@ -134,13 +136,44 @@ async def test_a_job_whose_deadline_passes_while_queued_expires(aclient, echo_wo
         (ask("x"), {"n": 1000}, "n"),
         (ask("x"), {"deadline_s": 0}, "deadline_s"),
         (ask("x"), {"priority": 12}, "priority"),
-        (ask("x" * 5_000_000), {}, "payload"),
+        (ask("x"), {"priority": True}, "priority"),
+        (ask("x"), {"seed": 2**64}, "seed"),
+        (ask("x"), {"temperature": "0.5"}, "temperature"),
+        (ask("x"), {"temperature": float("inf")}, "temperature"),
+        (ask("x"), {"n": True}, "n"),
+        (ask("x"), {"stop": ["s"] * 10_000}, "stop"),
+        (ask("x"), {"max_runtime_s": float("inf")}, "max_runtime_s"),
+        (ask("x"), {"deadline_s": 1e12}, "deadline_s"),
+        (ask("x") * 2000, {}, "messages"),
+        (ask("x" * 5_000_000), {}, "messages"),  # more text than any context holds
+        (ask("x"), {"images": ["x" * 5_000_000]}, "payload"),  # a job over INFERQ_MAX_PAYLOAD_BYTES
     ],
 )
 async def test_bad_input_is_refused_before_anything_is_sent(aclient, messages, params, field):
     with pytest.raises(InvalidRequest) as caught:
         await aclient.submit_chat(messages, **params)
     assert caught.value.field == field
+
+
+async def test_a_job_records_its_owner(aclient, client_settings, echo_worker):
+    async with AsyncInferQClient(owner="team-x", settings=client_settings) as owned:
+        assert (await owned.submit_chat(ask("mine"), "echo")).meta.owner == "team-x"
+        assert (await owned.submit_chat(ask("theirs"), "echo", owner="team-y")).meta.owner == "team-y"
+        found = await aclient.find_job((await owned.submit_chat(ask("found"), "echo")).id)
+        assert found.meta.owner == "team-x"
+
+
+async def test_an_owner_with_its_quota_in_flight_is_refused_until_a_job_ends(aclient, echo_worker):
+    quota = OwnerQuota(max_jobs=2)
+    held = [await aclient.submit_chat(ask(f"held {i} [hold]"), owner="async-quota", quota=quota) for i in range(2)]
+    with pytest.raises(QuotaExceeded) as caught:
+        await aclient.submit_chat(ask("one too many"), owner="async-quota", quota=quota)
+    assert caught.value.field == "owner" and "2 jobs queued or running" in caught.value.message
+    await held[0].cancel()
+    with pytest.raises(JobCancelled):
+        await held[0].result(timeout=60)
+    assert (await aclient.achat(ask("room again"), owner="async-quota", quota=quota))[0].response_text == "room again"
+    await held[1].cancel()
 
 
 async def test_an_unexpected_engine_error_ends_in_a_failed_record(aclient, echo_worker):

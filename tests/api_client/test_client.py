@@ -14,7 +14,18 @@ import threading
 import pytest
 import redis
 
-from api_client import InvalidRequest, JobCancelled, JobExpired, JobFailed, JobLost, JobTimeout, NoSuchModel
+from api_client import (
+    InferQClient,
+    InvalidRequest,
+    JobCancelled,
+    JobExpired,
+    JobFailed,
+    JobLost,
+    JobTimeout,
+    NoSuchModel,
+    OwnerQuota,
+    QuotaExceeded,
+)
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
 
 
@@ -120,13 +131,43 @@ def test_a_job_whose_deadline_passes_while_queued_expires(client, echo_worker):
         (ask("x"), {"n": 1000}, "n"),
         (ask("x"), {"deadline_s": 0}, "deadline_s"),
         (ask("x"), {"priority": 12}, "priority"),
-        (ask("x" * 5_000_000), {}, "payload"),
+        (ask("x"), {"priority": True}, "priority"),
+        (ask("x"), {"seed": 2**64}, "seed"),
+        (ask("x"), {"temperature": "0.5"}, "temperature"),
+        (ask("x"), {"temperature": float("inf")}, "temperature"),
+        (ask("x"), {"n": True}, "n"),
+        (ask("x"), {"stop": ["s"] * 10_000}, "stop"),
+        (ask("x"), {"max_runtime_s": float("inf")}, "max_runtime_s"),
+        (ask("x"), {"deadline_s": 1e12}, "deadline_s"),
+        (ask("x") * 2000, {}, "messages"),
+        (ask("x" * 5_000_000), {}, "messages"),  # more text than any context holds
+        (ask("x"), {"images": ["x" * 5_000_000]}, "payload"),  # a job over INFERQ_MAX_PAYLOAD_BYTES
     ],
 )
 def test_bad_input_is_refused_before_anything_is_sent(client, messages, params, field):
     with pytest.raises(InvalidRequest) as caught:
         client.submit_chat(messages, "echo", **params)
     assert caught.value.field == field
+
+
+def test_a_job_records_its_owner(client, client_settings, echo_worker):
+    with InferQClient(owner="team-x", settings=client_settings) as owned:
+        assert owned.submit_chat(ask("mine"), "echo").meta.owner == "team-x"
+        assert owned.submit_chat(ask("theirs"), "echo", owner="team-y").meta.owner == "team-y"
+        assert client.find_job(owned.submit_chat(ask("found"), "echo").id).meta.owner == "team-x"
+
+
+def test_an_owner_with_its_quota_in_flight_is_refused_until_a_job_ends(client, echo_worker):
+    quota = OwnerQuota(max_jobs=2)
+    held = [client.submit_chat(ask(f"held {i} [hold]"), "echo", owner="sync-quota", quota=quota) for i in range(2)]
+    with pytest.raises(QuotaExceeded) as caught:
+        client.submit_chat(ask("one too many"), "echo", owner="sync-quota", quota=quota)
+    assert caught.value.field == "owner" and "2 jobs queued or running" in caught.value.message
+    held[0].cancel()
+    with pytest.raises(JobCancelled):
+        held[0].result(timeout=60)
+    assert client.chat(ask("room again"), "echo", owner="sync-quota", quota=quota)[0].response_text == "room again"
+    held[1].cancel()
 
 
 def test_an_unexpected_engine_error_ends_in_a_failed_record(client, echo_worker):

@@ -44,23 +44,35 @@ async def tiny_scoring_engine(tiny_classifier_dir):
     await engine.close()
 
 
-def _descendants() -> set[int]:
-    return {child.pid for child in psutil.Process(os.getpid()).children(recursive=True)}
+def _vllm_processes() -> set[int]:
+    """This process's descendants but multiprocessing's resource tracker, which lives as long as this does."""
+    found = set()
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE}
 
 
 @pytest.fixture(scope="session")
 async def vllm_engine(smollm2_dir, sea_adapter_dir):
-    before = _descendants()
+    before = _vllm_processes()
     engine = load_engine("vllm", smollm2_dir, enforce_eager=True, adapters={"sea": sea_adapter_dir})
-    spawned = _descendants() - before
+    spawned = _vllm_processes() - before
     assert spawned  # vLLM's EngineCore runs in a process of its own
     yield engine
     await engine.close()
-    # Closed, the engine leaves no process behind (a worker's SIGTERM path closes it the same way).
+    # Closed, the engine leaves no process behind anywhere (a worker's SIGTERM path closes it the same way).
     give_up_at = time.monotonic() + 120  # a bound for failure only
-    while spawned & _descendants() and time.monotonic() < give_up_at:
+    while _alive(spawned) and time.monotonic() < give_up_at:
         time.sleep(0.2)
-    assert not spawned & _descendants(), "vLLM's processes outlived engine.close()"
+    assert not _alive(spawned), "vLLM's processes outlived engine.close()"
 
 
 @pytest.fixture

@@ -5,13 +5,14 @@ what every engine promises a caller is tested here, once. Where engines differ (
 answer is its prompt, the SGLang stand-in's a canned text), the difference is a field of `EngineCase`.
 """
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
 from engines.base import BaseEngine
-from engines.errors import InvalidRequest
+from engines.errors import EngineError, InvalidRequest
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 GREEDY = {"temperature": 0}
@@ -161,7 +162,12 @@ async def test_a_consumer_that_closes_generate_early_aborts_the_request(case, en
         (QUESTION, {"max_tokens": 5}, "max_tokens"),
         (QUESTION, {"max_length": 1}, "max_length"),
         (QUESTION, {"length_penalty": 2.0}, "length_penalty"),
-        (QUESTION, {"stop": [""]}, "stop"),
+        (QUESTION, {"stop": [""]}, "stop.0"),
+        (QUESTION, {"seed": 2**64}, "seed"),
+        (QUESTION, {"temperature": "0.5"}, "temperature"),
+        (QUESTION, {"n": True}, "n"),
+        (QUESTION, {"temperature": float("nan")}, "temperature"),
+        (QUESTION, {"stop": ["x"] * 17}, "stop"),
         (QUESTION, {"adapter": "nope"}, "adapter"),
         ([{"role": "user", "content": [{"type": "image", "image": "cat.png"}]}], {}, "messages.0.content.0"),
         (QUESTION, {"images": ["cat.png"]}, "messages.0.content.0"),
@@ -186,3 +192,29 @@ async def test_a_generation_engine_refuses_scoring(engine):
     with pytest.raises(InvalidRequest) as caught:
         await engine.get_scores(["text"])
     assert caught.value.field == "model"
+
+
+# Requests that could break a shared step, each beside healthy ones. Each is refused when prepared (by
+# name), made harmless there, or fails alone: it never fails a batch-mate.
+POISONS = [
+    pytest.param({"seed": 2**64}, id="seed-past-int64"),  # torch's generator overflows: refused when prepared
+    pytest.param({"temperature": 1e-300}, id="tiny-temperature"),  # logits / 1e-300 overflow: greedy instead
+    # logits / 1e-40 overflow float32: this row's probabilities turn to NaN inside the shared sampling step
+    pytest.param({"temperature": 1.0, "repetition_penalty": 1e-40}, id="runaway-penalty"),
+    pytest.param({"temperature": 1.0, "top_k": 10**9}, id="top-k-past-the-vocabulary"),
+]
+HEALTHY = ["Name three colors.", "What is the capital of France?", "Count to five."]
+
+
+@pytest.mark.parametrize("poison", POISONS)
+async def test_a_poisoned_request_never_fails_its_batch_mates(engine, poison):
+    async def poisoned():
+        try:
+            return await engine.chat(QUESTION, max_new_tokens=8, **poison)
+        except (InvalidRequest, EngineError) as error:  # refused by name, or failed alone
+            return error
+
+    healthy = [engine.chat([{"role": "user", "content": text}], max_new_tokens=8, **GREEDY) for text in HEALTHY]
+    *answers, _ = await asyncio.gather(*healthy, poisoned())  # all at once: they share the engine's steps
+    for [response] in answers:
+        assert response.finish_reason in ("stop", "length") and response.response_length >= 1

@@ -17,7 +17,7 @@ from engines.schemas import GenerationParams, Message, parse_messages, parse_par
         ({"repetition_penalty": 0}, "repetition_penalty"),
         ({"num_return_sequences": 0}, "num_return_sequences"),
         ({"n": 0}, "n"),
-        ({"stop": [""]}, "stop"),
+        ({"stop": [""]}, "stop.0"),
         ({"stop": 3}, "stop"),
         ({"seed": "abc"}, "seed"),
         ({"temprature": 0.5}, "temprature"),

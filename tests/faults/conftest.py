@@ -12,7 +12,6 @@ became of every job, printed at the end of the run:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,15 +106,6 @@ class FaultBed:
             worker.stop(timeout_s=20)
         if self.redis is not None:
             self.redis.stop()
-
-
-async def until(condition, failure: str, bound_s: float = 300) -> None:
-    """Waits for `condition()` (a value or an awaitable), checking every 0.05 s; the bound only turns a
-    hang into a failure that says `failure`."""
-    give_up_at = time.monotonic() + bound_s
-    while not (await result if inspect.isawaitable(result := condition()) else result):
-        assert time.monotonic() < give_up_at, failure
-        await asyncio.sleep(0.05)
 
 
 async def read_streams(handles: list[AsyncJobHandle], tally: Tally) -> None:

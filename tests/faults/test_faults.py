@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from tasks import names
-from tests.faults.conftest import Tally, read_streams, until
+from tests.faults.conftest import Tally, read_streams
+from tests.waiting import until
 
 WORDS = " ".join(f"w{i}" for i in range(20))
 PACE = {"tokens_per_s": 40}  # 20 words: about half a second a job

@@ -9,8 +9,9 @@ import redis
 
 from harness.embedded_redis import EmbeddedRedis
 from harness.embedded_sentinel import EmbeddedSentinel
-from tests.faults.conftest import FaultBed, Tally, until
+from tests.faults.conftest import FaultBed, Tally
 from tests.faults.test_faults import PACE, WORDS, _started, ask, assert_nothing_lost_or_run_twice
+from tests.waiting import until
 
 PASSWORD = "fault-secret"
 # Longer than a failover (Sentinel waits 1 s before it calls the master down, then elects and promotes):

@@ -19,7 +19,8 @@ import pytest
 import redis
 
 from harness.worker_process import WorkerProcess
-from tests.faults.conftest import FaultBed, Tally, until
+from tests.faults.conftest import FaultBed, Tally
+from tests.waiting import until
 
 SLOTS = 4  # each worker's capacity: twice as many jobs that cannot end fill both workers
 # Nothing fails over here, so the default (30 s) lease stays; a 1 s heartbeat keeps the registry's

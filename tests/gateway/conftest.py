@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,8 +12,12 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+import redis
 
+from gateway.tenants import bare_key_tenant
 from harness.embedded_redis import free_port
+from tasks import names
+from tests.waiting import until
 from worker.orphan_guard import die_with_parent
 
 API_KEY = "gateway-test-key"
@@ -21,11 +26,19 @@ API_KEY = "gateway-test-key"
 class GatewayProcess:
     """`python -m cli.main gateway`, exactly as a user starts it, waited for until /health answers."""
 
-    def __init__(self, redis_url: str, log_path: Path, *, api_keys: str = "", port: int | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        log_path: Path,
+        *,
+        api_keys: str = "",
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.env = {**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_GATEWAY_API_KEYS": api_keys}
+        self.env = {**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_GATEWAY_API_KEYS": api_keys, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60) -> GatewayProcess:
@@ -97,3 +110,26 @@ async def inferq(client_settings):
 
     async with AsyncInferQClient(settings=client_settings) as client:
         yield client
+
+
+async def leave_while_waiting(gateway, inferq, redis_url, path, body):
+    """Sends `body` (a job that holds), waits until its job runs, then drops the connection: the job must
+    end cancelled in its engine, with the text it had. The tenant's quota set says which job it is."""
+    owned = redis.Redis.from_url(redis_url, decode_responses=True)
+    quota_set = names.owner_jobs_key(bare_key_tenant(API_KEY))
+    known = set(owned.zrange(quota_set, 0, -1))
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=None) as http:
+        waiting = asyncio.create_task(http.post(path, json=body))
+        await until(lambda: set(owned.zrange(quota_set, 0, -1)) - known, "the request never made a job")
+        [job_id] = set(owned.zrange(quota_set, 0, -1)) - known
+        await until(lambda: inferq.store.is_running(job_id), "the job never started")
+        waiting.cancel()  # the client goes away: its connection closes
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    handle = await inferq.find_job(job_id)
+    async for _ in handle.events(timeout=60):
+        pass
+    record = await handle.record()
+    assert record.status == "cancelled"
+    assert (record.responses[0].response_text, record.responses[0].finish_reason) == ("kept", "abort")

@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from tasks.schemas import JobStatus
-from tests.gateway.conftest import API_KEY
+from tests.gateway.conftest import API_KEY, leave_while_waiting
 
 
 def ask(text):
@@ -101,6 +101,12 @@ async def test_a_client_that_disconnects_cancels_its_job_in_the_engine(oai, infe
     handle = await inferq.find_job(job_id)
     [response] = await _ended_record_responses(handle)
     assert (response.response_text, response.finish_reason) == ("first", "abort")
+
+
+async def test_a_client_that_leaves_while_waiting_for_a_whole_answer_cancels_its_job(gateway, inferq, redis_url):
+    await leave_while_waiting(
+        gateway, inferq, redis_url, "/v1/chat/completions", {"model": "echo", "messages": ask("kept [hold] never")}
+    )
 
 
 async def _ended_record_responses(handle):

@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from gateway.response_events import SEQ_STRIDE
+from tests.gateway.conftest import leave_while_waiting
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
@@ -56,6 +57,12 @@ async def test_a_streamed_response_numbers_its_events_and_ends_completed(oai):
     numbers = [event.sequence_number for event in events]
     assert numbers == sorted(set(numbers)) and numbers[:2] == [0, 1] and numbers[2] == SEQ_STRIDE
     assert events[-1].response.output_text == "x y"
+
+
+async def test_a_client_that_leaves_a_foreground_response_cancels_its_job(gateway, inferq, redis_url):
+    await leave_while_waiting(
+        gateway, inferq, redis_url, "/v1/responses", {"model": "echo", "input": "kept [hold] never"}
+    )
 
 
 @pytest.mark.parametrize(

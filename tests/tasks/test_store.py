@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from tasks.errors import LeaseLost
-from tasks.schemas import JobRecord, JobStatus, Timings, TokenEvent, WorkerInfo
+from tasks.schemas import JobMeta, JobRecord, JobStatus, OwnerQuota, Timings, TokenEvent, WorkerInfo
 
 
 def _record(job_id, status=JobStatus.SUCCEEDED):
@@ -86,3 +86,22 @@ async def test_workers_announce_and_retire(store):
     assert await store.workers() == [info] and await store.worker("w@h") == info
     await store.retire("w@h")
     assert await store.workers() == []
+
+
+async def test_an_owners_quota_counts_its_jobs_in_flight_and_sweeps_out_ended_ones(store):
+    quota = OwnerQuota(max_jobs=2, max_queued=1)
+    q0, q1, q2 = [JobMeta(job_id=f"q{i}", kind="chat", model="m", queued_at=i, owner="o") for i in range(3)]
+    for meta in (q0, q1, q2):
+        await store.save_meta(meta)
+    assert await store.admit_owned(q0, quota) == "admitted"
+    assert await store.admit_owned(q1, quota) == "queued"  # q0 waits to start: the one queued job allowed
+    await store.acquire_lease("q0", "token", 30)  # q0 runs now
+    assert await store.admit_owned(q1, quota) == "admitted"
+    assert await store.admit_owned(q2, quota) == "in_flight"  # q0 running, q1 queued: two in flight
+    await store.finish(_record("q0"))  # ended: swept out at the next admission
+    assert await store.admit_owned(q2, quota) == "queued"  # q1 still waits
+    await store.forget_meta("q1")  # vanished (never queued): swept out too
+    assert await store.admit_owned(q2, quota) == "admitted"
+    other = JobMeta(job_id="elsewhere", kind="chat", model="m", queued_at=0, owner="someone-else")
+    await store.save_meta(other)
+    assert await store.admit_owned(other, quota) == "admitted"  # each owner counts its own

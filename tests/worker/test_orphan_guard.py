@@ -5,16 +5,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from worker.orphan_guard import descendants
+
+# The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
+pytestmark = pytest.mark.any_broker
 
 # A stand-in worker: starts its guard, then a grandchild that would outlive it (as vLLM's EngineCore does).
 PARENT = """
 import subprocess, sys, time
 from worker import orphan_guard
 import os
-
-# The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
-pytestmark = pytest.mark.any_broker
 orphan_guard.start(os.getpid())
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
 print(child.pid, flush=True)

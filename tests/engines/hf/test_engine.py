@@ -8,7 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from engines import load_engine
-from engines.errors import InvalidRequest
+from engines.errors import EngineError, InvalidRequest
+from engines.hf.sampling import RequestSampler
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 GREEDY = {"temperature": 0}
@@ -88,3 +89,20 @@ async def test_a_prompt_longer_than_the_context_is_refused_before_any_model_work
         await tiny_engine.chat([{"role": "user", "content": "word " * tiny_engine.context_length}])
     assert caught.value.field == "messages"
     assert tiny_engine._scheduler.num_inflight == 0
+
+
+async def test_a_request_whose_sampling_fails_inside_a_shared_step_fails_alone(tiny_engine, monkeypatch):
+    sample = RequestSampler.__call__
+
+    def failing_for_seed_13(self, logits, history):
+        if self._generator is not None and self._generator.initial_seed() == 13:
+            raise RuntimeError("this request's sampling broke")
+        return sample(self, logits, history)
+
+    monkeypatch.setattr(RequestSampler, "__call__", failing_for_seed_13)
+    alone = await tiny_engine.chat(QUESTION, max_new_tokens=12, **GREEDY)
+    doomed = tiny_engine.chat(QUESTION, max_new_tokens=12, temperature=1.0, seed=13)
+    mates = [tiny_engine.chat(QUESTION, max_new_tokens=12, **GREEDY) for _ in range(3)]
+    outcomes = await asyncio.gather(doomed, *mates, return_exceptions=True)
+    assert isinstance(outcomes[0], EngineError) and "sampling broke" in str(outcomes[0])
+    assert outcomes[1:] == [alone] * 3  # the batch-mates finished, token for token as alone

@@ -1,0 +1,120 @@
+"""Tenants on one gateway: each sees, streams and cancels only its own jobs; an admin sees all; a tenant at
+its quota is refused (429) and slows nobody else. Real gateway processes, real echo workers, the `openai`
+package; the held jobs (`[hold]`) cannot end before the test cancels them."""
+
+import asyncio
+
+import httpx
+import openai
+import pytest
+
+from tests.waiting import until
+
+TEAM_A, TEAM_B, OPS = "key-team-a", "key-team-b", "key-ops"
+KEYS_TOML = f"""
+[tenants.team-a]
+keys = ["{TEAM_A}"]
+max_jobs = 3
+
+[tenants.team-b]
+keys = ["{TEAM_B}"]
+
+[tenants.ops]
+keys = ["{OPS}"]
+admin = true
+"""
+GHOST = "0" * 32  # a job id nobody ever had
+
+
+@pytest.fixture(scope="module")
+def shared(start_gateway, echo_worker, tmp_path_factory):
+    """One gateway in front of three tenants, as a team would share it."""
+    keys_file = tmp_path_factory.mktemp("tenants") / "keys.toml"
+    keys_file.write_text(KEYS_TOML)
+    return start_gateway(env={"INFERQ_GATEWAY_API_KEYS_FILE": str(keys_file)})
+
+
+def as_tenant(gateway, key):
+    return openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+
+
+def ask(text):
+    return [{"role": "user", "content": text}]
+
+
+async def _not_found(call, *args, **kwargs):
+    with pytest.raises(openai.NotFoundError) as caught:
+        await call(*args, **kwargs)
+    return caught.value.body
+
+
+async def test_another_tenants_responses_are_404s_like_responses_that_never_were(shared):
+    async with as_tenant(shared, TEAM_A) as a, as_tenant(shared, TEAM_B) as b:
+        held = await a.responses.create(model="echo", input="mine [hold]", background=True)
+        finished = await a.chat.completions.create(model="echo", messages=ask("the secret answer"))
+        as_response = "resp_" + finished.id.removeprefix("chatcmpl-")  # any chat job is reachable as a response
+        ghost_body = await _not_found(b.responses.retrieve, f"resp_{GHOST}")
+        for response_id in (held.id, as_response):
+            as_ghost = {**ghost_body, "message": ghost_body["message"].replace(f"resp_{GHOST}", response_id)}
+            assert await _not_found(b.responses.retrieve, response_id) == as_ghost
+            assert await _not_found(b.responses.cancel, response_id) == as_ghost
+            assert await _not_found(b.responses.retrieve, response_id, stream=True) == as_ghost
+        # B's attempts changed nothing: A's response still runs, and A can cancel it
+        assert (await a.responses.retrieve(held.id)).status in ("queued", "in_progress")
+        cancelled = await a.responses.cancel(held.id)
+        assert (cancelled.status, cancelled.output_text) == ("cancelled", "mine")
+
+
+async def test_a_job_record_is_its_tenants_and_only_admins_see_where_it_ran(shared):
+    async with as_tenant(shared, TEAM_A) as a:
+        finished = await a.chat.completions.create(model="echo", messages=ask("hello there"))
+    job_id = finished.id.removeprefix("chatcmpl-")
+    async with httpx.AsyncClient(base_url=shared.url) as http:
+
+        async def record(key, job):
+            return await http.get(f"/inferq/jobs/{job}", headers={"Authorization": f"Bearer {key}"})
+
+        own, other, ghost, admin = await asyncio.gather(
+            record(TEAM_A, job_id), record(TEAM_B, job_id), record(TEAM_B, GHOST), record(OPS, job_id)
+        )
+    assert own.status_code == 200 and own.json()["responses"][0]["response_text"] == "hello there"
+    assert "worker" not in own.json() and "host" not in own.json()  # which machines run the fleet: admins only
+    assert (other.status_code, ghost.status_code) == (404, 404)
+    assert other.json()["error"]["message"].replace(job_id, GHOST) == ghost.json()["error"]["message"]
+    assert admin.status_code == 200 and admin.json()["worker"] and admin.json()["host"]
+
+
+async def test_a_tenant_at_its_quota_is_refused_and_slows_nobody_else(shared, start_worker):
+    # Four slots; team-a may hold three of them at most, so team-b always finds one free.
+    worker = start_worker("echo", "quota-echo", engine="echo", concurrency=4)
+    async with as_tenant(shared, TEAM_A) as a, as_tenant(shared, TEAM_B) as b:
+        held = [
+            await a.responses.create(model="quota-echo", input=f"held {i} [hold]", background=True) for i in range(3)
+        ]
+        with pytest.raises(openai.RateLimitError) as caught:
+            await a.responses.create(model="quota-echo", input="one too many", background=True)
+        assert caught.value.code == "quota_exceeded" and caught.value.response.headers["retry-after"] == "2"
+        with pytest.raises(openai.RateLimitError):
+            await a.chat.completions.create(model="quota-echo", messages=ask("nor this"))
+        reply = await b.chat.completions.create(model="quota-echo", messages=ask("not slowed"))
+        assert reply.choices[0].message.content == "not slowed"
+        for response in held:
+            await a.responses.cancel(response.id)
+
+        async def all_cancelled() -> bool:
+            return {(await a.responses.retrieve(r.id)).status for r in held} == {"cancelled"}
+
+        await until(all_cancelled, "team-a's held responses were never cancelled")
+        again = await a.chat.completions.create(model="quota-echo", messages=ask("room again"))
+        assert again.choices[0].message.content == "room again"
+    worker.stop()
+
+
+async def test_an_open_gateway_serves_everyone_as_one_admin(start_gateway, echo_worker):
+    open_gateway = start_gateway()  # no keys: open, and its log says so
+    assert "the gateway is open" in open_gateway.log_path.read_text()
+    async with as_tenant(open_gateway, "anything") as anyone:
+        finished = await anyone.chat.completions.create(model="echo", messages=ask("open door"))
+    async with httpx.AsyncClient(base_url=open_gateway.url) as http:
+        record = (await http.get(f"/inferq/jobs/{finished.id.removeprefix('chatcmpl-')}")).json()
+    assert record["responses"][0]["response_text"] == "open door" and record["worker"]
