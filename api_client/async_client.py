@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from api_client.handle import AsyncJobHandle
-from api_client.jobs import chat_job, encode_job, meta_of, new_job_id, score_job
+from api_client.jobs import chat_job, completion_job, encode_job, meta_of, new_job_id, score_job
 from engines.errors import InvalidRequest
 from engines.schemas import Message, Response
 from tasks import names
@@ -72,12 +72,29 @@ class AsyncInferQClient:
         priority: int | None = None,
         owner: str | None = None,
         quota: OwnerQuota | None = None,
+        echo: dict[str, Any] | None = None,
         **options: Any,
     ) -> AsyncJobHandle:
         """Enqueues a chat job. Options: system, tools, images, videos, audios, adapter, stream (default
-        True), deadline_s, and any GenerationParams field (temperature, max_new_tokens, stop, n, ...).
-        With a `quota`, the job is refused (QuotaExceeded) when its owner already has that many in flight."""
-        return await self._submit(chat_job(messages, model or self.model, **options), priority, owner, quota)
+        True), deadline_s, and any GenerationParams field (temperature, max_new_tokens, stop, n, tool_choice,
+        response_format, logprobs...). With a `quota`, the job is refused (QuotaExceeded) when its owner already
+        has that many in flight; `echo` is kept in the job's meta for whoever answers for it later."""
+        job = chat_job(messages, model or self.model, **options)
+        return await self._submit(job, priority, owner, quota, echo)
+
+    async def submit_completion(
+        self,
+        prompt: str,
+        model: str | None = None,
+        *,
+        priority: int | None = None,
+        owner: str | None = None,
+        quota: OwnerQuota | None = None,
+        **options: Any,
+    ) -> AsyncJobHandle:
+        """Enqueues a raw-prompt completion (no chat template): options as `submit_chat`'s, less the chat's."""
+        job = completion_job(prompt, model or self.model, **options)
+        return await self._submit(job, priority, owner, quota)
 
     async def submit_score(
         self,
@@ -161,7 +178,12 @@ class AsyncInferQClient:
         return [await self.store.queues.info(model) for model in sorted(models)]
 
     async def _submit(
-        self, job: ChatJob | ScoreJob, priority: int | None, owner: str | None, quota: OwnerQuota | None
+        self,
+        job: ChatJob | ScoreJob,
+        priority: int | None,
+        owner: str | None,
+        quota: OwnerQuota | None,
+        echo: dict[str, Any] | None = None,
     ) -> AsyncJobHandle:
         if priority is not None and (isinstance(priority, bool) or priority not in PRIORITY_STEPS):
             raise InvalidRequest("must be an integer from 0 (highest) to 9 (lowest)", field="priority")
@@ -171,7 +193,7 @@ class AsyncInferQClient:
         payload = encode_job(job, self.settings.max_payload_bytes)
         await self._check_capacity(job.model)
         job_id = new_job_id()
-        meta = meta_of(job_id, job, owner)
+        meta = meta_of(job_id, job, owner, echo)
         await self.store.save_meta(meta)
         try:
             if quota is not None and quota.limits_anything:

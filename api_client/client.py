@@ -110,6 +110,9 @@ class InferQClient:
     ) -> JobHandle:
         return JobHandle(self._loop.run(self._client.submit_chat(messages, model, **options)), self._loop)
 
+    def submit_completion(self, prompt: str, model: str | None = None, **options: Any) -> JobHandle:
+        return JobHandle(self._loop.run(self._client.submit_completion(prompt, model, **options)), self._loop)
+
     def submit_score(self, texts: Sequence[str] | None = None, model: str | None = None, **options: Any) -> JobHandle:
         return JobHandle(self._loop.run(self._client.submit_score(texts, model, **options)), self._loop)
 

@@ -54,6 +54,30 @@ def chat_job(
     )
 
 
+def completion_job(
+    prompt: str,
+    model: str | None,
+    *,
+    adapter: str | None = None,
+    stream: bool = True,
+    deadline_s: float | None = None,
+    max_runtime_s: float | None = None,
+    **params: Any,
+) -> ChatJob:
+    """A raw-prompt completion (no chat template): the model continues `prompt`."""
+    return _validated(
+        ChatJob,
+        model=_model(model),
+        queued_at=time.time(),
+        deadline_at=_deadline(deadline_s),
+        max_runtime_s=max_runtime_s,
+        prompt=prompt,
+        adapter=adapter,
+        stream=stream,
+        params=parse_params(params),
+    )
+
+
 def score_job(
     texts: Sequence[str] | None,
     model: str | None,
@@ -87,7 +111,9 @@ def encode_job(job: ChatJob | ScoreJob, max_payload_bytes: int) -> dict[str, Any
     return json.loads(encoded)
 
 
-def meta_of(job_id: str, job: ChatJob | ScoreJob, owner: str | None = None) -> JobMeta:
+def meta_of(
+    job_id: str, job: ChatJob | ScoreJob, owner: str | None = None, echo: dict[str, Any] | None = None
+) -> JobMeta:
     return JobMeta(
         job_id=job_id,
         kind=job.kind,
@@ -95,6 +121,7 @@ def meta_of(job_id: str, job: ChatJob | ScoreJob, owner: str | None = None) -> J
         queued_at=job.queued_at,
         deadline_at=job.deadline_at,
         owner=owner,
+        echo=echo,
     )
 
 

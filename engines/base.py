@@ -14,12 +14,16 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from engines.constraints import DecodingConstraint
 from engines.errors import InvalidRequest
+from engines.output import PLAIN, OutputPlan
 from engines.params import ResolvedParams, resolve
+from engines.pieces import ContentPiece
 from engines.prompt import attach_media, build_prompt, check_media, render_conversation
+from engines.reasoning import prompt_opens_thinking
+from engines.response_builder import ResponseBuilder
 from engines.schemas import (
     Delta,
-    FinishReason,
     GenerationParams,
     MediaKind,
     Message,
@@ -27,8 +31,23 @@ from engines.schemas import (
     parse_messages,
     parse_params,
 )
+from engines.tool_schemas import parse_tools
+from engines.tools.choice import check_choice, forced_constraint
+from engines.tools.formats import ToolFormatName
 
 __all__ = ["BaseEngine", "ChatRequest", "Delta", "GenerationParams", "Message", "Response", "ResponseBuilder"]
+
+# Parameters a backend may be unable to honour; each engine lists the ones it refuses (by name).
+OPTIONAL_PARAMS = (
+    "logprobs",
+    "presence_penalty",
+    "frequency_penalty",
+    "min_p",
+    "logit_bias",
+    "ignore_eos",
+    "min_tokens",
+    "response_format",
+)
 
 
 @dataclass(frozen=True)
@@ -41,42 +60,11 @@ class ChatRequest:
     params: ResolvedParams
     adapter: str | None = None
     images: tuple[str, ...] = ()
+    output: OutputPlan = PLAIN  # how its text is read: thoughts, tool calls (engines/output.py)
 
     @property
     def prompt_length(self) -> int:
         return len(self.prompt_ids)
-
-
-class ResponseBuilder:
-    """Joins a request's deltas into its `Response`s; the only place that does."""
-
-    def __init__(self, num_sequences: int, prompt_length: int) -> None:
-        self.prompt_length = prompt_length
-        self._texts: list[list[str]] = [[] for _ in range(num_sequences)]
-        self._lengths = [0] * num_sequences
-        self._finish: list[FinishReason | None] = [None] * num_sequences
-
-    def add(self, delta: Delta) -> None:
-        self._texts[delta.index].append(delta.text)
-        self._lengths[delta.index] += len(delta.token_ids)
-        if delta.finish_reason is not None:
-            self._finish[delta.index] = delta.finish_reason
-
-    @property
-    def completion_tokens(self) -> int:
-        return sum(self._lengths)
-
-    def responses(self) -> list[Response]:
-        """Sequences that never finished (cancel, timeout) report finish_reason "abort"."""
-        return [
-            Response(
-                response_text="".join(texts),
-                response_length=length,
-                prompt_length=self.prompt_length,
-                finish_reason=finish or "abort",
-            )
-            for texts, length, finish in zip(self._texts, self._lengths, self._finish, strict=True)
-        ]
 
 
 class BaseEngine(ABC):
@@ -97,6 +85,13 @@ class BaseEngine(ABC):
     capacity: int
     media_kinds: frozenset[MediaKind] = frozenset()
     adapters: frozenset[str] = frozenset()
+    vocab_size: int | None = None  # for checking logit_bias's token ids
+    # How the model writes tool calls and whether it thinks first: read off its chat template once loaded
+    # (engines/prompt.py: output_habits), unless the worker's engine args say.
+    tool_format: ToolFormatName = "hermes"
+    thinks: bool = False
+    # Parameters this backend cannot honour (from OPTIONAL_PARAMS, or a forced tool_choice): refused by name.
+    refused_params: frozenset[str] = frozenset()
 
     def prepare_chat(
         self,
@@ -116,17 +111,34 @@ class BaseEngine(ABC):
             raise InvalidRequest(f"this {self.name} engine serves a scoring model; use get_scores", field="model")
         parsed = attach_media(parse_messages(messages), images, videos, audios)
         job_params = parse_params(params)
+        self._refuse_what_cannot_be_honoured(job_params)
         media = check_media(parsed, self.media_kinds)
         if adapter is not None and adapter not in self.adapters:
             served = ", ".join(sorted(self.adapters)) or "none"
             raise InvalidRequest(f"unknown adapter {adapter!r} (served: {served})", field="adapter")
-        prompt_text, prompt_ids = build_prompt(self.tokenizer, parsed, system, tools)
+        tool_list = parse_tools(tools)
+        choice = job_params.tool_choice
+        check_choice(choice, tool_list)
+        offered = tool_list if tool_list and choice != "none" else None
+        parallel = job_params.parallel_tool_calls is not False
+        prompt_text, prompt_ids = build_prompt(self.tokenizer, parsed, system, offered, self.tool_format)
         resolved = resolve(
             job_params,
             self.default_params,
             prompt_length=len(prompt_ids),
             context_length=self.context_length,
             stop_token_ids=self.stop_token_ids,
+            vocab_size=self.vocab_size,
+            tool_constraint=forced_constraint(choice, offered, parallel),
+        )
+        if resolved.constraint is not None:
+            self.check_constraint(resolved.constraint)
+        plan = OutputPlan(
+            tool_format=self.tool_format if offered else None,
+            tool_choice=choice if offered else None,
+            parallel_tool_calls=parallel,
+            thinks=self.thinks,
+            thinks_from_the_start=self.thinks and prompt_opens_thinking(prompt_text),
         )
         return ChatRequest(
             request_id=request_id or uuid.uuid4().hex,
@@ -135,7 +147,52 @@ class BaseEngine(ABC):
             params=resolved,
             adapter=adapter,
             images=tuple(media.get("image", ())),
+            output=plan,
         )
+
+    def prepare_completion(
+        self, prompt: str, *, request_id: str | None = None, adapter: str | None = None, **params: Any
+    ) -> ChatRequest:
+        """A raw-prompt request (OpenAI's completions): the model continues `prompt`, no chat template. The
+        prompt is tokenized as the tokenizer does by default (with its BOS, if it adds one), as vLLM does."""
+        if not self.can_generate:
+            raise InvalidRequest(f"this {self.name} engine serves a scoring model; use get_scores", field="model")
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidRequest("must be a non-empty string", field="prompt")
+        job_params = parse_params(params)
+        self._refuse_what_cannot_be_honoured(job_params)
+        if job_params.tool_choice not in (None, "auto", "none"):
+            raise InvalidRequest("a completion has no tools to call", field="tool_choice")
+        if adapter is not None and adapter not in self.adapters:
+            served = ", ".join(sorted(self.adapters)) or "none"
+            raise InvalidRequest(f"unknown adapter {adapter!r} (served: {served})", field="adapter")
+        prompt_ids = list(self.tokenizer(prompt)["input_ids"])
+        resolved = resolve(
+            job_params,
+            self.default_params,
+            prompt_length=len(prompt_ids),
+            context_length=self.context_length,
+            stop_token_ids=self.stop_token_ids,
+            vocab_size=self.vocab_size,
+        )
+        if resolved.constraint is not None:
+            self.check_constraint(resolved.constraint)
+        return ChatRequest(
+            request_id=request_id or uuid.uuid4().hex, prompt_ids=prompt_ids, prompt_text=prompt, params=resolved,
+            adapter=adapter,
+        )  # fmt: skip
+
+    def _refuse_what_cannot_be_honoured(self, params: GenerationParams) -> None:
+        """A parameter this backend cannot honour is refused by name, unless its value changes nothing
+        (a penalty of 0, an empty logit_bias, tool_choice auto, plain text): clients send their defaults."""
+        for name in sorted(self.refused_params):
+            value = getattr(params, name, None)
+            if _changes_nothing(name, value):
+                continue
+            raise InvalidRequest(f"the {self.name} engine cannot honour this parameter", field=name)
+
+    def check_constraint(self, constraint: DecodingConstraint) -> None:  # noqa: B027 (a default: nothing to check)
+        """Refuses, by name, a constraint this backend cannot enforce (a schema it cannot compile, say)."""
 
     @abstractmethod
     def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
@@ -163,7 +220,7 @@ class BaseEngine(ABC):
         **params: Any,
     ) -> list[Response]:
         request = self.prepare_chat(messages, system, tools, images, videos, audios, **params)
-        builder = ResponseBuilder(request.params.n, request.prompt_length)
+        builder = ResponseBuilder.for_request(request)
         async for delta in self.generate(request):
             builder.add(delta)
         return builder.responses()
@@ -181,11 +238,13 @@ class BaseEngine(ABC):
         request = self.prepare_chat(messages, system, tools, images, videos, audios, **params)
         if request.params.n > 1:
             raise InvalidRequest("stream_chat streams one sequence; use chat() for n > 1", field="num_return_sequences")
+        builder = ResponseBuilder.for_request(request)
         deltas = self.generate(request)
         try:
             async for delta in deltas:
-                if delta.text:
-                    yield delta.text
+                for piece in builder.add(delta):
+                    if isinstance(piece, ContentPiece):  # the answer's text: thoughts and calls are not text
+                        yield piece.text
         finally:
             # A consumer that stops reading early must not leave the backend generating.
             await deltas.aclose()
@@ -205,6 +264,18 @@ class BaseEngine(ABC):
         if max_length is not None and (not isinstance(max_length, int) or max_length < 1):
             raise InvalidRequest("must be a positive integer", field="max_length")
         return await self._score(texts, max_length)
+
+
+def _changes_nothing(name: str, value: Any) -> bool:
+    if value is None or value is False:
+        return True
+    if name == "logprobs":  # 0 asks for the chosen tokens' log probabilities
+        return False
+    if name == "tool_choice":
+        return value in ("auto", "none")
+    if name == "response_format":
+        return getattr(value, "type", None) == "text"
+    return not value  # a penalty, min_p or min_tokens of 0, an empty logit_bias
 
 
 def _parse_texts(batch_input: Any) -> list[str]:

@@ -10,7 +10,12 @@ betting on how fast something runs:
 - `[dead]`       raise EngineDead (the engine cannot serve again).
 
 Served as `--engine echo --model echo` (any model name: nothing is loaded). `task: "score"` makes it a
-scoring engine whose score is the number of words of each text.
+scoring engine whose score is the number of words of each text. `answer: "..."` makes it answer that text
+instead (word by word, the same directives apply): a scripted tool call (`<tool_call>{...}</tool_call>`)
+or a thinking answer (`<think>...</think> ...`, with `reasoning: "think"`) drives the parsers end to end.
+With `ignore_eos` or `min_tokens` it goes on past the end of its answer, repeating it, as a model would
+ramble on. It has no logits: its logprobs are 0 (each word is certain), and what works on logits
+(penalties, min_p, logit_bias, constrained output, a forced tool_choice) it refuses by name.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from pydantic import Field
 
 from engines.base import BaseEngine, ChatRequest
 from engines.errors import EngineDead, InvalidRequest
+from engines.logprobs import TokenLogprob, TopLogprob
+from engines.prompt import output_habits
 from engines.schemas import Delta, EngineArgs, GenerationParams, parse_engine_args
 from engines.stopping import StopStringMatcher
 
@@ -36,6 +43,7 @@ class EchoEngineArgs(EngineArgs):
     tokens_per_s: float = Field(0, ge=0, description="pace of the answer; 0: as fast as the event loop goes")
     max_model_len: int | None = Field(1 << 20, ge=1)
     max_running: int = Field(64, ge=1, description="requests it reports it runs at once (it runs any number)")
+    answer: str | None = Field(None, description="a scripted answer, instead of the last user message")
 
 
 class EchoTokenizer:
@@ -71,6 +79,11 @@ class EchoEngine(BaseEngine):
         self.capacity = args.max_running
         self.stop_token_ids = (EchoTokenizer.eos_token_id,)
         self.default_params = args.default_params or GenerationParams()
+        self.tool_format, self.thinks = output_habits(self.tokenizer, args.tool_format, args.reasoning)
+        self.refused_params = frozenset(
+            {"presence_penalty", "frequency_penalty", "min_p", "logit_bias", "response_format", "tool_choice"}
+        )
+        self._answer = args.answer.split() if args.answer is not None else None
         self._step_s = 1 / args.tokens_per_s if args.tokens_per_s else 0.0
         self._aborted: dict[str, asyncio.Event] = {}
 
@@ -78,13 +91,13 @@ class EchoEngine(BaseEngine):
         if request.request_id in self._aborted:
             raise InvalidRequest(f"request {request.request_id!r} is already running", field="request_id")
         aborted = self._aborted[request.request_id] = asyncio.Event()
-        words = _last_user_turn(request.prompt_text)
+        words = self._answer if self._answer is not None else _last_user_turn(request.prompt_text)
         params = request.params
         matchers = [StopStringMatcher(params.stop) for _ in range(params.n)]
         live = set(range(params.n))
         try:
             for position in range(params.max_new_tokens):
-                word = words[position] if position < len(words) else None
+                word = _word_at(words, position, params.ignore_eos or position < params.min_tokens)
                 await self._obey(word, aborted)
                 if aborted.is_set():
                     for index in sorted(live):
@@ -94,18 +107,20 @@ class EchoEngine(BaseEngine):
                 for index in sorted(live):
                     matcher = matchers[index]
                     if word is None:  # the whole message is echoed: end of turn
-                        yield Delta(index, matcher.flush(), (EchoTokenizer.eos_token_id,), "stop")
+                        eos = (EchoTokenizer.eos_token_id,)
+                        yield Delta(index, matcher.flush(), eos, "stop", _certain("", eos[0], params.logprobs))
                         live.discard(index)
                         continue
                     text, stopped = matcher.feed(word if position == 0 else f" {word}")
                     token = (token_id(word),)
-                    if stopped:
-                        yield Delta(index, text, token, "stop")
+                    certain = _certain(word, token[0], params.logprobs)
+                    if stopped and position >= params.min_tokens:
+                        yield Delta(index, text, token, "stop", certain)
                         live.discard(index)
                     elif last:
-                        yield Delta(index, text + matcher.flush(), token, "length")
+                        yield Delta(index, text + matcher.flush(), token, "length", certain)
                     else:
-                        yield Delta(index, text, token)
+                        yield Delta(index, text, token, logprobs=certain)
                 if not live:
                     return
         finally:
@@ -135,6 +150,24 @@ class EchoEngine(BaseEngine):
         return [float(len(text.split()[:max_length])) for text in texts]
 
 
+def _word_at(words: list[str], position: int, go_on: bool) -> str | None:
+    """The answer's word at `position`; None past its end (end of turn), unless it must go on: then it repeats."""
+    if position < len(words):
+        return words[position]
+    return words[position % len(words)] if go_on and words else None
+
+
+def _certain(word: str, token: int, top: int | None) -> tuple[TokenLogprob, ...]:
+    """The echo engine knows its next word for sure: log probability 0, and no other word is possible."""
+    if top is None:
+        return ()
+    alternatives = [TopLogprob(token=word, token_id=token, logprob=0.0)] if top else []
+    return (TokenLogprob(token=word, token_id=token, logprob=0.0, top_logprobs=alternatives),)
+
+
 def _last_user_turn(prompt_text: str) -> list[str]:
+    """The last user turn's words; a raw prompt (a completion: no turns) is echoed whole."""
     turns = [line for line in prompt_text.split("\n") if line.startswith("user: ")]
-    return turns[-1].removeprefix("user: ").split() if turns else []
+    if turns:
+        return turns[-1].removeprefix("user: ").split()
+    return [] if prompt_text.rstrip().endswith("assistant:") else prompt_text.split()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engines.constraints import MAX_SCHEMA_CHARS, DecodingConstraint, JsonObjectFormat, JsonSchemaFormat
 from engines.errors import InvalidRequest
 from engines.schemas import GenerationParams
 
@@ -42,6 +43,18 @@ class ResolvedParams:
     stop: tuple[str, ...]
     stop_token_ids: tuple[int, ...]  # the model's end-of-turn tokens
     skip_special_tokens: bool
+    logprobs: int | None = None  # None: none; k: each token's log probability and k alternatives
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    min_p: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    ignore_eos: bool = False
+    min_tokens: int = 0
+    constraint: DecodingConstraint | None = None  # what the output must be (JSON, a forced tool call)
+
+    @property
+    def penalises_occurrences(self) -> bool:
+        return bool(self.presence_penalty or self.frequency_penalty)
 
 
 def resolve(
@@ -51,7 +64,10 @@ def resolve(
     prompt_length: int,
     context_length: int,
     stop_token_ids: tuple[int, ...],
+    vocab_size: int | None = None,
+    tool_constraint: DecodingConstraint | None = None,
 ) -> ResolvedParams:
+    """`tool_constraint`: what a forced `tool_choice` makes of the output (engines/tools/choice.py)."""
     layers = (request, engine_defaults, BUILTIN_DEFAULTS)
 
     def pick(name: str):
@@ -76,19 +92,50 @@ def resolve(
         raise InvalidRequest(
             f"the prompt is {prompt_length} tokens and the model's context holds {context_length}", field="messages"
         )
+    max_new_tokens = min(_max_new_tokens(layers, prompt_length), room)
+    min_tokens = pick("min_tokens") or 0
+    if min_tokens > max_new_tokens:
+        raise InvalidRequest(f"more than the {max_new_tokens} new tokens the answer may have", field="min_tokens")
+    logit_bias = tuple(sorted((pick("logit_bias") or {}).items()))
+    if vocab_size is not None and logit_bias and logit_bias[-1][0] >= vocab_size:
+        raise InvalidRequest(f"token id {logit_bias[-1][0]} is past the vocabulary ({vocab_size})", field="logit_bias")
     return ResolvedParams(
         do_sample=do_sample,
         temperature=temperature if do_sample else 0.0,
         top_p=pick("top_p") if do_sample else 1.0,
         top_k=pick("top_k") if do_sample else 0,
-        max_new_tokens=min(_max_new_tokens(layers, prompt_length), room),
+        max_new_tokens=max_new_tokens,
         repetition_penalty=pick("repetition_penalty"),
         n=n,
         seed=pick("seed"),
         stop=tuple(pick("stop") or ()),
         stop_token_ids=stop_token_ids,
         skip_special_tokens=pick("skip_special_tokens"),
+        logprobs=pick("logprobs"),
+        presence_penalty=pick("presence_penalty") or 0.0,
+        frequency_penalty=pick("frequency_penalty") or 0.0,
+        min_p=pick("min_p") or 0.0,
+        logit_bias=logit_bias,
+        ignore_eos=bool(pick("ignore_eos")),
+        min_tokens=min_tokens,
+        constraint=_constraint(pick("response_format"), tool_constraint),
     )
+
+
+def _constraint(response_format, tool_constraint: DecodingConstraint | None) -> DecodingConstraint | None:
+    wants_json = isinstance(response_format, JsonObjectFormat | JsonSchemaFormat)
+    if wants_json and tool_constraint is not None:
+        raise InvalidRequest("a forced tool call already decides the output; drop one of them", field="response_format")
+    if isinstance(response_format, JsonSchemaFormat):
+        constraint = DecodingConstraint.from_schema(response_format.json_schema, "response_format")
+    elif isinstance(response_format, JsonObjectFormat):
+        constraint = DecodingConstraint(None, "response_format")
+    else:
+        constraint = tool_constraint
+    if constraint is not None and constraint.schema_json is not None and len(constraint.schema_json) > MAX_SCHEMA_CHARS:
+        field = "response_format" if constraint.reason == "response_format" else "tools"
+        raise InvalidRequest(f"a schema of more than {MAX_SCHEMA_CHARS} characters", field=field)
+    return constraint
 
 
 def _max_new_tokens(layers: tuple[GenerationParams, ...], prompt_length: int) -> int:

@@ -6,12 +6,15 @@ sees the request: the prompt an engine runs is exactly the prompt whose length w
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from engines.errors import InvalidRequest
+from engines.reasoning import template_thinks
 from engines.schemas import AudioPart, ImagePart, MediaKind, Message, TextPart, VideoPart
+from engines.tool_schemas import FunctionTool
+from engines.tools.formats import FORMATS, ToolFormatName, detect_format, renders_tools
+from engines.tools.rendering import template_turns
 
 _PART_FOR_KIND = {"image": ImagePart, "video": VideoPart, "audio": AudioPart}
 
@@ -44,7 +47,7 @@ def check_media(messages: list[Message], supported: frozenset[MediaKind]) -> dic
     """The media references in prompt order, refusing kinds the model cannot take."""
     media: dict[MediaKind, list[str]] = {}
     for i, message in enumerate(messages):
-        if isinstance(message.content, str):
+        if message.content is None or isinstance(message.content, str):
             continue
         for j, part in enumerate(message.content):
             if isinstance(part, TextPart):
@@ -62,9 +65,10 @@ def build_prompt(
     tokenizer: Any,
     messages: list[Message],
     system: str | None,
-    tools: str | list[dict[str, Any]] | None,
+    tools: list[FunctionTool] | None = None,
+    tool_format: ToolFormatName = "hermes",
 ) -> tuple[str, list[int]]:
-    """Returns the templated prompt and its token ids."""
+    """Returns the templated prompt and its token ids; `tools` are offered to the model (engines/tools/)."""
     if system is not None and messages[0].role == "system":
         raise InvalidRequest("given both as `system` and as a first system message", field="system")
     if messages[-1].role not in ("user", "tool"):
@@ -74,9 +78,10 @@ def build_prompt(
     for i, message in enumerate(messages[1:], start=1):
         if message.role == "system":
             raise InvalidRequest("a system message may only come first", field=f"messages.{i}.role")
-    conversation = [{"role": "system", "content": system}] if system is not None else []
-    conversation += [{"role": m.role, "content": _template_content(m)} for m in messages]
-    tool_schemas = _parse_tools(tools)
+    native = renders_tools(tokenizer.chat_template)
+    conversation, tool_schemas = template_turns(
+        messages, system, tools, FORMATS[tool_format], native, _template_content
+    )
     try:
         text = tokenizer.apply_chat_template(
             conversation, tools=tool_schemas, add_generation_prompt=True, tokenize=False
@@ -101,26 +106,14 @@ def render_conversation(tokenizer: Any, messages: list[Message]) -> str:
 
 
 def _template_content(message: Message) -> str | list[dict[str, str]]:
+    if message.content is None:
+        return ""  # an assistant turn that only called tools (templates concatenate content as a string)
     if isinstance(message.content, str):
         return message.content
     if not message.media():
         return message.text()
     # HuggingFace multimodal templates place one placeholder per {"type": kind} entry.
     return [{"type": "text", "text": p.text} if isinstance(p, TextPart) else {"type": p.type} for p in message.content]
-
-
-def _parse_tools(tools: str | list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-    if tools is None or isinstance(tools, list):
-        return tools
-    try:
-        parsed = json.loads(tools)
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"not valid JSON: {exc.msg}", field="tools") from None
-    if isinstance(parsed, dict):
-        parsed = [parsed]
-    if not isinstance(parsed, list):
-        raise InvalidRequest("must be a JSON list of tool schemas", field="tools")
-    return parsed
 
 
 def prepare_tokenizer(tokenizer: Any, chat_template: str | None) -> None:
@@ -139,3 +132,11 @@ def end_of_turn_ids(tokenizer: Any, generation_eos: int | list[int] | None) -> t
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     ids.update([generation_eos] if isinstance(generation_eos, int) else generation_eos or [])
     return tuple(sorted(ids))
+
+
+def output_habits(tokenizer: Any, tool_format: str, reasoning: str) -> tuple[ToolFormatName, bool]:
+    """How the model writes tool calls and whether it thinks first: the worker's choice, else its template's."""
+    template = tokenizer.chat_template or ""
+    chosen_format = detect_format(template) if tool_format == "auto" else tool_format
+    thinks = template_thinks(template) if reasoning == "auto" else reasoning == "think"
+    return chosen_format, thinks

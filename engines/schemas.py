@@ -6,11 +6,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
+from engines.constraints import ResponseFormat
 from engines.errors import InvalidRequest
+from engines.logprobs import MAX_TOP_LOGPROBS, TokenLogprob
+from engines.tool_schemas import ToolCall, ToolChoice
 
-FinishReason = Literal["stop", "length", "abort"]
+# "tool_calls": the answer is one or more calls of the request's tools (engines/tools/).
+FinishReason = Literal["stop", "length", "abort", "tool_calls"]
 Role = Literal["system", "user", "assistant", "tool"]
 MediaKind = Literal["image", "video", "audio"]
 # More answers per request than this is a mistake (or an attack on a shared GPU), not a use case.
@@ -21,6 +35,12 @@ MAX_STOP_STRINGS = 16  # each is matched against the text at every token
 MAX_STOP_CHARS = 512
 SEED_RANGE = (-(2**63), 2**63 - 1)  # a signed 64-bit integer, as OpenAI and vLLM take it
 MAX_REPETITION_PENALTY = 10.0
+MAX_LOGIT_BIAS_ENTRIES = 1024
+
+
+# Token ids come as JSON object keys, which are strings: the one place a string becomes an int.
+TokenId = Annotated[int, Strict(False), Field(ge=0)]
+Bias = Annotated[float, Field(ge=-100, le=100)]
 
 
 class _Model(BaseModel):
@@ -54,15 +74,40 @@ ContentPart = Annotated[TextPart | ImagePart | VideoPart | AudioPart, Field(disc
 
 class Message(_Model):
     role: Role
-    content: str | list[ContentPart]
+    tool_calls: list[ToolCall] | None = Field(None, description="an assistant turn's calls, fed back")
+    tool_call_id: str | None = Field(None, description="a tool turn: the call it answers")
+    content: str | list[ContentPart] | None = Field(None, validate_default=True)  # null only beside tool calls
+
+    @field_validator("tool_calls")
+    @classmethod
+    def _calls_are_the_assistants(cls, calls: list[ToolCall] | None, info: ValidationInfo) -> list[ToolCall] | None:
+        if calls is not None and info.data.get("role") != "assistant":
+            raise ValueError("only an assistant turn makes tool calls")
+        return calls
+
+    @field_validator("tool_call_id")
+    @classmethod
+    def _answers_are_the_tools(cls, call_id: str | None, info: ValidationInfo) -> str | None:
+        if call_id is not None and info.data.get("role") != "tool":
+            raise ValueError("only a tool turn answers a tool call")
+        return call_id
+
+    @field_validator("content")
+    @classmethod
+    def _content_unless_calling(cls, content: Any, info: ValidationInfo) -> Any:
+        if content is None and not info.data.get("tool_calls"):
+            raise ValueError("required (only an assistant turn that calls tools may leave it out)")
+        return content
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content if isinstance(part, TextPart))
 
     def media(self) -> list[ImagePart | VideoPart | AudioPart]:
-        if isinstance(self.content, str):
+        if self.content is None or isinstance(self.content, str):
             return []
         return [part for part in self.content if not isinstance(part, TextPart)]
 
@@ -86,6 +131,23 @@ class GenerationParams(_Model):
     )
     seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     skip_special_tokens: bool | None = None
+    # OpenAI's and vLLM's sampling extras (an engine that cannot honour one refuses it by name)
+    logprobs: int | None = Field(
+        None, ge=0, le=MAX_TOP_LOGPROBS, description="log probabilities of each token and this many alternatives"
+    )
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    min_p: float | None = Field(None, ge=0, le=1)
+    # token ids come as JSON object keys, which are strings: the one field that parses them
+    logit_bias: dict[Annotated[int, Strict(False), Field(ge=0)], Annotated[float, Field(ge=-100, le=100)]] | None = (
+        Field(None, max_length=MAX_LOGIT_BIAS_ENTRIES, description="token id -> added to its logit")
+    )
+    ignore_eos: bool | None = Field(None, description="go on past the end-of-turn token, to max_new_tokens")
+    min_tokens: int | None = Field(None, ge=0, description="no end-of-turn token or stop string before this many")
+    # What the answer must be: JSON (response_format), or a call of the request's tools (tool_choice)
+    response_format: ResponseFormat | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -94,10 +156,13 @@ class GenerationParams(_Model):
 
 
 class Response(_Model):
-    response_text: str
+    response_text: str = Field(description="the answer's text: no reasoning, no tool calls")
     response_length: int = Field(ge=0, description="generated tokens, the end-of-turn token included")
     prompt_length: int = Field(ge=0, description="prompt tokens after the chat template")
     finish_reason: FinishReason
+    tool_calls: list[ToolCall] | None = Field(None, description="the calls the model made of the request's tools")
+    reasoning_text: str | None = Field(None, description="what a reasoning model thought before answering")
+    logprobs: list[TokenLogprob] | None = Field(None, description="when asked for: one per generated token")
 
 
 def invalid_from_validation(exc: ValidationError, prefix: str = "") -> InvalidRequest:
@@ -139,6 +204,7 @@ class Delta:
     text: str
     token_ids: tuple[int, ...]
     finish_reason: FinishReason | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per token of token_ids, when the request asked for them
 
 
 class EngineArgs(_Model):
@@ -152,6 +218,12 @@ class EngineArgs(_Model):
     chat_template: str | None = Field(None, description="a Jinja template replacing the tokenizer's")
     trust_remote_code: bool = False
     adapters: dict[str, str] = Field(default_factory=dict, description="LoRA adapter name -> path")
+    tool_format: Literal["auto", "hermes", "llama3_json", "mistral", "react"] = Field(
+        "auto", description="how the model writes tool calls; auto: read off its chat template"
+    )
+    reasoning: Literal["auto", "think", "none"] = Field(
+        "auto", description="think: <think>…</think> opens an answer; auto: when the chat template mentions it"
+    )
 
 
 def parse_engine_args(model: type[EngineArgs], engine_args: dict[str, Any]) -> EngineArgs:

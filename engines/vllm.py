@@ -21,15 +21,16 @@ from transformers import AutoConfig, AutoTokenizer
 from vllm import AsyncEngineArgs, PoolingParams, SamplingParams
 from vllm.exceptions import VLLMClientError
 from vllm.lora.request import LoRARequest
-from vllm.sampling_params import RequestOutputKind
+from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
 from engines.base import BaseEngine, ChatRequest
 from engines.errors import EngineDead, EngineError, InvalidRequest
+from engines.logprobs import TokenLogprob, TopLogprob, finite
 from engines.model_info import generation_eos, is_sequence_classifier
 from engines.params import ResolvedParams
-from engines.prompt import end_of_turn_ids, prepare_tokenizer
+from engines.prompt import end_of_turn_ids, output_habits, prepare_tokenizer
 from engines.schemas import Delta, EngineArgs, parse_engine_args
 
 log = logging.getLogger(__name__)
@@ -77,21 +78,57 @@ def check_vllm_config(overrides: dict[str, Any], known_fields: set[str]) -> None
 
 
 def sampling_kwargs(params: ResolvedParams) -> dict[str, Any]:
-    """SamplingParams keyword arguments for resolved parameters (pure, so it is tested without vLLM)."""
-    kwargs = {
+    """SamplingParams keyword arguments for resolved parameters (pure, so it is tested without vLLM). A
+    constraint is given as `structured_outputs` keyword arguments (StructuredOutputsParams's)."""
+    kwargs: dict[str, Any] = {
         "n": params.n,
         "temperature": params.temperature,  # 0.0 is greedy in vLLM
         "top_p": params.top_p,
         "top_k": params.top_k,  # 0 disables top-k in vLLM >= 0.9, as here
         "repetition_penalty": params.repetition_penalty,
+        "presence_penalty": params.presence_penalty,
+        "frequency_penalty": params.frequency_penalty,
+        "min_p": params.min_p,
         "max_tokens": params.max_new_tokens,
+        "min_tokens": params.min_tokens,
+        "ignore_eos": params.ignore_eos,
         "stop": list(params.stop) or None,
-        "stop_token_ids": list(params.stop_token_ids),
+        # vLLM's ignore_eos passes the EOS token but still stops on stop_token_ids: the end-of-turn tokens
+        # inferq gives it, which must not end an answer that ignores them.
+        "stop_token_ids": [] if params.ignore_eos else list(params.stop_token_ids),
         "skip_special_tokens": params.skip_special_tokens,
     }
     if params.seed is not None:
         kwargs["seed"] = params.seed
+    if params.logit_bias:
+        kwargs["logit_bias"] = dict(params.logit_bias)
+    if params.logprobs is not None:
+        kwargs["logprobs"] = params.logprobs  # vLLM's default logprobs_mode is raw_logprobs, as inferq's
+    if params.constraint is not None:
+        schema = params.constraint.schema_json
+        kwargs["structured_outputs"] = {"json": schema} if schema is not None else {"json_object": True}
     return kwargs
+
+
+def token_logprobs(position_logprobs: Any, token_ids: Any, top: int) -> tuple[TokenLogprob, ...]:
+    """vLLM's logprobs of a delta's tokens (per position, token id -> Logprob(logprob, rank, decoded_token)),
+    as the engine contract's: the chosen token's, then the `top` likeliest, by rank."""
+    made = []
+    for by_token, chosen in zip(position_logprobs, token_ids, strict=True):
+        picked = by_token[chosen]
+        ranked = sorted(by_token.items(), key=lambda item: item[1].rank)[:top]
+        made.append(
+            TokenLogprob(
+                token=picked.decoded_token or "",
+                token_id=chosen,
+                logprob=finite(picked.logprob),
+                top_logprobs=[
+                    TopLogprob(token=entry.decoded_token or "", token_id=token, logprob=finite(entry.logprob))
+                    for token, entry in ranked
+                ],
+            )
+        )
+    return tuple(made)
 
 
 FINISH_REASONS = {"stop": "stop", "length": "length", "abort": "abort"}
@@ -112,11 +149,13 @@ class VllmEngine(BaseEngine):
         if self.can_generate:
             prepare_tokenizer(self.tokenizer, args.chat_template)
             self.stop_token_ids = end_of_turn_ids(self.tokenizer, generation_eos(model))
+            self.tool_format, self.thinks = output_habits(self.tokenizer, args.tool_format, args.reasoning)
         else:
             self.stop_token_ids = ()
         log.info("starting vLLM %s engine: %s", kwargs["runner"], kwargs)
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         self.context_length = self._engine.model_config.max_model_len
+        self.vocab_size = self._engine.model_config.get_vocab_size()
         # vLLM's own limit, after its defaults for this hardware (max_num_seqs) were applied
         self.capacity = self._engine.vllm_config.scheduler_config.max_num_seqs
         # Adapter ids are positive ints unique per name; vLLM loads an adapter on its first request.
@@ -127,7 +166,11 @@ class VllmEngine(BaseEngine):
         self.adapters = frozenset(self._loras)
 
     async def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        sampling = SamplingParams(**sampling_kwargs(request.params), output_kind=RequestOutputKind.DELTA)
+        kwargs = sampling_kwargs(request.params)
+        if "structured_outputs" in kwargs:
+            kwargs["structured_outputs"] = StructuredOutputsParams(**kwargs["structured_outputs"])
+        top = request.params.logprobs
+        sampling = SamplingParams(**kwargs, output_kind=RequestOutputKind.DELTA)
         outputs = self._engine.generate(
             {"prompt_token_ids": request.prompt_ids},
             sampling,
@@ -141,8 +184,13 @@ class VllmEngine(BaseEngine):
                     reason = completion.finish_reason
                     if reason is not None and reason not in FINISH_REASONS:
                         raise EngineError(f"vLLM ended the request with finish_reason {reason!r}")
+                    logprobs = () if top is None else token_logprobs(completion.logprobs, completion.token_ids, top)
                     yield Delta(
-                        completion.index, completion.text, tuple(completion.token_ids), FINISH_REASONS.get(reason)
+                        completion.index,
+                        completion.text,
+                        tuple(completion.token_ids),
+                        FINISH_REASONS.get(reason),
+                        logprobs,
                     )
 
     async def abort(self, request_id: str) -> None:

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api_client import AsyncInferQClient
-from gateway import chat, responses, score
+from gateway import chat, completions, responses, score
 from gateway.access import find_owned_job, record_as_seen_by, tenant_of
 from gateway.disconnect import ClientLeft
 from gateway.errors import ApiError, install_error_handlers
@@ -97,7 +97,7 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
     app = FastAPI(title="inferq gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app, settings.retry_after_s)
     app.add_exception_handler(ClientLeft, _nobody_listens)
-    for router in (inferq_routes, chat.router, responses.router, score.router):
+    for router in (inferq_routes, chat.router, completions.router, responses.router, score.router):
         app.include_router(router)
 
     @app.get("/health", include_in_schema=False)

@@ -1,4 +1,9 @@
-"""`POST /v1/chat/completions`: one chat job per request; streamed as OpenAI's chunks over SSE."""
+"""`POST /v1/chat/completions`: one chat job per request; streamed as OpenAI's chunks over SSE.
+
+A chunk carries one kind of delta: the role (first, per choice), a reasoning model's thoughts
+(`reasoning_content`), the answer's text (with its tokens' logprobs when asked), or tool-call pieces (a
+call's id, type and name first, then its arguments in pieces); the finish reason comes last, per choice.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from gateway.disconnect import unless_client_leaves
 from gateway.errors import api_error_of
 from gateway.fleet import inferq_client, require_served
 from gateway.messages import chat_messages
+from gateway.openai_shapes import chat_logprobs, chat_tool_call_deltas, chat_tool_calls, usage
 from gateway.sse import DONE_FRAME, EventStreamResponse, data_frame, run_to_end_or
 from gateway.strict_json import StrictJsonRoute
 from tasks.errors import JobRestarted, error_from_info
@@ -33,7 +39,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     client, tenant = inferq_client(request), tenant_of(request)
     request.state.field_names = field_names = body.field_names()
     options = body.job_options()
-    messages = chat_messages(body.messages)
+    messages = chat_messages(body.messages, client.settings.media_remote_urls)
     await require_served(client, body.model, "chat", options.get("max_new_tokens"))
     handle = await client.submit_chat(
         messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=body.stream,
@@ -49,17 +55,27 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
 
 
 def _completion(record: JobRecord) -> dict[str, Any]:
-    choices = [
-        {
-            "index": index,
-            "message": {"role": "assistant", "content": response.response_text},
-            "finish_reason": response.finish_reason,
-            "logprobs": None,
+    choices = []
+    for index, response in enumerate(record.responses):
+        message: dict[str, Any] = {
+            "role": "assistant",
+            # OpenAI's: no text beside tool calls is null, not ""
+            "content": response.response_text if response.response_text or not response.tool_calls else None,
         }
-        for index, response in enumerate(record.responses)
-    ]
-    return {**_header(record.job_id, record.model, record.timings.queued_at, "chat.completion"), "choices": choices,
-            "usage": _usage(record)}  # fmt: skip
+        if response.tool_calls:
+            message["tool_calls"] = chat_tool_calls(response.tool_calls)
+        if response.reasoning_text is not None:
+            message["reasoning_content"] = response.reasoning_text
+        choices.append(
+            {
+                "index": index,
+                "message": message,
+                "finish_reason": response.finish_reason,
+                "logprobs": chat_logprobs(response.logprobs),
+            }
+        )
+    header = _header(record.job_id, record.model, record.timings.queued_at, "chat.completion")
+    return {**header, "choices": choices, "usage": usage(record)}
 
 
 async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict[str, str]) -> AsyncIterator[str]:
@@ -67,8 +83,9 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict
     greeted: set[int] = set()
     streamed = False
 
-    def chunk(index: int, delta: dict[str, str], finish_reason: str | None = None) -> str:
-        return data_frame({**header, "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason}]})
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
+        choice = {"index": index, "delta": delta, "finish_reason": finish_reason, **extra}
+        return data_frame({**header, "choices": [choice]})
 
     try:
         async for event in handle.events():
@@ -76,9 +93,15 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict
                 if event.index not in greeted:  # each choice starts with its role
                     greeted.add(event.index)
                     yield chunk(event.index, {"role": "assistant", "content": ""})
-                if event.text:
+                if event.reasoning:
                     streamed = True
-                    yield chunk(event.index, {"content": event.text})
+                    yield chunk(event.index, {"reasoning_content": event.reasoning})
+                if event.text or event.logprobs:
+                    streamed = True
+                    yield chunk(event.index, {"content": event.text}, logprobs=chat_logprobs(event.logprobs))
+                if event.tool_calls:
+                    streamed = True
+                    yield chunk(event.index, {"tool_calls": chat_tool_call_deltas(event.tool_calls)})
                 if event.finish_reason is not None:
                     yield chunk(event.index, {}, event.finish_reason)
             elif isinstance(event, RestartEvent):
@@ -89,7 +112,7 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict
                 if record.error is not None:
                     raise error_from_info(record.error, record)
                 if include_usage:
-                    yield data_frame({**header, "choices": [], "usage": _usage(record)})
+                    yield data_frame({**header, "choices": [], "usage": usage(record)})
     except InferqError as error:
         # The status line went out with the first frame: the error travels in the stream, as OpenAI's does.
         yield data_frame(api_error_of(error, field_names).body())
@@ -100,11 +123,3 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict
 def _header(job_id: str, model: str, queued_at: float, kind: str) -> dict[str, Any]:
     return {"id": f"{COMPLETION_PREFIX}{job_id}", "object": kind, "created": int(queued_at), "model": model,
             "system_fingerprint": None}  # fmt: skip
-
-
-def _usage(record: JobRecord) -> dict[str, int] | None:
-    if record.usage is None:
-        return None
-    usage = record.usage
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens}  # fmt: skip

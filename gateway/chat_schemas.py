@@ -12,17 +12,29 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from engines.errors import InvalidRequest
-from engines.schemas import MAX_N, MAX_REPETITION_PENALTY, MAX_STOP_CHARS, MAX_TEMPERATURE, SEED_RANGE
-from gateway.refusals import NO_LOGPROBS, NO_PENALTY, NO_TOOLS, NOTHING, PLAIN_TEXT, OpenAIRequest, unsupported
-from tasks.schemas import MAX_DEADLINE_S, MAX_MESSAGES, MAX_RUNTIME_S
+from engines.schemas import MAX_N, MAX_STOP_CHARS
+from gateway.openai_params import (
+    MAX_TOKENS_BOUND,
+    TOOLS_LIST,
+    TOP_LOGPROBS,
+    ChatNamedToolChoice,
+    ChatResponseFormat,
+    ChatTool,
+    InferqExtensions,
+    SamplingParameters,
+    ToolChoiceMode,
+    chat_tools,
+    logprobs_option,
+    response_format_option,
+    tool_choice_option,
+)
+from gateway.refusals import NOTHING, OpenAIRequest, unsupported
+from tasks.schemas import MAX_MESSAGES
 
 OPENAI_MAX_STOP = 4
-MAX_USER_CHARS = 256
-# A number of tokens no model's context holds: a larger max_tokens is a mistake whatever the model.
-MAX_TOKENS_BOUND = 10_000_000
 
 StopStrings = (
-    str
+    Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
     | Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]], Field(max_length=OPENAI_MAX_STOP)]
 )
 
@@ -31,45 +43,24 @@ class StreamOptions(OpenAIRequest):
     include_usage: bool = False
 
 
-class InferqExtensions(OpenAIRequest):
-    """inferq's own fields, beside OpenAI's (the openai package sends them with `extra_body=`)."""
-
-    priority: int | None = Field(None, ge=0, le=9, description="0 (highest) to 9; default 5")
-    deadline_s: float | None = Field(
-        None, gt=0, le=MAX_DEADLINE_S, description="the job expires (504) unless done this many seconds from now"
-    )
-    max_runtime_s: float | None = Field(
-        None, gt=0, le=MAX_RUNTIME_S, description="the job is stopped (504) after running this long"
-    )
-
-
-class ChatCompletionRequest(InferqExtensions):
+class ChatCompletionRequest(SamplingParameters):
     model: str = Field(min_length=1, max_length=128)
     messages: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_MESSAGES)
     n: int | None = Field(None, ge=1, le=MAX_N)
-    temperature: float | None = Field(None, ge=0, le=MAX_TEMPERATURE)
-    top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_BOUND)
     max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_BOUND)
     stop: StopStrings | None = None
-    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = Field(None, max_length=MAX_USER_CHARS, description="the caller's end user; logged")
-    top_k: int | None = Field(None, ge=0, description="inferq: 0 disables top-k")
-    repetition_penalty: float | None = Field(None, gt=0, le=MAX_REPETITION_PENALTY, description="inferq")
+    logprobs: bool | None = None
+    top_logprobs: int | None = TOP_LOGPROBS
+    tools: list[ChatTool] | None = TOOLS_LIST
+    tool_choice: ToolChoiceMode | ChatNamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ChatResponseFormat | None = None
 
-    logprobs: NO_LOGPROBS = None
-    top_logprobs: NO_LOGPROBS = None
-    presence_penalty: NO_PENALTY = None
-    frequency_penalty: NO_PENALTY = None
-    logit_bias: NOTHING = None
-    response_format: PLAIN_TEXT = None
-    tools: NO_TOOLS = None
-    tool_choice: NO_TOOLS = None
-    parallel_tool_calls: unsupported(False) = None
-    functions: NO_TOOLS = None
-    function_call: NO_TOOLS = None
+    functions: NOTHING = None
+    function_call: NOTHING = None
     modalities: unsupported(["text"]) = None
     audio: NOTHING = None
     prediction: NOTHING = None
@@ -85,24 +76,25 @@ class ChatCompletionRequest(InferqExtensions):
             raise InvalidRequest("only allowed when stream is true", field="stream_options")
         if None not in (self.max_tokens, self.max_completion_tokens) and self.max_tokens != self.max_completion_tokens:
             raise InvalidRequest("differs from max_tokens; give one of them", field="max_completion_tokens")
+        if self.tool_choice not in (None, "none", "auto") and not self.tools:
+            raise InvalidRequest("needs tools to choose from", field="tool_choice")
         options = {
+            **self.sampling_options(),
             "n": self.n,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "repetition_penalty": self.repetition_penalty,
             "max_new_tokens": self.max_completion_tokens or self.max_tokens,
             "stop": self.stop,
-            "seed": self.seed,
-            "deadline_s": self.deadline_s,
-            "max_runtime_s": self.max_runtime_s,
+            "logprobs": logprobs_option(self.logprobs, self.top_logprobs),
+            "tools": chat_tools(self.tools),
+            "tool_choice": tool_choice_option(self.tool_choice),
+            "parallel_tool_calls": self.parallel_tool_calls,
+            "response_format": response_format_option(self.response_format),
         }
         return {name: value for name, value in options.items() if value is not None}
 
     def field_names(self) -> dict[str, str]:
         """inferq's names of this request's fields -> the client's."""
         cap = "max_completion_tokens" if self.max_completion_tokens is not None else "max_tokens"
-        return {"max_new_tokens": cap, "num_return_sequences": "n"}
+        return {"max_new_tokens": cap, "num_return_sequences": "n", "logprobs": "top_logprobs"}
 
     @property
     def include_usage(self) -> bool:

@@ -1,26 +1,37 @@
-"""A job's events (its Redis replay log) as Responses API stream events, numbered so that any gateway
-resumes any stream: the only place those events are made.
+"""A job's events (its Redis replay log) as Responses API stream events: the only place they are made.
 
-`sequence_number` is computed from the job's own `seq`, never counted by a reader: the events made from
-job event `seq` are numbered `seq * SEQ_STRIDE + k` (k = 0, 1, ...; the two opening events take 0 and 1).
-Every reader therefore gives every event the same number, and `starting_after=N` means "replay the job's
-log and drop what is numbered N or less": nothing of a stream lives in a gateway's memory. Numbers grow
-strictly but skip.
+Events are numbered 0, 1, 2, ... with no gap, counted from the start of the log as it is replayed, so every
+gateway numbers every event alike (the log is the same for all) and `starting_after=N` means "replay the
+job's log and drop what is numbered N or less": nothing of a stream lives in a gateway's memory.
+
+Items open as their first piece arrives, each with its `output_item.added`, and close at the end: a
+reasoning item (its thoughts, `response.reasoning.delta`), the message (its text, with logprobs when asked
+for), and one `function_call` item per call (`response.function_call_arguments.delta` as the arguments
+arrive). The terminal event carries the whole response, its output the items as streamed.
 
 A job that restarts on another worker (its worker died) voids the text of the attempt before: a reader
-that already passed on some of that text gets an `error` event and the stream ends (the response itself
-goes on; GET it for the final answer). A reader arriving later follows the new attempt only.
+that already passed some of it on gets an `error` event and the stream ends (the response itself goes on;
+GET it for the final answer). A reader arriving later follows the new attempt only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.response_objects import message_id, message_item, output_text, response_object, terminal_status
-from tasks.schemas import FinalEvent, JobMeta, JobRecord, RestartEvent, TokenEvent
-
-# More than the most events one job event can make (a FinalEvent that opens and closes the message: 7).
-SEQ_STRIDE = 10
+from gateway.openai_shapes import responses_logprobs
+from gateway.response_objects import (
+    call_item_id,
+    function_call_item,
+    message_id,
+    message_item,
+    output_text,
+    reasoning_id,
+    reasoning_item,
+    response_object,
+    terminal_status,
+)
+from tasks.schemas import FinalEvent, JobMeta, JobRecord, RestartEvent, TokenEvent, ToolCallDelta
 
 _TERMINAL_EVENT = {
     "completed": "response.completed",
@@ -31,13 +42,28 @@ _TERMINAL_EVENT = {
 }
 
 
+@dataclass
+class _Item:
+    kind: str  # "reasoning", "message", "function_call"
+    output_index: int
+    text: list[str] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] = field(default_factory=list)
+    call_id: str = ""
+    name: str = ""
+    call_index: int = 0
+
+
 class ResponseEventBuilder:
     def __init__(self, meta: JobMeta) -> None:
         self._meta = meta
-        self._pieces: list[str] = []
-        self._message_open = False
-        self._message_closed = False
+        self._job_id = meta.job_id
+        self._with_logprobs = bool((meta.echo or {}).get("include_logprobs"))
+        self._items: list[_Item] = []
+        self._reasoning: _Item | None = None
+        self._message: _Item | None = None
+        self._calls: dict[int, _Item] = {}
         self._next_number = 0
+        self._passed_on = False  # some of the answer went out: a restart voids it
         self.ended = False
 
     def opening(self) -> list[dict[str, Any]]:
@@ -47,70 +73,148 @@ class ResponseEventBuilder:
         ]
 
     def on_event(self, event: TokenEvent | RestartEvent | FinalEvent) -> list[dict[str, Any]]:
-        self._next_number = event.seq * SEQ_STRIDE
         if isinstance(event, TokenEvent):
             return self._on_token(event) if event.index == 0 else []
         if isinstance(event, RestartEvent):
             return self._on_restart()
         return self._on_final(event.record)
 
+    # -- pieces of the answer -----------------------------------------------------------------
+
     def _on_token(self, event: TokenEvent) -> list[dict[str, Any]]:
-        made = self._open_message()
-        if event.text:
-            made.append(self._delta(event.text))
-        if event.finish_reason is not None:
-            made += self._close_message("completed" if event.finish_reason == "stop" else "incomplete")
+        made: list[dict[str, Any]] = []
+        if event.reasoning:
+            made += self._reason(event.reasoning)
+        if event.text or (event.logprobs and self._with_logprobs):
+            made += self._say(event.text, event.logprobs)
+        for call in event.tool_calls or ():
+            made += self._call(call)
         return made
 
+    def _reason(self, text: str) -> list[dict[str, Any]]:
+        made = []
+        if self._reasoning is None:
+            self._reasoning = self._open("reasoning")
+            item = reasoning_item(self._job_id, "", "in_progress")
+            made.append(self._emit("response.output_item.added", output_index=self._reasoning.output_index, item=item))
+        self._reasoning.text.append(text)
+        made.append(self._emit("response.reasoning.delta", **self._where(self._reasoning, reasoning_id), delta=text))
+        return made
+
+    def _say(self, text: str, logprobs: list | None) -> list[dict[str, Any]]:
+        made = []
+        if self._message is None:
+            self._message = self._open("message")
+            item = message_item(self._job_id, "", "in_progress")
+            made.append(self._emit("response.output_item.added", output_index=self._message.output_index, item=item))
+            made.append(
+                self._emit(
+                    "response.content_part.added", **self._where(self._message, message_id), part=output_text("")
+                )
+            )
+        shaped = responses_logprobs(logprobs) if self._with_logprobs else []
+        self._message.text.append(text)
+        self._message.logprobs += shaped
+        made.append(
+            self._emit(
+                "response.output_text.delta", **self._where(self._message, message_id), delta=text, logprobs=shaped
+            )
+        )
+        return made
+
+    def _call(self, piece: ToolCallDelta) -> list[dict[str, Any]]:
+        made = []
+        item = self._calls.get(piece.index)
+        if item is None:
+            item = self._calls[piece.index] = self._open("function_call")
+            item.call_id, item.name, item.call_index = piece.id or "", piece.name or "", piece.index
+            added = function_call_item(self._job_id, piece.index, item.call_id, item.name, "", "in_progress")
+            made.append(self._emit("response.output_item.added", output_index=item.output_index, item=added))
+        if piece.arguments:
+            item.text.append(piece.arguments)
+            made.append(
+                self._emit(
+                    "response.function_call_arguments.delta",
+                    item_id=call_item_id(self._job_id, item.call_index),
+                    output_index=item.output_index,
+                    delta=piece.arguments,
+                )
+            )
+        return made
+
+    # -- the end ------------------------------------------------------------------------------
+
     def _on_restart(self) -> list[dict[str, Any]]:
-        if not self._pieces:
+        if not self._passed_on:
             return []
         self.ended = True
         message = (
             "the job restarted on another worker: the text streamed so far is void; GET the response for the answer"
         )
-        return [self._emit("error", code="job_restarted", message=message, param=None)]
+        error = {"type": "server_error", "code": "job_restarted", "message": message, "param": None}
+        return [self._emit("error", error=error)]
 
     def _on_final(self, record: JobRecord) -> list[dict[str, Any]]:
         made: list[dict[str, Any]] = []
-        if record.responses and not self._message_closed:
-            # The log may hold no tokens (it expired, or the job never streamed): the record has the text.
+        if record.responses and not self._items:
+            # The log held no tokens (it expired, or the job never streamed): the record has the answer.
             response = record.responses[0]
-            made += self._open_message()
-            missing = response.response_text.removeprefix("".join(self._pieces))
-            if missing:
-                made.append(self._delta(missing))
-            made += self._close_message("completed" if response.finish_reason == "stop" else "incomplete")
-        status = terminal_status(record)
-        made.append(self._emit(_TERMINAL_EVENT[status], response=response_object(self._meta, record)))
+            if response.reasoning_text is not None:
+                made += self._reason(response.reasoning_text)
+            if response.response_text or not response.tool_calls:
+                made += self._say(response.response_text, response.logprobs)
+            for index, call in enumerate(response.tool_calls or ()):
+                made += self._call(ToolCallDelta(index=index, id=call.id, name=call.name, arguments=call.arguments))
+        finish = record.responses[0].finish_reason if record.responses else "abort"
+        status = "completed" if finish in ("stop", "tool_calls") else "incomplete"
+        output = []
+        for item in self._items:
+            closing, done_item = self._close(item, status)
+            made += closing
+            output.append(done_item)
+        response = response_object(self._meta, record, output=output if self._items else None)
+        made.append(self._emit(_TERMINAL_EVENT[terminal_status(record)], response=response))
         self.ended = True
         return made
 
-    def _open_message(self) -> list[dict[str, Any]]:
-        if self._message_open:
-            return []
-        self._message_open = True
-        item = message_item(self._meta.job_id, "", "in_progress")
-        return [
-            self._emit("response.output_item.added", output_index=0, item=item),
-            self._emit("response.content_part.added", **self._where(), part=output_text("")),
-        ]
+    def _close(self, item: _Item, status: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        text = "".join(item.text)
+        if item.kind == "reasoning":
+            where = self._where(item, reasoning_id)
+            done = reasoning_item(self._job_id, text, "completed")
+            events = [self._emit("response.reasoning.done", **where, text=text)]
+        elif item.kind == "message":
+            where = self._where(item, message_id)
+            done = message_item(self._job_id, text, status, item.logprobs)
+            events = [
+                self._emit("response.output_text.done", **where, text=text, logprobs=item.logprobs),
+                self._emit("response.content_part.done", **where, part=output_text(text, item.logprobs)),
+            ]
+        else:
+            arguments = text or "{}"
+            done = function_call_item(self._job_id, item.call_index, item.call_id, item.name, arguments, "completed")
+            events = [
+                self._emit(
+                    "response.function_call_arguments.done",
+                    item_id=done["id"],
+                    output_index=item.output_index,
+                    name=item.name,
+                    arguments=arguments,
+                )
+            ]
+        events.append(self._emit("response.output_item.done", output_index=item.output_index, item=done))
+        return events, done
 
-    def _delta(self, text: str) -> dict[str, Any]:
-        self._pieces.append(text)
-        return self._emit("response.output_text.delta", **self._where(), delta=text, logprobs=[])
+    # -- helpers ------------------------------------------------------------------------------
 
-    def _close_message(self, status: str) -> list[dict[str, Any]]:
-        self._message_closed = True
-        text = "".join(self._pieces)
-        return [
-            self._emit("response.output_text.done", **self._where(), text=text, logprobs=[]),
-            self._emit("response.content_part.done", **self._where(), part=output_text(text)),
-            self._emit("response.output_item.done", output_index=0, item=message_item(self._meta.job_id, text, status)),
-        ]
+    def _open(self, kind: str) -> _Item:
+        item = _Item(kind, output_index=len(self._items))
+        self._items.append(item)
+        self._passed_on = True
+        return item
 
-    def _where(self) -> dict[str, Any]:
-        return {"item_id": message_id(self._meta.job_id), "output_index": 0, "content_index": 0}
+    def _where(self, item: _Item, item_id) -> dict[str, Any]:
+        return {"item_id": item_id(self._job_id), "output_index": item.output_index, "content_index": 0}
 
     def _emit(self, event_type: str, **fields: Any) -> dict[str, Any]:
         event = {"type": event_type, "sequence_number": self._next_number, **fields}

@@ -19,7 +19,7 @@ from gateway.messages import response_input
 from gateway.response_events import ResponseEventBuilder
 from gateway.response_objects import job_id_of, response_object
 from gateway.responses_schemas import CreateResponseRequest
-from gateway.sse import EventStreamResponse, named_frame, run_to_end_or
+from gateway.sse import DONE_FRAME, EventStreamResponse, named_frame, run_to_end_or
 from gateway.strict_json import StrictJsonRoute
 from gateway.tenants import Tenant
 from tasks.errors import error_from_info
@@ -27,7 +27,8 @@ from tasks.schemas import FinalEvent
 
 log = logging.getLogger(__name__)
 router = APIRouter(route_class=StrictJsonRoute)
-FIELD_NAMES = {"max_new_tokens": "max_output_tokens", "system": "instructions"}
+FIELD_NAMES = {"max_new_tokens": "max_output_tokens", "system": "instructions", "logprobs": "top_logprobs",
+               "response_format": "text"}  # fmt: skip
 
 # How long `cancel` waits for the worker to write the record that holds the partial answer.
 CANCEL_WAIT_S = 10.0
@@ -38,11 +39,12 @@ async def create_response(body: CreateResponseRequest, request: Request):
     client, tenant = inferq_client(request), tenant_of(request)
     request.state.field_names = FIELD_NAMES
     options = body.job_options()
-    messages = response_input(body.input)
+    messages = response_input(body.input, client.settings.media_remote_urls)
     await require_served(client, body.model, "chat", options.get("max_new_tokens"))
     handle = await client.submit_chat(
-        messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=True, **options
-    )
+        messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=True,
+        echo=body.echo(), **options,
+    )  # fmt: skip
     log.info("response job %s for %s (tenant %s, background %s)", handle.id, body.model, tenant.name, body.background)
     if body.stream:
         frames = _frames(handle, starting_after=-1)
@@ -50,7 +52,7 @@ async def create_response(body: CreateResponseRequest, request: Request):
             return EventStreamResponse(frames, handle.id)  # it runs on when the client leaves, to be resumed
         return EventStreamResponse(run_to_end_or(frames, handle.cancel), handle.id)
     if body.background:
-        return JSONResponse({**response_object(handle.meta, None), "background": True})
+        return JSONResponse(response_object(handle.meta, None))
     record = await unless_client_leaves(request, _record_when_done(handle), handle.cancel)
     if record.error is not None and record.status != "cancelled":
         raise error_from_info(record.error, record)
@@ -117,4 +119,5 @@ async def _frames(handle: AsyncJobHandle, starting_after: int) -> AsyncIterator[
             if event["sequence_number"] > starting_after:
                 yield named_frame(event)
         if builder.ended:
+            yield DONE_FRAME  # the Open Responses stream's end
             return

@@ -50,6 +50,11 @@ class QueueSettings(BaseSettings):
     no_worker_grace_s: float = Field(
         5.0, gt=0, description="a waited-for job whose model has had no live worker this long fails (NoSuchModel)"
     )
+    media_remote_urls: bool = Field(
+        False,
+        description="images may be http(s) URLs, which workers fetch (public addresses only, capped in size and "
+        "time); off: data URLs only",
+    )
     redis_max_connections: int = Field(
         5,
         ge=2,

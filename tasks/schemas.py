@@ -6,10 +6,20 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from engines.errors import InferqError, InvalidRequest
-from engines.schemas import GenerationParams, Message, Response, invalid_from_validation
+from engines.logprobs import TokenLogprob
+from engines.schemas import FinishReason, GenerationParams, Message, Response, invalid_from_validation
 
 # Queue names are built from model names; ":" separates Redis priority sub-queues.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
@@ -44,8 +54,12 @@ class _Job(_Wire):
 
 
 class ChatJob(_Job):
+    """A job that generates text: a chat (`messages`, through the model's chat template), or a completion
+    of a raw `prompt` (no template: the model continues the text)."""
+
     kind: Literal["chat"] = "chat"
-    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
+    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS)
+    messages: list[Message] | None = Field(None, min_length=1, max_length=MAX_MESSAGES, validate_default=True)
     system: str | None = Field(None, max_length=MAX_PROMPT_CHARS)
     tools: str | list[dict[str, Any]] | None = None
     images: list[str] | None = None
@@ -57,11 +71,19 @@ class ChatJob(_Job):
 
     @field_validator("messages")
     @classmethod
-    def _prompt_within_reason(cls, messages: list[Message]) -> list[Message]:
-        chars = sum(len(message.text()) for message in messages)
+    def _messages_or_a_prompt(cls, messages: list[Message] | None, info: ValidationInfo) -> list[Message] | None:
+        if (messages is None) == (info.data.get("prompt") is None):
+            raise ValueError("give messages (a chat) or a prompt (a completion), one of them")
+        chars = sum(len(message.text()) for message in messages or ())
         if chars > MAX_PROMPT_CHARS:
             raise ValueError(f"{chars} characters of text; a job takes at most {MAX_PROMPT_CHARS}")
         return messages
+
+    @model_validator(mode="after")
+    def _a_completion_is_raw(self) -> ChatJob:
+        if self.prompt is not None and (self.system is not None or self.tools is not None):
+            raise ValueError("a completion takes a raw prompt: no system, no tools")
+        return self
 
 
 class ScoreJob(_Job):
@@ -152,14 +174,29 @@ class JobRecord(_Wire):
     error: ErrorInfo | None = None
 
 
+class ToolCallDelta(_Wire):
+    """A piece of a streamed tool call: its start (id and name), then its arguments' JSON text in pieces."""
+
+    index: int = Field(description="the call's place among the answer's calls")
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
 class TokenEvent(_Wire):
+    """What one engine step added to one answer, read (engines/output.py): the answer's text, a reasoning
+    model's thoughts, tool-call pieces, the tokens' log probabilities when asked for."""
+
     type: Literal["token"] = "token"
     seq: int
     attempt: int
     index: int = Field(description="which of the job's n answers")
-    text: str
+    text: str = Field(description="the answer's text (no thoughts, no tool calls)")
     num_tokens: int
-    finish_reason: Literal["stop", "length", "abort"] | None = None
+    finish_reason: FinishReason | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    logprobs: list[TokenLogprob] | None = None
 
 
 class RestartEvent(_Wire):
@@ -189,6 +226,9 @@ class JobMeta(_Wire):
     queued_at: float
     deadline_at: float | None = None
     owner: str | None = Field(None, description="who submitted it (a gateway tenant); only they may see it there")
+    echo: dict[str, Any] | None = Field(
+        None, description="what its producer keeps with the job to answer with later (a Responses request's parameters)"
+    )
 
 
 class OwnerQuota(_Wire):

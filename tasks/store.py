@@ -258,7 +258,7 @@ class JobStore:
         """
         args: list[str | int] = [lease_token or "", self.settings.stream_ttl_s, names.live_channel(job_id)]
         for event in events:
-            args += [event.seq, event.model_dump_json()]
+            args += [event.seq, event.model_dump_json(exclude_none=True)]  # a token's event: few bytes
         if not await self._append(keys=[names.lease_key(job_id), names.events_key(job_id)], args=args):
             raise LeaseLost(f"job {job_id}: lease lost; this copy may not publish")
 

@@ -161,6 +161,12 @@ async def store(isolated_url, isolated_redis):
 
 
 @pytest.fixture(scope="session")
+def smollm2_worker(start_worker):
+    """The default model behind the queue (the HF engine), for tests that need a real answer."""
+    return start_worker("smollm2", "smollm2", concurrency=4)
+
+
+@pytest.fixture(scope="session")
 def tiny_worker(start_worker, tiny_llama_dir):
     return start_worker(tiny_llama_dir, "tiny")
 

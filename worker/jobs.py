@@ -29,8 +29,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from engines.base import ResponseBuilder
 from engines.errors import EngineDead, EngineError, InferqError, InvalidRequest
+from engines.response_builder import ResponseBuilder
 from tasks.errors import JobCancelled, JobExpired, JobFailed, JobTimeLimit, LeaseLost
 from tasks.redis_connection import retry_transient
 from tasks.schemas import ChatJob, ErrorInfo, JobRecord, JobStatus, ScoreJob, Timings, Usage, parse_job
@@ -205,20 +205,26 @@ class JobRun:
 
     async def _chat(self, job: ChatJob) -> None:
         engine = self.runner.engine
-        prepare = functools.partial(
-            engine.prepare_chat,
-            job.messages,
-            job.system,
-            job.tools,
-            job.images,
-            job.videos,
-            job.audios,
-            request_id=self.job_id,
-            adapter=job.adapter,
-            **job.params.model_dump(exclude_none=True),
-        )
+        params = job.params.model_dump(exclude_none=True)
+        if job.prompt is not None:  # a completion: the raw prompt, no chat template
+            prepare = functools.partial(
+                engine.prepare_completion, job.prompt, request_id=self.job_id, adapter=job.adapter, **params
+            )
+        else:
+            prepare = functools.partial(
+                engine.prepare_chat,
+                job.messages,
+                job.system,
+                job.tools,
+                job.images,
+                job.videos,
+                job.audios,
+                request_id=self.job_id,
+                adapter=job.adapter,
+                **params,
+            )
         request = await asyncio.get_running_loop().run_in_executor(self.runner.preparer, prepare)
-        self.builder = ResponseBuilder(request.params.n, request.prompt_length)
+        self.builder = ResponseBuilder.for_request(request)
         if self.running.stopped:
             return  # cancelled (or its lease lost) while it was being prepared: the engine never sees it
         # An engine learns of a request when its generator first runs: an abort sent before that finds
@@ -231,9 +237,10 @@ class JobRun:
                     await engine.abort(self.job_id)
                 if self.timings.first_token_at is None and delta.token_ids:
                     self.timings = self.timings.model_copy(update={"first_token_at": time.time()})
-                self.builder.add(delta)
+                pieces = self.builder.add(delta)
                 if job.stream:
-                    self.publisher.push(delta)
+                    finish_reason = self.builder.finish_reason(delta.index) if delta.finish_reason else None
+                    self.publisher.push(delta, pieces, finish_reason)
 
     async def _score(self, job: ScoreJob) -> JobRecord:
         engine = self.runner.engine

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 
-from engines.schemas import Delta
+from engines.pieces import CallArguments, CallStart, ContentPiece, Piece, ReasoningPiece
+from engines.schemas import Delta, FinishReason
 from tasks.redis_connection import retry_transient
-from tasks.schemas import JobRecord, RestartEvent, TokenEvent
+from tasks.schemas import JobRecord, RestartEvent, TokenEvent, ToolCallDelta
 from tasks.store import Event, JobStore
 from worker.lease import JobLease
 
@@ -38,18 +39,32 @@ class JobPublisher:
             await publisher._write([RestartEvent(seq=publisher._next_seq(), attempt=attempt)])
         return publisher
 
-    def push(self, delta: Delta) -> None:
-        """Queues a delta for publishing; raises what made an earlier write fail for good."""
+    def push(self, delta: Delta, pieces: list[Piece] | None = None, finish_reason: FinishReason | None = None) -> None:
+        """Queues a delta, read into `pieces` (engines/output.py; default: its text as it is), for publishing;
+        `finish_reason` as its caller sees it (default: the delta's). Raises what made an earlier write fail
+        for good."""
         if self._error is not None:
             raise self._error
+        if pieces is None:
+            pieces, finish_reason = [ContentPiece(delta.text)], delta.finish_reason
+        calls: dict[int, ToolCallDelta] = {}
+        for piece in pieces:
+            if isinstance(piece, CallStart):
+                calls[piece.index] = ToolCallDelta(index=piece.index, id=piece.id, name=piece.name)
+            elif isinstance(piece, CallArguments):
+                call = calls.get(piece.index) or ToolCallDelta(index=piece.index)
+                calls[piece.index] = call.model_copy(update={"arguments": call.arguments + piece.text})
         self._pending.append(
             TokenEvent(
                 seq=self._next_seq(),
                 attempt=self._attempt,
                 index=delta.index,
-                text=delta.text,
+                text="".join(piece.text for piece in pieces if isinstance(piece, ContentPiece)),
                 num_tokens=len(delta.token_ids),
-                finish_reason=delta.finish_reason,
+                finish_reason=finish_reason,
+                reasoning="".join(piece.text for piece in pieces if isinstance(piece, ReasoningPiece)) or None,
+                tool_calls=list(calls.values()) or None,
+                logprobs=list(delta.logprobs) or None,
             )
         )
         if self._flusher is None or self._flusher.done():

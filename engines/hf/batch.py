@@ -6,8 +6,10 @@ transformers' `DynamicCache`, so a request arriving mid-generation waits one ste
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,10 @@ from engines.base import ChatRequest
 from engines.errors import EngineError
 from engines.hf.detokenizer import IncrementalDetokenizer
 from engines.hf.errors import request_failure
+from engines.hf.grammar import Grammars
+from engines.hf.logprobs import TokenTexts, token_logprobs
 from engines.hf.sampling import RequestSampler
+from engines.logprobs import TokenLogprob
 from engines.schemas import Delta, FinishReason
 from engines.stopping import StopStringMatcher
 
@@ -36,6 +41,7 @@ class Sequence:
     detokenizer: IncrementalDetokenizer
     stop_matcher: StopStringMatcher | None
     token_ids: list[int]  # prompt + generated: the repetition penalty looks at both
+    grammar: Any = None  # this row's grammar matcher, when the request constrains its output
     num_generated: int = 0
     finish_reason: FinishReason | None = field(default=None)
 
@@ -44,11 +50,13 @@ class Sequence:
         params = self.request.params
         self.num_generated += 1
         self.token_ids.append(token_id)
-        if token_id in params.stop_token_ids:
+        if self.grammar is not None:
+            self.grammar.accept_token(token_id)
+        if token_id in params.stop_token_ids and not params.ignore_eos:
             # The end-of-turn token ends the answer but is not part of its text.
             return self._finish("stop", self._drain()[0], (token_id,))
         text = self.detokenizer.add(token_id)
-        if self.stop_matcher is not None:
+        if self.stop_matcher is not None and self.num_generated > params.min_tokens:
             text, hit = self.stop_matcher.feed(text)
             if hit:
                 return self._finish("stop", text, (token_id,))
@@ -80,6 +88,15 @@ class Sequence:
 SequenceFactory = Callable[[ChatRequest, int, RequestSampler], Sequence]
 
 
+@dataclass(frozen=True)
+class StepHelpers:
+    """What a step needs besides the model, owned by the engine."""
+
+    pad_token_id: int
+    token_texts: TokenTexts
+    grammars: Grammars | None  # None without xgrammar: constrained requests were refused when prepared
+
+
 class DecodeBatch:
     """Rows sharing one forward pass. Padding is on the left, so every row's next token is the last column."""
 
@@ -89,8 +106,10 @@ class DecodeBatch:
         cache: DynamicCache,
         attention_mask: torch.Tensor,
         positions: torch.Tensor,
+        helpers: StepHelpers,
     ) -> None:
         self.sequences = sequences
+        self._helpers = helpers
         self.cache = cache
         self.attention_mask = attention_mask  # [rows, cached tokens], 0 on padding
         self.positions = positions  # [rows], the position id of each row's next input token
@@ -100,8 +119,9 @@ class DecodeBatch:
 
     @classmethod
     def prefill(
-        cls, model, requests: list[ChatRequest], make_sequence: SequenceFactory, pad_token_id: int
+        cls, model, requests: list[ChatRequest], make_sequence: SequenceFactory, helpers: StepHelpers
     ) -> tuple[DecodeBatch, list[Output]]:
+        pad_token_id = helpers.pad_token_id
         device = model.device
         longest = max(r.prompt_length for r in requests)
         input_ids = torch.tensor(
@@ -128,9 +148,9 @@ class DecodeBatch:
             attention_mask, logits = attention_mask[index], logits[index]
         sequences = []
         for request in requests:
-            sampler = RequestSampler(request.params, device)
+            sampler = RequestSampler(request.params, device, request.prompt_length)
             sequences += [make_sequence(request, j, sampler) for j in range(request.params.n)]
-        batch = cls(sequences, cache, attention_mask, positions=attention_mask.sum(-1))
+        batch = cls(sequences, cache, attention_mask, positions=attention_mask.sum(-1), helpers=helpers)
         return batch, batch._choose_next(logits)
 
     def decode(self, model) -> list[Output]:
@@ -150,6 +170,13 @@ class DecodeBatch:
         """Each request's next tokens, by its own sampler. A request whose sampling or detokenizing fails
         ends with its error and leaves the batch; its batch-mates go on."""
         logits = logits.float()
+        wanting_logprobs = [row for row, seq in enumerate(self.sequences) if seq.request.params.logprobs is not None]
+        raw = logits[wanting_logprobs] if wanting_logprobs else None  # a copy: what the model said, unmasked
+        constrained = [row for row, sequence in enumerate(self.sequences) if sequence.grammar is not None]
+        if constrained:
+            masked = logits[constrained]
+            self._helpers.grammars.mask(masked, [self.sequences[row].grammar for row in constrained])
+            logits[constrained] = masked
         next_tokens = logits.argmax(dim=-1)
         rows_by_sampler: dict[int, list[int]] = {}
         for row, sequence in enumerate(self.sequences):
@@ -165,16 +192,20 @@ class DecodeBatch:
                     # A request's rows started together and step together, so their histories have one length.
                     history = torch.tensor([self.sequences[r].token_ids for r in rows], device=logits.device)
                 index = torch.tensor(rows, device=logits.device)
-                next_tokens[index] = sampler(logits[index], history)
+                next_tokens[index] = sampler(logits[index], history, self.sequences[rows[0]].num_generated)
             except Exception as exc:
                 failed[self.sequences[rows[0]].request.request_id] = request_failure(exc)
         self.next_input = next_tokens
+        logprobs = self._logprobs(raw, wanting_logprobs, next_tokens)
         outputs: list[Output] = []
-        for sequence, token in zip(self.sequences, next_tokens.tolist(), strict=True):
+        for row, (sequence, token) in enumerate(zip(self.sequences, next_tokens.tolist(), strict=True)):
             request_id = sequence.request.request_id
             if request_id not in failed:
                 try:
-                    outputs.append((request_id, sequence.accept(token)))
+                    delta = sequence.accept(token)
+                    if row in logprobs:
+                        delta = dataclasses.replace(delta, logprobs=(logprobs[row],))
+                    outputs.append((request_id, delta))
                 except Exception as exc:
                     failed[request_id] = request_failure(exc)
         if not failed:
@@ -183,6 +214,17 @@ class DecodeBatch:
             if sequence.request.request_id in failed:
                 sequence.fail()
         return [output for output in outputs if output[0] not in failed] + list(failed.items())
+
+    def _logprobs(self, raw: torch.Tensor | None, rows: list[int], chosen: torch.Tensor) -> dict[int, TokenLogprob]:
+        if raw is None:
+            return {}
+        made: dict[int, TokenLogprob] = {}
+        for top in {self.sequences[row].request.params.logprobs for row in rows}:  # rows asking for as many
+            group = [i for i, row in enumerate(rows) if self.sequences[row].request.params.logprobs == top]
+            picked = [rows[i] for i in group]
+            found = token_logprobs(raw[group], chosen[picked], top, self._helpers.token_texts)
+            made.update(zip(picked, found, strict=True))
+        return made
 
     def filter(self) -> None:
         """Drops finished rows, then any left padding every remaining row shares."""

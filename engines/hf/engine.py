@@ -9,6 +9,7 @@ within one step.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +19,15 @@ import torch
 from pydantic import Field
 
 from engines.base import BaseEngine, ChatRequest
+from engines.constraints import DecodingConstraint
 from engines.errors import InvalidRequest
 from engines.hf.errors import translate_error
+from engines.hf.grammar import Grammars
 from engines.hf.loading import load
 from engines.hf.scheduler import Scheduler
 from engines.hf.scoring import Scorer
 from engines.hf.stepper import Stepper
-from engines.prompt import end_of_turn_ids, prepare_tokenizer
+from engines.prompt import end_of_turn_ids, output_habits, prepare_tokenizer
 from engines.schemas import Delta, EngineArgs, parse_engine_args
 
 log = logging.getLogger(__name__)
@@ -64,17 +67,26 @@ class HuggingFaceEngine(BaseEngine):
             )
             return
         prepare_tokenizer(self.tokenizer, args.chat_template)
+        self.tool_format, self.thinks = output_habits(self.tokenizer, args.tool_format, args.reasoning)
         self.stop_token_ids = end_of_turn_ids(self.tokenizer, self.model.generation_config.eos_token_id)
+        # the logits' width, which a model may pad past its tokenizer's length
+        self.vocab_size = self.model.get_output_embeddings().weight.shape[0]
+        self._grammars = _grammars(self.tokenizer, self.vocab_size, self.stop_token_ids)
+        if self._grammars is None:
+            self.refused_params = frozenset({"response_format", "tool_choice"})
         for adapter_name, adapter_path in args.adapters.items():
             self.model.load_adapter(adapter_path, adapter_name=adapter_name)
         self.adapters = frozenset(args.adapters)
         self._scheduler = Scheduler(
-            Stepper(self.model, self.tokenizer, has_adapters=bool(args.adapters)),
+            Stepper(self.model, self.tokenizer, has_adapters=bool(args.adapters), grammars=self._grammars),
             self._executor,
             translate_error,
             max_batch_rows=args.max_batch_size,
             max_prefill_tokens=args.max_prefill_tokens,
         )
+
+    def check_constraint(self, constraint: DecodingConstraint) -> None:
+        self._grammars.compile(constraint)  # compiled once here, off the compute thread, and cached
 
     def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
         return self._scheduler.generate(request)
@@ -97,3 +109,11 @@ class HuggingFaceEngine(BaseEngine):
         del self.model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _grammars(tokenizer: Any, vocab_size: int, stop_token_ids: tuple[int, ...]) -> Grammars | None:
+    """The engine's grammar compiler; None where xgrammar is not installed (JSON output is then refused)."""
+    if importlib.util.find_spec("xgrammar") is None:
+        log.warning("xgrammar is not installed: response_format and forced tool_choice are refused")
+        return None
+    return Grammars(tokenizer, vocab_size, stop_token_ids)

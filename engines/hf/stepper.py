@@ -9,9 +9,11 @@ from typing import Any
 import torch
 
 from engines.base import ChatRequest
-from engines.hf.batch import DecodeBatch, Output, Sequence
+from engines.hf.batch import DecodeBatch, Output, Sequence, StepHelpers
 from engines.hf.detokenizer import IncrementalDetokenizer
 from engines.hf.errors import request_failure
+from engines.hf.grammar import Grammars
+from engines.hf.logprobs import TokenTexts
 from engines.hf.sampling import RequestSampler
 from engines.stopping import StopStringMatcher
 
@@ -19,11 +21,15 @@ from engines.stopping import StopStringMatcher
 class Stepper:
     """Owns the running batches, one per adapter: rows for different adapters never share a forward pass."""
 
-    def __init__(self, model: Any, tokenizer: Any, has_adapters: bool) -> None:
+    def __init__(self, model: Any, tokenizer: Any, has_adapters: bool, grammars: Grammars | None) -> None:
         self._model = model
         self._tokenizer = tokenizer
         self._has_adapters = has_adapters
-        self._pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._helpers = StepHelpers(
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+            token_texts=TokenTexts(tokenizer),
+            grammars=grammars,
+        )
         self._batches: dict[str | None, DecodeBatch] = {}
 
     @property
@@ -76,7 +82,7 @@ class Stepper:
         prefilled alone, so that a request that cannot run fails alone."""
         try:
             with self._adapter(adapter):
-                joined, first_tokens = DecodeBatch.prefill(self._model, group, self._new_sequence, self._pad_token_id)
+                joined, first_tokens = DecodeBatch.prefill(self._model, group, self._new_sequence, self._helpers)
         except Exception as exc:
             if len(group) == 1:
                 return [(group[0].request_id, request_failure(exc))]
@@ -97,6 +103,7 @@ class Stepper:
             detokenizer=IncrementalDetokenizer(self._tokenizer, params.skip_special_tokens),
             stop_matcher=StopStringMatcher(params.stop) if params.stop else None,
             token_ids=list(request.prompt_ids),
+            grammar=self._helpers.grammars.matcher(params.constraint) if params.constraint is not None else None,
         )
 
     @contextmanager

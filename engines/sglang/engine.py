@@ -23,10 +23,17 @@ from transformers import AutoConfig, AutoTokenizer
 from engines.base import BaseEngine, ChatRequest
 from engines.errors import EngineError, InvalidRequest
 from engines.model_info import generation_eos, is_sequence_classifier
-from engines.prompt import end_of_turn_ids, prepare_tokenizer
+from engines.prompt import end_of_turn_ids, output_habits, prepare_tokenizer
 from engines.schemas import Delta, EngineArgs, parse_engine_args
 from engines.sglang.containment import contained_launch, kept_event_loop_policy, stop_processes
-from engines.sglang.translate import SequenceStream, StreamMode, check_overrides, sampling_params, server_arg_names
+from engines.sglang.translate import (
+    SequenceStream,
+    StreamMode,
+    check_overrides,
+    sampling_params,
+    server_arg_names,
+    token_logprobs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +114,9 @@ class SGLangEngine(BaseEngine):
         if self.can_generate:
             prepare_tokenizer(self.tokenizer, args.chat_template)
             self.stop_token_ids = end_of_turn_ids(self.tokenizer, generation_eos(model))
+            self.tool_format, self.thinks = output_habits(self.tokenizer, args.tool_format, args.reasoning)
         self.context_length = self._engine.tokenizer_manager.context_len
+        self.vocab_size = getattr(hf_config.get_text_config(), "vocab_size", None)
         self.capacity = self._engine.server_args.max_running_requests  # sglang_config may have overridden it
         self.media_kinds = frozenset({"image"}) if getattr(hf_config, "vision_config", None) else frozenset()
         self.adapters = frozenset(args.adapters)
@@ -132,12 +141,16 @@ class SGLangEngine(BaseEngine):
         running = self._running[request.request_id] = _Running({request.request_id})
         sequences = [SequenceStream(self._mode, request.params.stop) for _ in range(request.params.n)]
         unfinished = set(range(request.params.n))
+        top = request.params.logprobs
+        logprobs_seen = [0] * request.params.n
+        asked = {} if top is None else {"return_logprob": True, "top_logprobs_num": top}
         try:
             chunks = await self._translated(
                 self._engine.async_generate(
-                    **inputs, sampling_params=params, lora_path=request.adapter, stream=True, rid=request.request_id
+                    **inputs, sampling_params=params, lora_path=request.adapter, stream=True, rid=request.request_id,
+                    **asked,
                 )
-            )
+            )  # fmt: skip
             async with aclosing(chunks):
                 while unfinished and not running.aborting:
                     chunk = await self._translated(anext(chunks, None))
@@ -148,9 +161,13 @@ class SGLangEngine(BaseEngine):
                     if index not in unfinished:
                         continue  # our stop-string matcher ended it before SGLang did
                     text, token_ids, reason = sequences[index].feed(chunk)
+                    logprobs: tuple = ()
+                    if top is not None:
+                        seen = 0 if self._mode.text_is_delta else logprobs_seen[index]
+                        logprobs, logprobs_seen[index] = token_logprobs(chunk["meta_info"], seen, top)
                     if reason is not None:
                         unfinished.discard(index)
-                    yield Delta(index, text, token_ids, reason)
+                    yield Delta(index, text, token_ids, reason, logprobs)
             for index in sorted(unfinished):
                 yield Delta(index, "", (), "abort")
             unfinished.clear()

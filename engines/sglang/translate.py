@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any
 
 from engines.errors import EngineError, InvalidRequest
+from engines.logprobs import TokenLogprob, TopLogprob, finite
 from engines.params import ResolvedParams
 from engines.schemas import FinishReason
 from engines.stopping import StopStringMatcher
@@ -24,18 +25,51 @@ def sampling_params(params: ResolvedParams, *, seeds_honoured: bool) -> dict[str
         )
     mapped = {
         "max_new_tokens": params.max_new_tokens,
+        "min_new_tokens": params.min_tokens,
         "temperature": params.temperature,  # below 1e-6 SGLang samples greedily
         "top_p": params.top_p,
         "top_k": params.top_k or -1,  # -1: all tokens
+        "min_p": params.min_p,
         "repetition_penalty": params.repetition_penalty,
+        "presence_penalty": params.presence_penalty,
+        "frequency_penalty": params.frequency_penalty,
         "n": params.n,
         "stop": list(params.stop) or None,
-        "stop_token_ids": list(params.stop_token_ids),
+        # SGLang's ignore_eos passes EOS but still stops on stop_token_ids: none then
+        "stop_token_ids": [] if params.ignore_eos else list(params.stop_token_ids),
+        "ignore_eos": params.ignore_eos,
         "skip_special_tokens": params.skip_special_tokens,
     }
     if params.seed is not None:
         mapped["sampling_seed"] = params.seed  # SGLang's key; `seed` is not one
+    if params.logit_bias:
+        mapped["logit_bias"] = {str(token): bias for token, bias in params.logit_bias}  # string keys, as SGLang's
+    if params.constraint is not None:
+        # SGLang takes the schema as JSON text; its grammar backend is xgrammar, as the HF engine's
+        mapped["json_schema"] = params.constraint.schema_json or '{"type": "object"}'
     return mapped
+
+
+def token_logprobs(meta_info: dict[str, Any], seen: int, top: int) -> tuple[tuple[TokenLogprob, ...], int]:
+    """The logprobs of a chunk's new tokens from SGLang's meta_info (`output_token_logprobs`: (logprob, token
+    id, text) per token, `output_top_logprobs`: a list of those per position), which are cumulative unless
+    the server streams increments; `seen` is how many were taken already. Returns them and the new count."""
+    chosen = meta_info.get("output_token_logprobs") or []
+    tops = meta_info.get("output_top_logprobs") or [[] for _ in chosen]
+    new = list(zip(chosen, tops, strict=True))[seen:] if len(chosen) >= seen else list(zip(chosen, tops, strict=True))
+    made = tuple(
+        TokenLogprob(
+            token=text or "",
+            token_id=token_id,
+            logprob=finite(logprob),
+            top_logprobs=[
+                TopLogprob(token=other_text or "", token_id=other, logprob=finite(value))
+                for value, other, other_text in (alternatives or [])[:top]
+            ],
+        )
+        for (logprob, token_id, text), alternatives in new
+    )
+    return made, seen + len(made)
 
 
 def finish_reason(value: Any) -> FinishReason | None:

@@ -8,8 +8,7 @@ from pathlib import Path
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def test_smollm2_answers_paris_through_the_queue(start_worker, client):
-    start_worker("smollm2", "smollm2", concurrency=4)
+def test_smollm2_answers_paris_through_the_queue(smollm2_worker, client):
     [response] = client.chat(QUESTION, "smollm2", temperature=0, timeout=120)
     assert response.response_text == "The capital of France is Paris."
     assert response.finish_reason == "stop"

@@ -6,6 +6,7 @@ answer is its prompt, the SGLang stand-in's a canned text), the difference is a 
 """
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -218,3 +219,79 @@ async def test_a_poisoned_request_never_fails_its_batch_mates(engine, poison):
     *answers, _ = await asyncio.gather(*healthy, poisoned())  # all at once: they share the engine's steps
     for [response] in answers:
         assert response.finish_reason in ("stop", "length") and response.response_length >= 1
+
+
+# -- the sampling extras and constrained output: honoured, or refused by name ------------------
+
+WEATHER = {
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]},
+}
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+
+async def _chat_or_refusal(engine, messages=QUESTION, **params):
+    try:
+        return await engine.chat(messages, **params)
+    except InvalidRequest as refusal:
+        return refusal
+
+
+async def test_logprobs_come_one_per_generated_token_with_the_alternatives_asked_for(engine):
+    [response] = await engine.chat(QUESTION, max_new_tokens=6, logprobs=2, **GREEDY)
+    assert len(response.logprobs) == response.response_length
+    for entry in response.logprobs:
+        assert entry.logprob <= 0 and len(entry.top_logprobs) <= 2
+        assert all(alt.logprob <= entry.top_logprobs[0].logprob for alt in entry.top_logprobs)
+    [plain] = await engine.chat(QUESTION, max_new_tokens=6, **GREEDY)
+    assert plain.logprobs is None and plain.response_text == response.response_text  # asking changes no token
+
+
+async def test_ignore_eos_runs_to_max_new_tokens_and_min_tokens_holds_the_end_back(engine):
+    [response] = await engine.chat(QUESTION, max_new_tokens=40, ignore_eos=True, **GREEDY)
+    assert (response.response_length, response.finish_reason) == (40, "length")
+    [response] = await engine.chat(QUESTION, max_new_tokens=40, min_tokens=20, **GREEDY)
+    assert response.response_length >= 20
+
+
+async def test_a_json_schema_answer_matches_its_schema_or_is_refused_by_name(engine):
+    outcome = await _chat_or_refusal(
+        engine, max_new_tokens=48, response_format={"type": "json_schema", "schema": PERSON}, **GREEDY
+    )
+    if isinstance(outcome, InvalidRequest):
+        assert outcome.field == "response_format"  # the echo engine has no logits to constrain
+        return
+    [response] = outcome
+    if response.finish_reason == "stop":  # a random model may ramble to max_new_tokens inside the JSON
+        person = json.loads(response.response_text)
+        assert set(person) == {"name", "age"} and isinstance(person["age"], int)
+
+
+async def test_a_forced_tool_call_is_a_call_of_that_tool_or_is_refused_by_name(engine):
+    weather = [{"role": "user", "content": "What is the weather in Paris?"}]
+    for choice in ("required", {"name": "get_weather"}):
+        outcome = await _chat_or_refusal(engine, weather, tools=[WEATHER], tool_choice=choice, max_new_tokens=48)
+        if isinstance(outcome, InvalidRequest):
+            assert outcome.field == "tool_choice"
+            continue
+        [response] = outcome
+        calls = response.tool_calls  # "required" allows several (parallel calls are on); a named choice one
+        assert len(calls) >= 1 and {call.name for call in calls} == {"get_weather"} and response.response_text == ""
+        if response.finish_reason in ("stop", "tool_calls"):
+            assert all(isinstance(json.loads(call.arguments)["location"], str) for call in calls)
+            assert response.finish_reason == ("tool_calls" if choice == "required" else "stop")
+            assert choice == "required" or len(calls) == 1
+
+
+async def test_a_completion_continues_a_raw_prompt_without_the_chat_template(case, engine):
+    request = engine.prepare_completion("The capital of France is", max_new_tokens=4, **GREEDY)
+    assert "user" not in request.prompt_text and request.prompt_text == "The capital of France is"
+    deltas = [delta async for delta in engine.generate(request)]
+    assert sum(len(delta.token_ids) for delta in deltas) >= 1
+    with pytest.raises(InvalidRequest) as caught:
+        engine.prepare_completion("", max_new_tokens=4)
+    assert caught.value.field == "prompt"

@@ -4,6 +4,7 @@ from transformers import AutoTokenizer
 from engines.errors import InvalidRequest
 from engines.prompt import attach_media, build_prompt, check_media, end_of_turn_ids, prepare_tokenizer
 from engines.schemas import Message, parse_messages
+from engines.tool_schemas import parse_tools
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +25,34 @@ def test_system_argument_becomes_the_first_message(tokenizer):
     assert text.startswith("<|im_start|>system\nAnswer in French.<|im_end|>")
 
 
-def test_tools_are_passed_to_the_template_as_parsed_json(tokenizer):
-    template = "{% for t in tools %}[{{ t.name }}]{% endfor %}{% for m in messages %}{{ m.content }}{% endfor %}"
+def test_a_template_that_renders_tools_gets_them_in_openais_shape(tokenizer):
+    template = (
+        "{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}{{ m.content }}{% endfor %}"
+    )
     tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
     prepare_tokenizer(tokenizer, template)
-    text, _ = build_prompt(tokenizer, parse_messages([{"role": "user", "content": "hi"}]), None, '[{"name": "search"}]')
+    tools = parse_tools('[{"name": "search"}]')  # LLaMA-Factory passes tools as a JSON string
+    text, _ = build_prompt(tokenizer, parse_messages([{"role": "user", "content": "hi"}]), None, tools)
     assert text == "[search]hi"
+
+
+def test_a_template_without_tools_gets_them_in_its_system_message_in_the_hermes_format(tokenizer):
+    tools = parse_tools([{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}])
+    messages = parse_messages(
+        [
+            {"role": "user", "content": "weather?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "name": "get_weather", "arguments": '{"city": "Paris"}'}],
+            },
+            {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+        ]
+    )
+    text, _ = build_prompt(tokenizer, messages, "Be brief.", tools)
+    assert "Be brief.\n\n# Tools" in text and '"name": "get_weather"' in text  # the prompt LLaMA-Factory writes
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in text
+    assert "<tool_response>\nsunny\n</tool_response>" in text  # the result, as a user turn
 
 
 @pytest.mark.parametrize(
@@ -43,13 +66,11 @@ def test_tools_are_passed_to_the_template_as_parsed_json(tokenizer):
             None,
             "messages.1.role",
         ),
-        ([{"role": "user", "content": "b"}], None, "{not json", "tools"),
-        ([{"role": "user", "content": "b"}], None, "42", "tools"),
     ],
 )
 def test_bad_conversations_name_the_field(tokenizer, messages, system, tools, field):
     with pytest.raises(InvalidRequest) as caught:
-        build_prompt(tokenizer, parse_messages(messages), system, tools)
+        build_prompt(tokenizer, parse_messages(messages), system, parse_tools(tools))
     assert caught.value.field == field
 
 

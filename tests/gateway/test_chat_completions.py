@@ -121,15 +121,22 @@ async def _ended_record_responses(handle):
     ("options", "param"),
     [
         ({"temperature": -1}, "temperature"),
-        ({"logprobs": True}, "logprobs"),
+        # the echo engine has no logits: what works on them it refuses by name (a real model's engine does not)
         ({"presence_penalty": 0.5}, "presence_penalty"),
         ({"frequency_penalty": 1.0}, "frequency_penalty"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),  # and no tools to choose from
+        ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
+        ({"logit_bias": {"the": 5}}, "logit_bias"),
+        ({"tools": [{"type": "function", "function": {"name": "has space"}}]}, "tools.0.function.name"),
         ({"n": 1000}, "n"),
         ({"extra_body": {"tempreature": 0.5}}, "tempreature"),
         (
             {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+            "messages.0.content.0.image_url",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
             "messages.0.content.0",
         ),
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),

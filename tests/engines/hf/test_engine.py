@@ -94,10 +94,10 @@ async def test_a_prompt_longer_than_the_context_is_refused_before_any_model_work
 async def test_a_request_whose_sampling_fails_inside_a_shared_step_fails_alone(tiny_engine, monkeypatch):
     sample = RequestSampler.__call__
 
-    def failing_for_seed_13(self, logits, history):
+    def failing_for_seed_13(self, logits, history, generated):
         if self._generator is not None and self._generator.initial_seed() == 13:
             raise RuntimeError("this request's sampling broke")
-        return sample(self, logits, history)
+        return sample(self, logits, history, generated)
 
     monkeypatch.setattr(RequestSampler, "__call__", failing_for_seed_13)
     alone = await tiny_engine.chat(QUESTION, max_new_tokens=12, **GREEDY)

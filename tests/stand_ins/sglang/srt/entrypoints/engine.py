@@ -47,6 +47,8 @@ class Engine:
         audio_data=None,
         video_data=None,
         return_logprob: Optional[Union[List[bool], bool]] = False,
+        logprob_start_len: Optional[Union[List[int], int]] = None,
+        top_logprobs_num: Optional[Union[List[int], int]] = None,
         lora_path: Optional[List[Optional[str]]] = None,
         stream: bool = False,
         rid: Optional[Union[List[str], str]] = None,
@@ -54,7 +56,8 @@ class Engine:
     ):
         obj = GenerateRequest(
             text=prompt, input_ids=input_ids, sampling_params=sampling_params or {}, image_data=image_data,
-            lora_path=lora_path, stream=stream, rid=rid,
+            lora_path=lora_path, stream=stream, rid=rid, return_logprob=return_logprob,
+            top_logprobs_num=top_logprobs_num or 0,
         )  # fmt: skip
         generator = self.tokenizer_manager.generate_request(obj, None)
         if stream is True:

@@ -7,6 +7,7 @@ then {"type": "stop", "matched": <token id | str>}, {"type": "length", "length":
 """
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,9 @@ from sglang.srt.managers.io_struct import EmbeddingReqInput
 
 CANNED_ANSWER = "The capital of France is Paris. It is a lovely city with many museums, parks and cafes."
 SAMPLING_KEYS = {
-    "max_new_tokens", "stop", "stop_token_ids", "temperature", "top_p", "top_k", "min_p", "frequency_penalty",
-    "presence_penalty", "repetition_penalty", "n", "ignore_eos", "skip_special_tokens", "sampling_seed",
+    "max_new_tokens", "min_new_tokens", "stop", "stop_token_ids", "temperature", "top_p", "top_k", "min_p",
+    "frequency_penalty", "presence_penalty", "repetition_penalty", "n", "ignore_eos", "skip_special_tokens",
+    "sampling_seed", "json_schema", "regex", "ebnf", "logit_bias",
 }  # fmt: skip
 
 
@@ -32,6 +34,8 @@ class GenerateRequest:
     lora_path: Any = None
     stream: bool = False
     rid: Any = None
+    return_logprob: bool = False
+    top_logprobs_num: int = 0
 
 
 class SubprocessWatchdog:
@@ -91,7 +95,7 @@ class TokenizerManager:
                 raise ValueError("Duplicate request ID detected")
         else:
             rids = [uuid.uuid4().hex for _ in range(n)]  # regenerate_rid(): children get fresh ids
-        states = [self._start(rid, index) for index, rid in enumerate(rids)]
+        states = [self._start(rid, index, params.get("json_schema")) for index, rid in enumerate(rids)]
         try:
             async for chunk in self._run(states, obj, params, n):
                 yield chunk
@@ -102,8 +106,10 @@ class TokenizerManager:
                         self.abort_request(state.rid)
             raise
 
-    def _start(self, rid: str, index: int) -> _State:
+    def _start(self, rid: str, index: int, json_schema: str | None = None) -> _State:
         answer = CANNED_ANSWER if index == 0 else f"Option {index}: {CANNED_ANSWER}"
+        if json_schema is not None:  # the grammar backend's output: JSON the schema accepts (an example of it)
+            answer = json.dumps(_example(json.loads(json_schema)))
         answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
         state = self.rid_to_state[rid] = _State(rid, index, answer_ids)
         return state
@@ -132,6 +138,12 @@ class TokenizerManager:
                     "completion_tokens": len(state.output_ids),
                     "cached_tokens": 0,
                 }
+                if obj.return_logprob:  # (logprob, token id, text: None through Engine.async_generate), cumulative
+                    meta["output_token_logprobs"] = [(-0.5, token, None) for token in state.output_ids]
+                    meta["output_top_logprobs"] = [
+                        [(-0.5, token, None)] + [(-3.0, other, None) for other in range(obj.top_logprobs_num - 1)]
+                        for token in state.output_ids
+                    ]
                 if incremental and obj.stream:
                     chunk = {"text": text[len(previous):], "output_ids": state.output_ids[-1:], "meta_info": meta}
                 elif ids_delta and obj.stream:  # the fork: cumulative text, incremental ids
@@ -151,7 +163,7 @@ class TokenizerManager:
         token = state.answer_ids[len(state.output_ids) % len(state.answer_ids)]
         state.output_ids.append(token)
         text = self.tokenizer.decode(state.output_ids, skip_special_tokens=skip)
-        if token in set(params.get("stop_token_ids") or ()):
+        if token in set(params.get("stop_token_ids") or ()) and len(state.output_ids) > params.get("min_new_tokens", 0):
             return {"type": "stop", "matched": token}, text
         for stop in [params["stop"]] if isinstance(params.get("stop"), str) else params.get("stop") or ():
             if stop in text:
@@ -159,3 +171,19 @@ class TokenizerManager:
         if len(state.output_ids) >= params.get("max_new_tokens", 128):
             return {"type": "length", "length": len(state.output_ids)}, text
         return None, text  # while running, text is untrimmed: it may end in part of a stop string
+
+
+def _example(schema: dict) -> Any:
+    """A small instance of a JSON schema (objects, arrays, anyOf, enums, the scalar types), standing in for
+    what SGLang's grammar-constrained decoding would write."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return _example({**{k: v for k, v in schema.items() if k != "anyOf"}, **schema["anyOf"][0]})
+    kind = schema.get("type", "object")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: _example(properties[name]) for name in schema.get("required", properties)}
+    if kind == "array":
+        return [_example(schema.get("items", {})) for _ in range(max(1, schema.get("minItems", 1)))]
+    return {"string": "text", "integer": 1, "number": 1.5, "boolean": True, "null": None}[kind]

@@ -1,0 +1,117 @@
+"""Tool formats: how a model family writes a call, and how tools are put in front of a model whose chat
+template does not render them itself.
+
+A template that renders tools (it reads the `tools` variable: Qwen, Llama 3.1, Mistral, Hermes...) gets
+them through `apply_chat_template(tools=...)`, and its family is read off the template: `<tool_call>` is
+Hermes/Qwen, `[TOOL_CALLS]` Mistral, `<|python_tag|>` Llama 3.x. A template that does not (SmolLM2's, the
+echo engine's) gets the tools written into its system message in the chosen format's words, Hermes' by
+default (the prompt LLaMA-Factory writes for Qwen), and past calls and tool results written as text.
+A worker overrides the choice with `engine_args.tool_format`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from engines.tool_schemas import FunctionTool, ToolCall
+from engines.tools.parsers import JsonCallsParser, ReActParser, TaggedParser, ToolCallParser
+
+ToolFormatName = Literal["hermes", "llama3_json", "mistral", "react"]
+
+_HERMES_PROMPT = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>{tools}\n</tools>\n\n"
+    "For each function call, return a json object with function name and arguments within "
+    '<tool_call></tool_call> XML tags:\n<tool_call>\n{{"name": <function-name>, "arguments": <args-json-object>}}\n'
+    "</tool_call>"
+)
+_LLAMA3_PROMPT = (
+    "You have access to the following functions. To call a function, please respond with JSON for a function "
+    'call. Respond in the format {{"name": function name, "parameters": dictionary of argument name and its '
+    "value}}. Do not use variables.\n\n{tools}"
+)
+_MISTRAL_PROMPT = "[AVAILABLE_TOOLS] {tools}[/AVAILABLE_TOOLS]"
+_REACT_PROMPT = (  # LLaMA-Factory's default tool prompt
+    "You have access to the following tools:\n{tools}Use the following format if using a tool:\n```\n"
+    "Action: tool name (one of [{names}])\nAction Input: the input to the tool, in a JSON format representing "
+    'the kwargs (e.g. ```{{"input": "hello world", "num_beams": 5}}```)\n```\n'
+)
+
+
+@dataclass(frozen=True)
+class ToolFormat:
+    name: ToolFormatName
+    parser: Callable[[], ToolCallParser]
+    prompt: Callable[[list[FunctionTool]], str]  # the tools, for a system message
+    calls_text: Callable[[list[ToolCall]], str]  # an assistant turn's calls, as this family writes them
+    result_text: Callable[[str], str]  # a tool's result, as a user turn
+
+
+def _json_tools(tools: list[FunctionTool], separator: str = "\n") -> str:
+    return "".join(separator + json.dumps(tool.as_template_tool(), ensure_ascii=False) for tool in tools)
+
+
+def _react_tools(tools: list[FunctionTool]) -> str:
+    return "".join(
+        f"> Tool Name: {tool.name}\nTool Description: {tool.description or ''}\nTool Args: "
+        f"{json.dumps(tool.parameters or {}, ensure_ascii=False)}\n"
+        for tool in tools
+    )
+
+
+FORMATS: dict[ToolFormatName, ToolFormat] = {
+    "hermes": ToolFormat(
+        "hermes",
+        TaggedParser,
+        lambda tools: _HERMES_PROMPT.format(tools=_json_tools(tools)),
+        lambda calls: "\n".join(
+            f'<tool_call>\n{{"name": {json.dumps(call.name)}, "arguments": {call.arguments}}}\n</tool_call>'
+            for call in calls
+        ),
+        lambda result: f"<tool_response>\n{result}\n</tool_response>",
+    ),
+    "llama3_json": ToolFormat(
+        "llama3_json",
+        lambda: JsonCallsParser(optional_prefix="<|python_tag|>"),
+        lambda tools: _LLAMA3_PROMPT.format(tools=_json_tools(tools, "\n\n")),
+        lambda calls: "; ".join(
+            f'{{"name": {json.dumps(call.name)}, "parameters": {call.arguments}}}' for call in calls
+        ),
+        lambda result: result,
+    ),
+    "mistral": ToolFormat(
+        "mistral",
+        lambda: JsonCallsParser("[TOOL_CALLS]"),
+        lambda tools: _MISTRAL_PROMPT.format(tools=json.dumps([tool.as_template_tool() for tool in tools])),
+        lambda calls: (
+            "[TOOL_CALLS] ["
+            + ", ".join(f'{{"name": {json.dumps(call.name)}, "arguments": {call.arguments}}}' for call in calls)
+            + "]"
+        ),
+        lambda result: f"[TOOL_RESULTS] {result}[/TOOL_RESULTS]",
+    ),
+    "react": ToolFormat(
+        "react",
+        ReActParser,
+        lambda tools: _REACT_PROMPT.format(tools=_react_tools(tools), names=", ".join(tool.name for tool in tools)),
+        lambda calls: "\n".join(f"Action: {call.name}\nAction Input: {call.arguments}" for call in calls),
+        lambda result: f"Observation: {result}",
+    ),
+}
+
+
+def renders_tools(chat_template: str) -> bool:
+    """Whether the template itself writes the `tools` it is given (else inferq writes them in)."""
+    return "tools" in chat_template
+
+
+def detect_format(chat_template: str) -> ToolFormatName:
+    """The family a template's own tool rendering belongs to; Hermes for a template without one."""
+    if "[TOOL_CALLS]" in chat_template:
+        return "mistral"
+    if "<|python_tag|>" in chat_template or "ipython" in chat_template:
+        return "llama3_json"
+    return "hermes"

@@ -1,0 +1,105 @@
+"""Reading a tool call's JSON while it is being written, one piece of text at a time.
+
+A streamed tool call is sent as its name (once it is whole) and then its arguments' raw text, piece by
+piece, as the model writes them; concatenated, the pieces are exactly the arguments JSON the model wrote.
+These scanners keep their place in the text, so a long call costs one pass, not one pass per token.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+class JsonValueEnd:
+    """Finds where one JSON value ends in a growing text, keeping its place between feeds."""
+
+    def __init__(self) -> None:
+        self.position = 0  # how far the text has been read
+        self.start: int | None = None  # the value's first character (after any whitespace), once seen
+        self.end: int | None = None  # one past the value's last character, once it is whole
+        self._depth = 0
+        self._kind: str | None = None  # "nest" ({ or [), "string", "literal" (number, true, false, null)
+        self._in_string = False
+        self._escaped = False
+
+    def read(self, text: str) -> None:
+        while self.end is None and self.position < len(text):
+            char = text[self.position]
+            if self._kind is None:
+                if char.isspace():
+                    self.position += 1
+                    continue
+                self.start = self.position
+                self._kind = "nest" if char in "{[" else "string" if char == '"' else "literal"
+                if self._kind == "string":
+                    self._in_string = True
+                    self.position += 1
+                    continue
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+                    if self._kind == "string":
+                        self.end = self.position + 1
+            elif self._kind == "literal" and (char in ",}]" or char.isspace()):
+                self.end = self.position
+                return
+            elif char == '"':
+                self._in_string = True
+            elif char in "{[":
+                self._depth += 1
+            elif char in "}]":
+                self._depth -= 1
+                if self._depth == 0:
+                    self.end = self.position + 1
+            self.position += 1
+
+
+@dataclass
+class CallObjectScanner:
+    """One call object, `{"name": ..., "arguments": {...}}` (or `"parameters"`), as its text grows: the name
+    once it is whole, then the arguments' raw text as it arrives. Arguments written before the name are
+    held until the name is known (a call's first delta carries its name)."""
+
+    argument_keys: tuple[str, ...] = ("arguments", "parameters")
+    text: str = ""
+    name: str | None = None
+    arguments_sent: int = 0
+    _arguments_start: int | None = None
+    _arguments_end: JsonValueEnd = field(default_factory=JsonValueEnd)
+
+    def __post_init__(self) -> None:
+        keys = "|".join(map(re.escape, self.argument_keys))
+        self._arguments_key = re.compile(rf'"(?:{keys})"\s*:\s*')
+
+    def feed(self, more: str) -> tuple[str | None, str]:
+        """Returns (the name, if it became known now; the arguments' text that arrived, if the name is known)."""
+        self.text += more
+        new_name = None
+        if self.name is None and (match := _NAME.search(self.text)):
+            self.name = new_name = match.group(1)
+        if self._arguments_start is None and (match := self._arguments_key.search(self.text)):
+            self._arguments_start = match.end()
+        if self.name is None or self._arguments_start is None:
+            return new_name, ""
+        value = self.text[self._arguments_start :]
+        self._arguments_end.read(value)
+        if self._arguments_end.start is None:
+            return new_name, ""  # only whitespace so far
+        readable = self._arguments_end.end if self._arguments_end.end is not None else self._arguments_end.position
+        piece = value[max(self.arguments_sent, self._arguments_end.start) : readable]
+        self.arguments_sent = readable
+        return new_name, piece
+
+    @property
+    def arguments(self) -> str:
+        """The arguments' text read so far (all of it, once the object is whole); `{}` when there were none."""
+        if self._arguments_start is None or self._arguments_end.start is None:
+            return "{}"
+        return self.text[self._arguments_start :][self._arguments_end.start : self.arguments_sent] or "{}"
