@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from engines.constraints import DecodingConstraint
 from engines.errors import InvalidRequest
+from engines.media import MediaPolicy, load_image
 from engines.output import PLAIN, OutputPlan
 from engines.params import ResolvedParams, resolve
 from engines.pieces import ContentPiece
@@ -59,8 +60,9 @@ class ChatRequest:
     prompt_text: str
     params: ResolvedParams
     adapter: str | None = None
-    images: tuple[str, ...] = ()
+    images: tuple[Any, ...] = ()  # the request's images, loaded (PIL), in prompt order
     output: OutputPlan = PLAIN  # how its text is read: thoughts, tool calls (engines/output.py)
+    model_inputs: Any = None  # what the backend's processor made of the images (the HF engine's pixel values)
 
     @property
     def prompt_length(self) -> int:
@@ -92,6 +94,7 @@ class BaseEngine(ABC):
     thinks: bool = False
     # Parameters this backend cannot honour (from OPTIONAL_PARAMS, or a forced tool_choice): refused by name.
     refused_params: frozenset[str] = frozenset()
+    media_policy: MediaPolicy = MediaPolicy()  # where images may come from (engines/media.py)
 
     def prepare_chat(
         self,
@@ -133,6 +136,10 @@ class BaseEngine(ABC):
         )
         if resolved.constraint is not None:
             self.check_constraint(resolved.constraint)
+        images = tuple(load_image(ref, self.media_policy, field) for ref, field in media.get("image", ()))
+        model_inputs = None
+        if images:
+            prompt_ids, model_inputs = self.encode_images(prompt_text, images)
         plan = OutputPlan(
             tool_format=self.tool_format if offered else None,
             tool_choice=choice if offered else None,
@@ -146,8 +153,9 @@ class BaseEngine(ABC):
             prompt_text=prompt_text,
             params=resolved,
             adapter=adapter,
-            images=tuple(media.get("image", ())),
+            images=images,
             output=plan,
+            model_inputs=model_inputs,
         )
 
     def prepare_completion(
@@ -190,6 +198,11 @@ class BaseEngine(ABC):
             if _changes_nothing(name, value):
                 continue
             raise InvalidRequest(f"the {self.name} engine cannot honour this parameter", field=name)
+
+    def encode_images(self, prompt_text: str, images: tuple[Any, ...]) -> tuple[list[int], Any]:
+        """The prompt's ids with its images in place, and what the backend needs of them besides (default: the
+        prompt as tokenized, nothing more: the backend's own processor places them, as vLLM's and SGLang's do)."""
+        return list(self.tokenizer(prompt_text, add_special_tokens=False)["input_ids"]), None
 
     def check_constraint(self, constraint: DecodingConstraint) -> None:  # noqa: B027 (a default: nothing to check)
         """Refuses, by name, a constraint this backend cannot enforce (a schema it cannot compile, say)."""

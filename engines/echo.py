@@ -31,6 +31,7 @@ from pydantic import Field
 from engines.base import BaseEngine, ChatRequest
 from engines.errors import EngineDead, InvalidRequest
 from engines.logprobs import TokenLogprob, TopLogprob
+from engines.media import MediaPolicy
 from engines.prompt import output_habits
 from engines.schemas import Delta, EngineArgs, GenerationParams, parse_engine_args
 from engines.stopping import StopStringMatcher
@@ -79,6 +80,7 @@ class EchoEngine(BaseEngine):
         self.capacity = args.max_running
         self.stop_token_ids = (EchoTokenizer.eos_token_id,)
         self.default_params = args.default_params or GenerationParams()
+        self.media_policy = MediaPolicy(remote_urls=args.media_remote_urls, local_paths=args.media_local_paths)
         self.tool_format, self.thinks = output_habits(self.tokenizer, args.tool_format, args.reasoning)
         self.refused_params = frozenset(
             {"presence_penalty", "frequency_penalty", "min_p", "logit_bias", "response_format", "tool_choice"}

@@ -10,6 +10,11 @@ def is_sequence_classifier(hf_config: Any) -> bool:
     return any(name.endswith("ForSequenceClassification") for name in hf_config.architectures or [])
 
 
+def is_vision_language_model(hf_config: Any) -> bool:
+    """Image-text-to-text checkpoints (LLaVA, Idefics, Qwen2-VL...) carry a vision tower's config."""
+    return getattr(hf_config, "vision_config", None) is not None
+
+
 def generation_eos(model_path: str) -> int | list[int] | None:
     """The generation config's EOS ids (chat models list their end-of-turn token there)."""
     from transformers import GenerationConfig

@@ -43,9 +43,9 @@ def attach_media(
     return messages
 
 
-def check_media(messages: list[Message], supported: frozenset[MediaKind]) -> dict[MediaKind, list[str]]:
-    """The media references in prompt order, refusing kinds the model cannot take."""
-    media: dict[MediaKind, list[str]] = {}
+def check_media(messages: list[Message], supported: frozenset[MediaKind]) -> dict[MediaKind, list[tuple[str, str]]]:
+    """The media references in prompt order, each with its field, refusing kinds the model cannot take."""
+    media: dict[MediaKind, list[tuple[str, str]]] = {}
     for i, message in enumerate(messages):
         if message.content is None or isinstance(message.content, str):
             continue
@@ -57,7 +57,7 @@ def check_media(messages: list[Message], supported: frozenset[MediaKind]) -> dic
                 raise InvalidRequest(
                     f"this model takes no {part.type} input (accepts: {accepted})", field=f"messages.{i}.content.{j}"
                 )
-            media.setdefault(part.type, []).append(getattr(part, part.type))
+            media.setdefault(part.type, []).append((getattr(part, part.type), f"messages.{i}.content.{j}"))
     return media
 
 

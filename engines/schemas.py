@@ -224,6 +224,9 @@ class EngineArgs(_Model):
     reasoning: Literal["auto", "think", "none"] = Field(
         "auto", description="think: <think>…</think> opens an answer; auto: when the chat template mentions it"
     )
+    # The worker fills these in from its settings (INFERQ_MEDIA_*): where images may come from.
+    media_remote_urls: bool = False
+    media_local_paths: bool = False
 
 
 def parse_engine_args(model: type[EngineArgs], engine_args: dict[str, Any]) -> EngineArgs:

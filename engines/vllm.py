@@ -28,7 +28,8 @@ from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 from engines.base import BaseEngine, ChatRequest
 from engines.errors import EngineDead, EngineError, InvalidRequest
 from engines.logprobs import TokenLogprob, TopLogprob, finite
-from engines.model_info import generation_eos, is_sequence_classifier
+from engines.media import MediaPolicy
+from engines.model_info import generation_eos, is_sequence_classifier, is_vision_language_model
 from engines.params import ResolvedParams
 from engines.prompt import end_of_turn_ids, output_habits, prepare_tokenizer
 from engines.schemas import Delta, EngineArgs, parse_engine_args
@@ -110,6 +111,14 @@ def sampling_kwargs(params: ResolvedParams) -> dict[str, Any]:
     return kwargs
 
 
+def engine_prompt(request: ChatRequest) -> dict[str, Any]:
+    """What AsyncLLM.generate takes for `request`: its token ids; with images, the templated text and the images,
+    for vLLM's own processor to place them (the ids alone would lack the image's patches)."""
+    if request.images:
+        return {"prompt": request.prompt_text, "multi_modal_data": {"image": list(request.images)}}
+    return {"prompt_token_ids": request.prompt_ids}
+
+
 def token_logprobs(position_logprobs: Any, token_ids: Any, top: int) -> tuple[TokenLogprob, ...]:
     """vLLM's logprobs of a delta's tokens (per position, token id -> Logprob(logprob, rank, decoded_token)),
     as the engine contract's: the chosen token's, then the `top` likeliest, by rank."""
@@ -144,7 +153,9 @@ class VllmEngine(BaseEngine):
         kwargs = engine_kwargs(model, args, hf_config, torch.cuda.device_count())
         self.model_path = model
         self.can_generate = kwargs["runner"] == "generate"
+        self.media_kinds = frozenset({"image"}) if is_vision_language_model(hf_config) else frozenset()
         self.default_params = args.default_params
+        self.media_policy = MediaPolicy(remote_urls=args.media_remote_urls, local_paths=args.media_local_paths)
         self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=args.trust_remote_code)
         if self.can_generate:
             prepare_tokenizer(self.tokenizer, args.chat_template)
@@ -172,7 +183,7 @@ class VllmEngine(BaseEngine):
         top = request.params.logprobs
         sampling = SamplingParams(**kwargs, output_kind=RequestOutputKind.DELTA)
         outputs = self._engine.generate(
-            {"prompt_token_ids": request.prompt_ids},
+            engine_prompt(request),
             sampling,
             request.request_id,
             lora_request=self._loras.get(request.adapter),

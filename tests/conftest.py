@@ -167,6 +167,13 @@ def smollm2_worker(start_worker):
 
 
 @pytest.fixture(scope="session")
+def vision_worker(start_worker):
+    """A tiny random LLaVA on SmolLM2's tokenizer (engines/default_model.py): images go through the real
+    processor and vision tower; its answers are noise, so tests check shapes, never words."""
+    return start_worker("smollm2-vision", "tiny-vision")
+
+
+@pytest.fixture(scope="session")
 def tiny_worker(start_worker, tiny_llama_dir):
     return start_worker(tiny_llama_dir, "tiny")
 

@@ -100,7 +100,8 @@ class EngineRunner:
     async def _start(self) -> None:
         settings = self.settings
         # Built on this loop: engines bind their async machinery to the loop they are created on.
-        self.engine = load_engine(settings.engine, settings.model, **settings.engine_args)
+        media = {"media_remote_urls": settings.media_remote_urls, "media_local_paths": settings.media_local_paths}
+        self.engine = load_engine(settings.engine, settings.model, **{**media, **settings.engine_args})
         self.slots = settings.concurrency or self.engine.capacity
         if self.slots > self.engine.capacity:
             log.warning(

@@ -41,6 +41,9 @@ class WorkerSettings(QueueSettings):
     max_runtime_s: float | None = Field(
         None, gt=0, description="longest a job may run once started, unless the job sets its own; none: no limit"
     )
+    media_local_paths: bool = Field(
+        False, description="images may be paths on this worker's disk (for producers that share it); off: refused"
+    )
     shutdown_grace_s: float = Field(
         540.0,
         gt=0,

@@ -132,6 +132,10 @@ class DecodeBatch:
         )
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=model.config)
+        # A request with images prefills alone (the stepper sees to it), with what the processor made of them.
+        images = {
+            name: value.to(device) for name, value in (requests[0].model_inputs or {}).items()
+        } if len(requests) == 1 else {}  # fmt: skip
         logits = model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -139,6 +143,7 @@ class DecodeBatch:
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **images,
         ).logits[:, -1, :]
         # A request with n > 1 runs its prompt once, then copies the cache row n times.
         rows = [i for i, request in enumerate(requests) for _ in range(request.params.n)]

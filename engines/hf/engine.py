@@ -27,6 +27,7 @@ from engines.hf.loading import load
 from engines.hf.scheduler import Scheduler
 from engines.hf.scoring import Scorer
 from engines.hf.stepper import Stepper
+from engines.media import MediaPolicy
 from engines.prompt import end_of_turn_ids, output_habits, prepare_tokenizer
 from engines.schemas import Delta, EngineArgs, parse_engine_args
 
@@ -50,8 +51,11 @@ class HuggingFaceEngine(BaseEngine):
         self.model_path = model
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
-        self.can_generate = loaded.kind == "causal_lm"
+        self.can_generate = loaded.kind in ("causal_lm", "vision_lm")
+        self._processor = loaded.processor
+        self.media_kinds = frozenset({"image"}) if loaded.kind == "vision_lm" else frozenset()
         self.default_params = args.default_params
+        self.media_policy = MediaPolicy(remote_urls=args.media_remote_urls, local_paths=args.media_local_paths)
         text_config = loaded.config.get_text_config()
         model_context = getattr(text_config, "max_position_embeddings", None) or self.tokenizer.model_max_length
         self.context_length = min(model_context, args.max_model_len or model_context)
@@ -84,6 +88,14 @@ class HuggingFaceEngine(BaseEngine):
             max_batch_rows=args.max_batch_size,
             max_prefill_tokens=args.max_prefill_tokens,
         )
+
+    def encode_images(self, prompt_text: str, images: tuple[Any, ...]) -> tuple[list[int], Any]:
+        """The model's processor places the images (each image token widened to its patches) and makes the
+        pixel values its prefill takes; decode steps need only the cache."""
+        encoded = self._processor(text=prompt_text, images=list(images), return_tensors="pt")
+        prompt_ids = encoded.pop("input_ids")[0].tolist()
+        encoded.pop("attention_mask", None)
+        return prompt_ids, dict(encoded)
 
     def check_constraint(self, constraint: DecodingConstraint) -> None:
         self._grammars.compile(constraint)  # compiled once here, off the compute thread, and cached

@@ -8,14 +8,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoModelForSequenceClassification,
+    AutoProcessor,
+    AutoTokenizer,
+)
 
 from engines.errors import EngineError
-from engines.model_info import is_sequence_classifier
+from engines.model_info import is_sequence_classifier, is_vision_language_model
 
 log = logging.getLogger(__name__)
 
-ModelKind = Literal["causal_lm", "classifier", "value_head"]
+ModelKind = Literal["causal_lm", "vision_lm", "classifier", "value_head"]
 
 # LLaMA-Factory (trl) saves a reward model as the base model plus one of these.
 VALUE_HEAD_FILES = ("value_head.safetensors", "value_head.bin")
@@ -28,6 +36,7 @@ class LoadedModel:
     tokenizer: Any
     config: Any
     score_head: torch.nn.Module | None  # hidden state -> one score, for the scoring kinds
+    processor: Any = None  # a vision model's: images (and the prompt that places them) to model inputs
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | str:
@@ -45,6 +54,7 @@ def load(model_path: str, *, dtype: str, device: torch.device, trust_remote_code
     # Several visible GPUs: let accelerate spread the layers; one device: place the model whole.
     placement = {"device_map": "auto"} if device.type == "cuda" and torch.cuda.device_count() > 1 else {}
     value_head = _value_head_file(model_path)
+    processor = None
     if is_sequence_classifier(config):
         classifier = AutoModelForSequenceClassification.from_pretrained(model_path, **common, **placement)
         if classifier.config.num_labels != 1:
@@ -56,6 +66,11 @@ def load(model_path: str, *, dtype: str, device: torch.device, trust_remote_code
     elif value_head is not None:
         model = AutoModel.from_pretrained(model_path, **common, **placement)
         kind, head = "value_head", _load_value_head(value_head, config)
+    elif is_vision_language_model(config):
+        kind, head = "vision_lm", None
+        model = AutoModelForImageTextToText.from_pretrained(model_path, **common, **placement)
+        processor = AutoProcessor.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        tokenizer = processor.tokenizer
     else:
         kind, head = "causal_lm", None
         model = AutoModelForCausalLM.from_pretrained(model_path, **common, **placement)
@@ -64,7 +79,7 @@ def load(model_path: str, *, dtype: str, device: torch.device, trust_remote_code
     if head is not None:
         head = head.to(device=model.device, dtype=model.dtype)
     model.eval()
-    return LoadedModel(kind=kind, model=model, tokenizer=tokenizer, config=config, score_head=head)
+    return LoadedModel(kind=kind, model=model, tokenizer=tokenizer, config=config, score_head=head, processor=processor)
 
 
 def _value_head_file(model_path: str) -> Path | None:

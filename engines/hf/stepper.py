@@ -70,7 +70,14 @@ class Stepper:
                     outputs += [(request_id, error) for request_id in {s.request.request_id for s in batch.sequences}]
                     del self._batches[adapter]
         for adapter in dict.fromkeys(request.adapter for request in admitted):
-            outputs += self._prefill(adapter, [request for request in admitted if request.adapter == adapter])
+            group = [request for request in admitted if request.adapter == adapter]
+            # Requests with images prefill one at a time: their pixel values do not stack across processors'
+            # shapes, and only the prefill needs them.
+            for alone in [request for request in group if request.model_inputs]:
+                outputs += self._prefill(adapter, [alone])
+            plain = [request for request in group if not request.model_inputs]
+            if plain:
+                outputs += self._prefill(adapter, plain)
         for adapter, batch in list(self._batches.items()):
             batch.filter()
             if not batch.sequences:

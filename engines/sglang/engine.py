@@ -22,7 +22,8 @@ from transformers import AutoConfig, AutoTokenizer
 
 from engines.base import BaseEngine, ChatRequest
 from engines.errors import EngineError, InvalidRequest
-from engines.model_info import generation_eos, is_sequence_classifier
+from engines.media import MediaPolicy
+from engines.model_info import generation_eos, is_sequence_classifier, is_vision_language_model
 from engines.prompt import end_of_turn_ids, output_habits, prepare_tokenizer
 from engines.schemas import Delta, EngineArgs, parse_engine_args
 from engines.sglang.containment import contained_launch, kept_event_loop_policy, stop_processes
@@ -109,6 +110,7 @@ class SGLangEngine(BaseEngine):
         self.model_path = model
         self.can_generate = not kwargs["is_embedding"]
         self.default_params = args.default_params
+        self.media_policy = MediaPolicy(remote_urls=args.media_remote_urls, local_paths=args.media_local_paths)
         self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=args.trust_remote_code)
         self.stop_token_ids = ()
         if self.can_generate:
@@ -118,7 +120,7 @@ class SGLangEngine(BaseEngine):
         self.context_length = self._engine.tokenizer_manager.context_len
         self.vocab_size = getattr(hf_config.get_text_config(), "vocab_size", None)
         self.capacity = self._engine.server_args.max_running_requests  # sglang_config may have overridden it
-        self.media_kinds = frozenset({"image"}) if getattr(hf_config, "vision_config", None) else frozenset()
+        self.media_kinds = frozenset({"image"}) if is_vision_language_model(hf_config) else frozenset()
         self.adapters = frozenset(args.adapters)
         self._mode = StreamMode.of(self._engine.server_args)
         self._seeds_honoured = bool(getattr(self._engine.server_args, "enable_deterministic_inference", False))

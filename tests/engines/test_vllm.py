@@ -9,9 +9,11 @@ import dataclasses
 import pytest
 
 from engines import load_engine
+from engines.base import ChatRequest
+from engines.constraints import DecodingConstraint
 from engines.errors import InvalidRequest
 from engines.params import ResolvedParams
-from engines.vllm import VllmEngineArgs, check_vllm_config, engine_kwargs, sampling_kwargs
+from engines.vllm import VllmEngineArgs, check_vllm_config, engine_kwargs, engine_prompt, sampling_kwargs
 
 PROMPTS = ["What is the capital of France?", "Name three colors.", "Write one sentence about the sea."]
 GREEDY = {"temperature": 0}
@@ -66,6 +68,35 @@ def test_sampling_parameters_map_onto_vllm():
     assert kwargs["stop_token_ids"] == [2] and "seed" not in kwargs
     sampled = sampling_kwargs(dataclasses.replace(params, do_sample=True, temperature=0.8, n=3, seed=5, stop=("END",)))
     assert (sampled["n"], sampled["seed"], sampled["stop"]) == (3, 5, ["END"])
+
+
+def test_the_extras_map_onto_vllms_own_fields():
+    params = ResolvedParams(
+        do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=7, repetition_penalty=1.0,
+        n=1, seed=None, stop=(), stop_token_ids=(2,), skip_special_tokens=True, logprobs=3, presence_penalty=0.5,
+        frequency_penalty=-1.0, min_p=0.1, logit_bias=((5, 10.0),), ignore_eos=True, min_tokens=4,
+        constraint=DecodingConstraint.from_schema({"type": "object"}, "response_format"),
+    )  # fmt: skip
+    kwargs = sampling_kwargs(params)
+    assert (kwargs["logprobs"], kwargs["presence_penalty"], kwargs["frequency_penalty"]) == (3, 0.5, -1.0)
+    assert (kwargs["min_p"], kwargs["logit_bias"], kwargs["min_tokens"]) == (0.1, {5: 10.0}, 4)
+    assert kwargs["ignore_eos"] and kwargs["stop_token_ids"] == []  # vLLM would still stop on them
+    assert kwargs["structured_outputs"] == {"json": '{"type":"object"}'}
+    any_json = sampling_kwargs(dataclasses.replace(params, constraint=DecodingConstraint(None, "response_format")))
+    assert any_json["structured_outputs"] == {"json_object": True}
+
+
+def test_a_request_with_images_goes_to_vllm_as_text_and_images():
+    request = ChatRequest("r", [1, 2, 3], "<image>hi", _params(), images=("pixels",))
+    assert engine_prompt(request) == {"prompt": "<image>hi", "multi_modal_data": {"image": ["pixels"]}}
+    assert engine_prompt(ChatRequest("r", [1, 2, 3], "hi", _params())) == {"prompt_token_ids": [1, 2, 3]}
+
+
+def _params():
+    return ResolvedParams(
+        do_sample=False, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=7, repetition_penalty=1.0,
+        n=1, seed=None, stop=(), stop_token_ids=(2,), skip_special_tokens=True,
+    )  # fmt: skip
 
 
 def test_a_misspelt_vllm_config_fails_before_vllm_starts(smollm2_dir):
