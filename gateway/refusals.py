@@ -1,7 +1,8 @@
 """OpenAI parameters no inferq engine can honour: refused with a 400 naming the field, never ignored.
 
-A value that changes nothing (`presence_penalty: 0`, `logprobs: false`, `tools: []`) is accepted, so
-clients that always send their defaults keep working.
+A value that changes nothing (`store: false` on chat, `service_tier: "auto"`, `metadata: {}`) is accepted, so
+clients that always send their defaults keep working. Parameters some engines honour and others cannot are
+refused by the engine that cannot (engines/base.py: refused_params), with the same 400.
 """
 
 from __future__ import annotations
@@ -28,8 +29,4 @@ def unsupported(*neutral_values: Any) -> Any:
     return Annotated[Any, AfterValidator(refuse)]
 
 
-NO_TOOLS = unsupported([], "none")
-NO_PENALTY = unsupported(0, 0.0)
-NO_LOGPROBS = unsupported(False, 0)
-PLAIN_TEXT = unsupported({"type": "text"}, {"format": {"type": "text"}})
 NOTHING = unsupported({}, [])

@@ -167,6 +167,13 @@ def smollm2_worker(start_worker):
 
 
 @pytest.fixture(scope="session")
+def vllm_worker(start_worker, smollm2_dir):
+    """SmolLM2 on a vLLM worker (a start costs about a minute on two cores, so one for the session: the API
+    tests use it, then tests/worker/test_vllm_worker.py SIGKILLs it last, to check nothing is left behind)."""
+    return start_worker(smollm2_dir, "smollm2-vllm", engine="vllm", engine_args={"enforce_eager": True}, concurrency=16)
+
+
+@pytest.fixture(scope="session")
 def vision_worker(start_worker):
     """A tiny random LLaVA on SmolLM2's tokenizer (engines/default_model.py): images go through the real
     processor and vision tower; its answers are noise, so tests check shapes, never words."""

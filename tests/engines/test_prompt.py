@@ -89,7 +89,7 @@ def test_media_on_a_text_only_model_is_refused_with_its_location():
     with pytest.raises(InvalidRequest) as caught:
         check_media(messages, frozenset())
     assert caught.value.field == "messages.0.content.1"
-    assert check_media(messages, frozenset({"image"})) == {"image": ["a.png"]}
+    assert check_media(messages, frozenset({"image"})) == {"image": [("a.png", "messages.0.content.1")]}
 
 
 def test_media_arguments_lead_the_first_user_message():

@@ -1,7 +1,7 @@
 """What real clients send, through the official `openai` package, unmodified, against a gateway process and
 real workers: tools (forced on SmolLM2, streamed in pieces from a scripted echo worker, results fed back),
-JSON-schema answers, logprobs, completions, a reasoning model's thoughts split from its answer, and the
-request vLLM's own load generator sends."""
+JSON-schema answers, logprobs, completions, a reasoning model's thoughts split from its answer, the
+request vLLM's own load generator sends, and the same on SmolLM2 served by vLLM."""
 
 import json
 
@@ -236,3 +236,26 @@ async def test_responses_take_tool_results_logprobs_and_a_json_format(oai, calle
     )  # fmt: skip
     assert set(json.loads(shaped.output_text)) == {"name", "age"}
     assert shaped.text.format.type == "json_schema" and shaped.temperature == 0
+
+
+async def test_on_a_vllm_worker_a_forced_call_a_json_answer_logprobs_and_a_completion(oai, vllm_worker):
+    forced = await oai.chat.completions.create(
+        model="smollm2-vllm", messages=ask("What is the weather in Paris?"), tools=[WEATHER_TOOL],
+        tool_choice="required", max_tokens=64, temperature=0,
+    )  # fmt: skip
+    call = forced.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather" and isinstance(json.loads(call.function.arguments)["location"], str)
+    person = await oai.chat.completions.create(
+        model="smollm2-vllm", messages=ask("Give me a person with a name and an age."), max_tokens=64,
+        temperature=0, logprobs=True, top_logprobs=2,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}},
+    )  # fmt: skip
+    answer = json.loads(person.choices[0].message.content)
+    assert set(answer) == {"name", "age"} and isinstance(answer["age"], int)
+    entries = person.choices[0].logprobs.content
+    assert len(entries) == person.usage.completion_tokens and all(len(e.top_logprobs) == 2 for e in entries)
+    completion = await oai.completions.create(
+        model="smollm2-vllm", prompt="The capital of France is", max_tokens=4, temperature=0,
+        extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    assert completion.usage.completion_tokens == 4 and completion.choices[0].text

@@ -1,6 +1,7 @@
 """A real vLLM worker process behind the queue: concurrent streams, and no orphaned EngineCore after a SIGKILL.
 
-One worker for both (a vLLM start costs a minute on two cores). The clean close of a vLLM engine is checked
+One worker for the session (a vLLM start costs a minute on two cores): the gateway's API tests use it first,
+and this test kills it last. The clean close of a vLLM engine is checked
 where the engine tests close theirs (tests/engines/conftest.py); a worker's SIGTERM path is the same for
 every engine (tests/worker/test_app.py).
 """
@@ -15,7 +16,6 @@ from api_client import AsyncInferQClient
 from tasks.schemas import FinalEvent, TokenEvent
 from worker.orphan_guard import descendants
 
-VLLM_ARGS = {"enforce_eager": True}
 # The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
 pytestmark = pytest.mark.any_broker
 
@@ -40,9 +40,9 @@ async def _stream_job(client, i):
 
 
 async def test_sixteen_concurrent_streams_on_a_vllm_worker_and_no_engine_core_left_after_sigkill(
-    start_worker, redis_url, smollm2_dir
+    vllm_worker, redis_url
 ):
-    worker = start_worker(smollm2_dir, "smollm2-vllm", engine="vllm", engine_args=VLLM_ARGS, concurrency=16)
+    worker = vllm_worker
     spawned = descendants(worker.pid)
     assert len(spawned) >= 2  # vLLM's EngineCore (and its model worker), and the orphan guard
     async with AsyncInferQClient(redis_url, model="smollm2-vllm") as client:
