@@ -27,10 +27,9 @@ async def require_served(
     """Refuses now what no worker could do, rather than queue a job that fails later: a model nobody serves
     (404, OpenAI's "model not found"), chat of a scoring model and scores of a chat model, and a `max_tokens`
     the model's context cannot hold (OpenAI refuses those too)."""
-    workers = await live_workers(client)
-    serving = [info for info in workers if info.model == model]
+    serving = await client.store.fleet.serving(model)
     if not serving:
-        raise unknown_model(model, {info.model for info in workers})
+        raise unknown_model(model, client.store.fleet.served())
     generates = serving[0].can_generate
     if kind == "chat" and not generates:
         raise InvalidRequest(f"{model!r} is a scoring model: ask it for scores (POST /v1/score)", field="model")

@@ -10,6 +10,9 @@ from collections.abc import Awaitable, Callable
 from tasks.schemas import WorkerInfo
 
 MAX_AGE_S = 1.0
+# A model missing from the view may have a worker that started since the last scan: one fresh scan decides,
+# at most this often, so that requests naming a model nobody serves never become a scan each.
+MISS_RESCAN_S = 0.1
 
 
 class FleetView:
@@ -25,6 +28,16 @@ class FleetView:
             if time.monotonic() - self._scanned_at > MAX_AGE_S:
                 await self._rescan()
         return self._workers
+
+    async def serving(self, model: str) -> list[WorkerInfo]:
+        """The live workers of `model`; a worker started since the last scan counts at once."""
+        workers = await self.workers()
+        if not any(info.model == model for info in workers):
+            async with self._lock:
+                if time.monotonic() - self._scanned_at > MISS_RESCAN_S:
+                    await self._rescan()
+            workers = self._workers
+        return [info for info in workers if info.model == model]
 
     async def _rescan(self) -> None:
         self._workers = await self._scan()

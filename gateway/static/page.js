@@ -16,7 +16,9 @@ async function loadModels() {
   const reply = await fetch("/v1/models", { headers: headers() });
   if (!reply.ok) { $("status").textContent = `models: ${reply.status}`; return; }
   const models = (await reply.json()).data.filter((m) => m.inferq.can_generate);
+  const chosen = $("model").value; // read after the fetch: a choice made meanwhile is kept too
   $("model").replaceChildren(...models.map((m) => new Option(`${m.id} (${m.inferq.engine})`, m.id)));
+  if (models.some((m) => m.id === chosen)) $("model").value = chosen;
 }
 
 function addTurn(role, text) {

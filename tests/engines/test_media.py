@@ -4,26 +4,16 @@ against a local server, with the public-address check (tested on its own) steppe
 
 import base64
 import http.server
-import io
 import socket
 import threading
 
 import pytest
-from PIL import Image
 
 from engines import media
 from engines.errors import InvalidRequest
 from engines.media import MediaPolicy, load_image, public_address
+from tests.images import DATA_URL, PNG
 
-
-def _png(size=(8, 8)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, "red").save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-PNG = _png()
-DATA_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
 OPEN = MediaPolicy(remote_urls=True, local_paths=True)
 
 

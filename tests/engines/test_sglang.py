@@ -17,6 +17,7 @@ from engines.errors import EngineError, InvalidRequest
 from engines.params import ResolvedParams
 from engines.sglang.engine import SGLangEngineArgs, server_args
 from engines.sglang.translate import SequenceStream, StreamMode, check_overrides, finish_reason, sampling_params
+from tests.images import DATA_URL
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 # the shape of a vision-language model's template: one placeholder per image part
@@ -188,11 +189,12 @@ async def test_images_reach_the_model(stand_in, tiny_llama_dir, tmp_path):
         assert engine.media_kinds == {"image"}
         message = {
             "role": "user",
-            "content": [{"type": "image", "image": "https://x/cat.png"}, {"type": "text", "text": "What is it?"}],
+            "content": [{"type": "image", "image": DATA_URL}, {"type": "text", "text": "What is it?"}],
         }
         await engine.chat([message], max_new_tokens=3)
         sent = engine._engine.tokenizer_manager.requests[-1]
-        assert sent.image_data == ["https://x/cat.png"]
+        [image] = sent.image_data  # loaded under the worker's media policy, handed over decoded
+        assert image.size == (8, 8) and image.mode == "RGB"
         assert sent.text == "<|im_start|>user\n<image>What is it?<|im_end|>\n<|im_start|>assistant"
     finally:
         await engine.close()

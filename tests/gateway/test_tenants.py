@@ -88,6 +88,11 @@ async def test_a_tenant_at_its_quota_is_refused_and_slows_nobody_else(shared, st
     # Four slots; team-a may hold three of them at most, so team-b always finds one free.
     worker = start_worker("echo", "quota-echo", engine="echo", concurrency=4)
     async with as_tenant(shared, TEAM_A) as a, as_tenant(shared, TEAM_B) as b:
+
+        async def served() -> bool:  # the gateway scans the registry once a second: wait for it to see the worker
+            return "quota-echo" in {model.id async for model in a.models.list()}
+
+        await until(served, "the gateway never saw the quota-echo worker")
         held = [
             await a.responses.create(model="quota-echo", input=f"held {i} [hold]", background=True) for i in range(3)
         ]
