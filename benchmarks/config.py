@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# vLLM takes ~40 s to start on CPU, so its parts run only when asked for (--parts ...,vllm,admission).
-PARTS = ("overhead", "plumbing", "hf", "vllm", "admission", "streaming", "footprint", "bound")
+# vLLM takes ~40 s to start on CPU, so its parts run only when asked for (--parts ...,vllm,admission,serve).
+PARTS = ("overhead", "plumbing", "hf", "vllm", "admission", "serve", "streaming", "footprint", "bound")
 DEFAULT_PARTS = ("overhead", "plumbing", "hf", "streaming", "footprint", "bound")
 
 
@@ -43,6 +43,11 @@ class BenchConfig:
     stream_rate: float = 100.0
     waiting_jobs: int = 10_000
     bound_requests: int = 16
+    # serve: `vllm bench serve`'s random dataset (issue 20's sizes; the answers are ignore_eos-exact)
+    serve_prompts: int = 64
+    serve_concurrency: int = 16
+    serve_input_len: int = 128
+    serve_output_len: int = 64
     json_path: Path = Path("bench-results/bench.json")
     plot_path: Path = Path("bench-results/bench.png")
 

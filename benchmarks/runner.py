@@ -12,7 +12,7 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks import admission, engine_queue, footprint, overhead, plumbing, streaming
+from benchmarks import admission, engine_queue, footprint, overhead, plumbing, serve, streaming
 from benchmarks.config import BenchConfig
 from benchmarks.report import machine, print_summary, table, write_json, write_plot
 from benchmarks.results import Row
@@ -24,6 +24,7 @@ QUEUE_PARTS = {
     "hf": engine_queue.run_hf,
     "vllm": engine_queue.run_vllm,
     "admission": admission.run,
+    "serve": serve.run,
     "streaming": streaming.run,
     "footprint": footprint.run,
 }

@@ -17,8 +17,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser(
         "bench",
         help="what the queue costs, each figure next to its baseline measured in the same run",
-        description=f"Parts: {', '.join(PARTS)}. vllm and admission are off by default: a vLLM engine takes ~40 s "
-        "to start.",
+        description=f"Parts: {', '.join(PARTS)}. vllm, admission and serve are off by default: a vLLM engine takes "
+        "~40 s to start.",
     )
     bench.add_argument("--parts", type=_parts, default=DEFAULT_PARTS, help=f"default: {','.join(DEFAULT_PARTS)}")
     bench.add_argument("--redis-url", help="default: an embedded redis-server of the run's own")
@@ -39,6 +39,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--stream-rate", type=float, default=defaults.stream_rate, help="tokens/s for the latency")
     bench.add_argument("--waiting-jobs", type=int, default=defaults.waiting_jobs, help="footprint")
     bench.add_argument("--requests", type=int, default=defaults.bound_requests, help="bound: concurrent requests")
+    bench.add_argument("--serve-prompts", type=int, default=defaults.serve_prompts, help="serve: vllm bench serve")
+    bench.add_argument("--serve-concurrency", type=int, default=defaults.serve_concurrency, help="serve")
+    bench.add_argument("--serve-input-len", type=int, default=defaults.serve_input_len, help="serve: prompt tokens")
+    bench.add_argument("--serve-output-len", type=int, default=defaults.serve_output_len, help="serve: answer tokens")
     bench.add_argument("--json", type=Path, default=defaults.json_path)
     bench.add_argument("--plot", type=Path, default=defaults.plot_path)
     bench.set_defaults(handler=run_bench)
@@ -73,6 +77,10 @@ def run_bench(args: argparse.Namespace, _: list[str]) -> int:
         stream_rate=args.stream_rate,
         waiting_jobs=args.waiting_jobs,
         bound_requests=args.requests,
+        serve_prompts=args.serve_prompts,
+        serve_concurrency=args.serve_concurrency,
+        serve_input_len=args.serve_input_len,
+        serve_output_len=args.serve_output_len,
         json_path=args.json,
         plot_path=args.plot,
     )

@@ -54,6 +54,7 @@ class WorkerProcess:
         # The URL (and its password) goes by environment: argv is world-readable in /proc.
         self.env = {**os.environ, **(env or {}), "INFERQ_REDIS_URL": redis_url}
         self.process: subprocess.Popen[bytes] | None = None
+        self._terminated = False
 
     def start(self, timeout_s: float = 180) -> WorkerProcess:
         with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
@@ -80,10 +81,17 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting: many workers then shut down side by side, and `stop` waits for each."""
+        if self.process is not None and self.process.poll() is None and not self._terminated:
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
-        self.process.send_signal(sig)
+        if sig != signal.SIGTERM or not self._terminated:  # one SIGTERM is the warm shutdown; a second adds nothing
+            self.process.send_signal(sig)
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

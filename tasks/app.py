@@ -26,7 +26,11 @@ PRIORITY_STEPS = list(range(10))
 DEFAULT_PRIORITY = 5
 
 
-def make_app(settings: QueueSettings | None = None, *, broker_pool_limit: int = 10) -> Celery:
+def make_app(
+    settings: QueueSettings | None = None, *, broker_pool_limit: int = 10, submits_jobs: bool = True
+) -> Celery:
+    """`submits_jobs`: a producer's app, whose publishes RabbitMQ confirms; a worker publishes only Flower's
+    events, which must not wait for confirms (see `_amqp_conf`)."""
     settings = settings or QueueSettings()
     app = Celery("inferq", broker=settings.broker, set_as_current=False)
     app.conf.update(
@@ -46,7 +50,7 @@ def make_app(settings: QueueSettings | None = None, *, broker_pool_limit: int = 
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
-    app.conf.update(_amqp_conf(settings) if settings.uses_amqp else _redis_conf(settings))
+    app.conf.update(_amqp_conf(settings, submits_jobs) if settings.uses_amqp else _redis_conf(settings))
     return app
 
 
@@ -99,10 +103,13 @@ def _redis_conf(settings: QueueSettings) -> dict[str, Any]:
     return conf
 
 
-def _amqp_conf(settings: QueueSettings) -> dict[str, Any]:
+def _amqp_conf(settings: QueueSettings, submits_jobs: bool) -> dict[str, Any]:
     conf: dict[str, Any] = {
-        # a publish returns once RabbitMQ has the message: a submitted job is never only in a socket buffer
-        "broker_transport_options": {"confirm_publish": True},
+        # A producer's publish returns once RabbitMQ has the message: a submitted job is never only in a socket
+        # buffer. Not in a worker: its event connection is read by the consumer's loop too (for heartbeats), so
+        # a pool thread that waits there for a confirm can have it read away by that loop and wait forever,
+        # holding the event dispatcher's lock, and with it every thread that finishes a job.
+        "broker_transport_options": {"confirm_publish": submits_jobs},
     }
     if settings.broker.startswith("amqps://"):
         conf["broker_use_ssl"] = {"cert_reqs": ssl.CERT_REQUIRED}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
 
@@ -66,11 +67,20 @@ return 1
 )
 
 # KEYS: lease, events, record. ARGV: token ('' = unfenced), record json, record ttl, stream ttl, channel.
-# Returns 1 written, 0 the job already had a record, -1 the lease is no longer ours.
+# Returns 1 written, 0 the job already had a record, -1 the lease is no longer ours. The lease is released
+# with the write: a delivery that comes later finds the record. A lease gone with a record standing is 0,
+# not -1: a retried finish whose first try went through (and released the lease) finds the job done.
 # The final event is FinalEvent's own JSON layout, numbered after the last event in the log.
 _FINISH = (
-    "if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then return -1 end\n"
-    "if not redis.call('set', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[3]) then return 0 end"
+    """
+if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then
+  if redis.call('exists', KEYS[3]) == 1 then return 0 end
+  return -1
+end
+local written = redis.call('set', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[3])
+if ARGV[1] ~= '' then redis.call('del', KEYS[1]) end
+if not written then return 0 end
+"""
     + _TOP_SEQ
     + """
 local final = '{"type":"final","seq":' .. (seq + 1) .. ',"record":' .. ARGV[2] .. '}'
@@ -110,8 +120,35 @@ redis.call('expire', KEYS[1], ARGV[5])
 return 1
 """
 
+# KEYS: lease, events, record, deliveries, cancel mark. ARGV: token, lease ttl (ms), deliveries ttl (s).
+# Everything a delivery needs to know before it runs, in one round trip: {0} the job has a record (done),
+# {-1} another delivery holds the lease, or {1, delivery number, cancel mark, last seq in the replay log}
+# with the lease taken. Looking at the record and taking the lease in one script leaves no gap between them.
+_ADMIT = (
+    """
+if redis.call('exists', KEYS[3]) == 1 then return {0} end
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
+local attempt = redis.call('incr', KEYS[4])
+redis.call('expire', KEYS[4], ARGV[3])
+"""
+    + _TOP_SEQ
+    + """
+return {1, attempt, redis.call('exists', KEYS[5]), seq}
+"""
+)
+
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a delivery learns when it tries to start its job (JobStore.admit)."""
+
+    outcome: Literal["admitted", "recorded", "held"]  # lease taken; the job has a record; another delivery runs it
+    attempt: int = 0  # this delivery's number: 1 for the first, more when earlier workers died under the job
+    cancelled: bool = False  # a cancel was requested before it started
+    last_seq: int = 0  # the replay log's last event: an earlier attempt's, which this one voids
 
 
 class JobStore:
@@ -125,6 +162,7 @@ class JobStore:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._admit_owned = redis.register_script(_ADMIT_OWNED)
+        self._admit = redis.register_script(_ADMIT)
         self._replicas_missing_until = 0.0
 
     @classmethod
@@ -276,10 +314,6 @@ class JobStore:
         entries = await self._reads.read("xrange", names.events_key(job_id), min=f"0-{seq + 1}")
         return [decode_event(fields[EVENT_FIELD]) for _, fields in entries]
 
-    async def last_seq(self, job_id: str) -> int:
-        entries = await self._reads.read("xrevrange", names.events_key(job_id), count=1)
-        return int(entries[0][0].split("-")[1]) if entries else 0
-
     # -- cancellation ------------------------------------------------------------------------
 
     async def request_cancel(self, job_id: str) -> None:
@@ -287,9 +321,6 @@ class JobStore:
             pipe.set(names.cancel_key(job_id), "1", ex=self.settings.record_ttl_s)
             pipe.publish(names.CANCEL_CHANNEL, job_id)
             await pipe.execute()
-
-    async def cancel_requested(self, job_id: str) -> bool:
-        return bool(await self._reads.read("exists", names.cancel_key(job_id)))
 
     async def cancels_requested(self, job_ids: Sequence[str]) -> set[str]:
         """Which of these jobs have a cancel mark (one round trip, for a listener that reconnected)."""
@@ -303,8 +334,21 @@ class JobStore:
 
     # -- leases and deliveries ---------------------------------------------------------------
 
-    async def acquire_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
-        return bool(await self._redis.set(names.lease_key(job_id), token, nx=True, px=int(ttl_s * 1000)))
+    async def admit(self, job_id: str, token: str, ttl_s: float) -> Admission:
+        """Takes the job's lease for this delivery unless the job is done or another delivery holds it, and
+        counts the delivery; one round trip (a worker starts every job with it)."""
+        keys = [
+            names.lease_key(job_id),
+            names.events_key(job_id),
+            names.record_key(job_id),
+            names.deliveries_key(job_id),
+            names.cancel_key(job_id),
+        ]
+        reply = await self._admit(keys=keys, args=[token, int(ttl_s * 1000), self.settings.record_ttl_s])
+        if reply[0] != 1:
+            return Admission("recorded" if reply[0] == 0 else "held")
+        _, attempt, cancelled, last_seq = reply
+        return Admission("admitted", attempt=int(attempt), cancelled=bool(cancelled), last_seq=int(last_seq))
 
     async def renew_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
         """False when the lease is no longer this token's (it lapsed, and maybe another worker took it)."""
@@ -315,14 +359,6 @@ class JobStore:
 
     async def is_running(self, job_id: str) -> bool:
         return bool(await self._reads.read("exists", names.lease_key(job_id)))
-
-    async def count_delivery(self, job_id: str) -> int:
-        """This delivery's number: 1 for the first, more when earlier workers died under the job."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(names.deliveries_key(job_id))
-            pipe.expire(names.deliveries_key(job_id), self.settings.record_ttl_s)
-            attempt, _ = await pipe.execute()
-        return int(attempt)
 
     # -- the worker registry -----------------------------------------------------------------
 

@@ -123,6 +123,8 @@ def start_worker(redis_url, worker_logs):
 
     yield start
     for worker in started:
+        worker.terminate()  # all at once: each warm shutdown takes a while, and they need not queue up
+    for worker in started:
         # SIGTERM waits for running jobs: a test that left one holding ([hold]) shows up here, by name
         if worker.stop() != 0:
             print(f"worker {worker.hostname} did not stop cleanly:\n{worker.log_tail(30)}")

@@ -30,7 +30,7 @@ from worker.shutdown import ShutdownClock
 
 log = logging.getLogger(__name__)
 
-app = make_app()
+app = make_app(submits_jobs=False)
 _runner: EngineRunner | None = None
 _reaper: Reaper | None = None
 _shutdown_clock: ShutdownClock | None = None

@@ -1,10 +1,11 @@
 """One job from delivery to record, on the engine loop.
 
-The order matters: refuse garbage (no lease needed), take the lease (waiting while another delivery
-holds it; a job that has a record is let go, before or after taking it), count the delivery,
-register as running, and only then look for a cancel or an expired deadline (a cancel published
-before the registration is found by its mark, one published after it by the listener), and only then
-touch the engine.
+The order matters: refuse garbage (no lease needed), then be admitted (one Redis script: a job that has a
+record is let go; otherwise the lease is taken, waiting while another delivery holds it, the delivery
+counted, the cancel mark and the replay log's end read), register as running, and only then look for a
+cancel or an expired deadline (a cancel published before the admission is found by its mark, one heard
+between the admission and the registration by the runner's memory of recent cancels, one published after
+it by the listener), and only then touch the engine.
 
 No unrecorded exit: every path ends in exactly one of
 - Finished: the job's one record was written (or someone else's stands);
@@ -65,6 +66,9 @@ class Requeue:
 
 Outcome = Finished | Skipped | Requeue
 HANDED_BACK = "the worker is shutting down and its grace ran out; another worker runs the job"
+# A job this small (JSON) is templated and tokenized on the engine loop, without images: its work is less
+# than the thread switches that would move it off the loop (worker/runner.py: prepare).
+INLINE_PREPARE_BYTES = 8192
 
 
 async def run_job(runner: EngineRunner, job_id: str, kind: str, args: tuple, kwargs: dict, worker: str) -> Outcome:
@@ -99,6 +103,7 @@ class JobRun:
     worker: str
     received_at: float
     timings: Timings | None = None
+    payload_bytes: int = 0
     attempt: int = 0
     lease: JobLease | None = None
     publisher: JobPublisher | None = None
@@ -116,23 +121,28 @@ class JobRun:
     async def deliver(self, args: tuple, kwargs: dict) -> Outcome:
         settings = self.runner.settings
         try:
-            job = parse_job(_payload(args, kwargs, settings.max_payload_bytes), self.kind)
+            payload, self.payload_bytes = _payload(args, kwargs, settings.max_payload_bytes)
+            job = parse_job(payload, self.kind)
         except InvalidRequest as error:
             return await self.finish(self.record(error=error))
         self.model = job.model
         self.lease = JobLease(self.store, self.job_id, settings.lease_ttl_s)
-        if not await self.lease.acquire():  # it looks at the record before and after taking the lease
+        admission = await self.lease.acquire()
+        if admission.outcome == "recorded":
             return Skipped("the job already has a record")
-        self.attempt = await self.store.count_delivery(self.job_id)
-        self.timings = Timings(queued_at=job.queued_at, started_at=self.received_at)
-        self.publisher = await JobPublisher.open(self.store, self.lease, self.attempt, settings.redis_outage_s)
+        self.attempt = admission.attempt
+        # No await between the admission and the registration: a cancel the listener hears from here on
+        # finds the job registered; one heard before, the runner remembers.
         self.running = RunningJob(self.job_id, abort=lambda: self.runner.engine.abort(self.job_id))
         self.runner.running[self.job_id] = self.running
         self.runner.metrics.job_started()
         self.lease.on_lost = self.running.stop
+        cancelled = admission.cancelled or self.runner.heard_cancel(self.job_id)
+        self.timings = Timings(queued_at=job.queued_at, started_at=self.received_at)
+        self.publisher = await JobPublisher.open(self.store, self.lease, admission, settings.redis_outage_s)
         if self.runner.handing_back:
             return Requeue(HANDED_BACK)
-        refusal = await self._refusal(job)
+        refusal = self._refusal(job, cancelled or self.running.cancelled)
         record = self.record(error=refusal) if refusal else await self._execute(job)
         if self.lease.lost.is_set():
             raise LeaseLost(f"job {self.job_id}: lease lost while it ran")
@@ -159,13 +169,13 @@ class JobRun:
         if self.lease is not None:
             await self.lease.release()
 
-    async def _refusal(self, job: ChatJob | ScoreJob) -> InferqError | None:
+    def _refusal(self, job: ChatJob | ScoreJob, cancelled: bool) -> InferqError | None:
         """Why the job must not run now, if it must not."""
         if self.attempt > self.runner.settings.max_deliveries:
             return JobFailed(
                 f"delivered {self.attempt} times; every earlier attempt died with its worker (out of memory?)"
             )
-        if await self.store.cancel_requested(self.job_id):
+        if cancelled:
             return JobCancelled("cancelled before it started")
         if job.deadline_at is not None and time.time() >= job.deadline_at:
             return JobExpired("the deadline passed while the job was queued")
@@ -223,7 +233,7 @@ class JobRun:
                 adapter=job.adapter,
                 **params,
             )
-        request = await asyncio.get_running_loop().run_in_executor(self.runner.preparer, prepare)
+        request = await self.runner.prepare(prepare, small=_light(job, self.payload_bytes))
         self.builder = ResponseBuilder.for_request(request)
         if self.running.stopped:
             return  # cancelled (or its lease lost) while it was being prepared: the engine never sees it
@@ -250,7 +260,7 @@ class JobRun:
             def render() -> list[str]:
                 return [engine.render_for_scoring(conversation) for conversation in job.conversations]
 
-            texts = await asyncio.get_running_loop().run_in_executor(self.runner.preparer, render)
+            texts = await self.runner.prepare(render, small=self.payload_bytes <= INLINE_PREPARE_BYTES)
         extra = {} if job.max_length is None else {"max_length": job.max_length}
         scoring = asyncio.ensure_future(engine.get_scores(texts, **extra))
 
@@ -301,7 +311,15 @@ def status_of(error: InferqError | None) -> JobStatus:
     return JobStatus.FAILED
 
 
-def _payload(args: tuple, kwargs: dict, max_payload_bytes: int) -> Any:
+def _light(job: ChatJob, payload_bytes: int) -> bool:
+    """Whether preparing the job is light work: a small payload, no image to load, no grammar to compile."""
+    media = job.images or job.videos or job.audios or any(message.media() for message in job.messages or ())
+    constrained = job.params.response_format is not None or job.params.tool_choice is not None
+    return payload_bytes <= INLINE_PREPARE_BYTES and not media and not constrained
+
+
+def _payload(args: tuple, kwargs: dict, max_payload_bytes: int) -> tuple[Any, int]:
+    """The job object and its size in bytes of JSON."""
     if kwargs or len(args) != 1:
         raise InvalidRequest("the task takes exactly one positional argument, the job object", field="payload")
     size = len(json.dumps(args[0]).encode())
@@ -309,4 +327,4 @@ def _payload(args: tuple, kwargs: dict, max_payload_bytes: int) -> Any:
         raise InvalidRequest(
             f"the job is {size} bytes of JSON; this worker takes at most {max_payload_bytes}", field="payload"
         )
-    return args[0]
+    return args[0], size

@@ -4,7 +4,8 @@ The holder renews it every third of its lifetime and rides out Redis errors by r
 lease would lapse. If it cannot renew in time, or finds the lease taken, the lease is lost: `lost`
 is set and `on_lost` runs (the job's engine request is aborted). Every write the job makes carries the
 lease's token (tasks/store.py checks it in Redis), so a copy that lost its lease can neither publish
-nor record, even before it notices: two copies never both write.
+nor record, even before it notices: two copies never both write. The record's write releases the lease
+(`released_by_record`), so a finished job costs no round trip to let go.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from tasks.store import JobStore
+from tasks.store import Admission, JobStore
 
 log = logging.getLogger(__name__)
 
@@ -33,30 +34,30 @@ class JobLease:
         self.lost = asyncio.Event()
         self.on_lost: Callable[[], Awaitable[None]] | None = None
         self._renewer: asyncio.Task[None] | None = None
+        # Set before the record is written: the write releases the lease, so the renewer, finding it gone,
+        # knows why; then true once the write went through, and there is nothing left to release.
+        self.releasing = False
+        self.released_by_record = False
 
-    async def acquire(self) -> bool:
-        """Takes the lease, waiting while another delivery holds it. False if the job has a record.
+    async def acquire(self) -> Admission:
+        """Takes the lease, waiting while another delivery holds it; the admission says what the job's
+        state was when it was taken ("recorded": the job is done, and no lease was taken).
 
         A second delivery waits here for the first: it runs the job only if the first worker died (its
         lease lapsed without a record), and otherwise lets its message go.
         """
-        while not await self._store.acquire_lease(self.job_id, self.token, self.ttl_s):
-            if await self._store.record(self.job_id) is not None:
-                return False
+        while (admission := await self._store.admit(self.job_id, self.token, self.ttl_s)).outcome == "held":
             await asyncio.sleep(min(1.0, self.ttl_s / 3))
-        if await self._store.record(self.job_id) is not None:
-            # The holder finished the job and let go between two looks: it is done, not orphaned.
-            await self._store.release_lease(self.job_id, self.token)
-            return False
-        self._renewer = asyncio.create_task(self._keep(), name=f"inferq-lease-{self.job_id}")
-        return True
+        if admission.outcome == "admitted":
+            self._renewer = asyncio.create_task(self._keep(), name=f"inferq-lease-{self.job_id}")
+        return admission
 
     async def release(self) -> None:
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
-        if not self.lost.is_set():
+        if not self.lost.is_set() and not self.released_by_record:
             with contextlib.suppress(RedisError):  # unreleased, it lapses by itself
                 await self._store.release_lease(self.job_id, self.token)
 
@@ -68,6 +69,8 @@ class JobLease:
             while True:
                 try:
                     if not await self._store.renew_lease(self.job_id, self.token, self.ttl_s):
+                        if self.releasing:
+                            return  # the record's write let it go; that write says whether it was still ours
                         return await self._lose("it lapsed and may be another worker's now")
                     expires_at = loop.time() + self.ttl_s
                     break

@@ -15,7 +15,7 @@ from engines.pieces import CallArguments, CallStart, ContentPiece, Piece, Reason
 from engines.schemas import Delta, FinishReason
 from tasks.redis_connection import retry_transient
 from tasks.schemas import JobRecord, RestartEvent, TokenEvent, ToolCallDelta
-from tasks.store import Event, JobStore
+from tasks.store import Admission, Event, JobStore
 from worker.lease import JobLease
 
 
@@ -31,12 +31,12 @@ class JobPublisher:
         self._error: BaseException | None = None
 
     @classmethod
-    async def open(cls, store: JobStore, lease: JobLease, attempt: int, outage_s: float) -> JobPublisher:
-        """Continues the job's sequence; a later attempt first voids what earlier ones streamed."""
-        last_seq = await retry_transient(lambda: store.last_seq(lease.job_id), outage_s, "reading the replay log")
-        publisher = cls(store, lease, attempt, last_seq, outage_s)
-        if last_seq:
-            await publisher._write([RestartEvent(seq=publisher._next_seq(), attempt=attempt)])
+    async def open(cls, store: JobStore, lease: JobLease, admission: Admission, outage_s: float) -> JobPublisher:
+        """Continues the job's sequence after the admission's last seq; a later attempt first voids what
+        earlier ones streamed."""
+        publisher = cls(store, lease, admission.attempt, admission.last_seq, outage_s)
+        if admission.last_seq:
+            await publisher._write([RestartEvent(seq=publisher._next_seq(), attempt=admission.attempt)])
         return publisher
 
     def push(self, delta: Delta, pieces: list[Piece] | None = None, finish_reason: FinishReason | None = None) -> None:
@@ -86,10 +86,13 @@ class JobPublisher:
     async def finish(self, record: JobRecord) -> bool:
         """Writes the record after every delta (False: someone else wrote the job's record first).
 
-        Raises LeaseLost when the lease is no longer this copy's."""
+        Raises LeaseLost when the lease is no longer this copy's. The write releases the lease."""
         await self.drain()
-        token = self._lease.token
-        return await retry_transient(lambda: self._store.finish(record, token), self._outage_s, "writing the record")
+        lease = self._lease
+        lease.releasing = True
+        written = await retry_transient(lambda: self._store.finish(record, lease.token), self._outage_s, "recording")
+        lease.released_by_record = True
+        return written
 
     async def _flush(self) -> None:
         while self._pending:

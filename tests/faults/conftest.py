@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,8 @@ class FaultBed:
         """Waits (at most `bound_s` for all) for every job's record, and counts what became of each."""
         until = time.monotonic() + bound_s
 
+        reasons: Counter[str] = Counter()  # why jobs failed, for the figures: a clear error is still read
+
         async def outcome(handle: AsyncJobHandle) -> str:
             try:
                 await handle.result(timeout=max(1.0, until - time.monotonic()))
@@ -90,9 +93,14 @@ class FaultBed:
             except (JobTimeout, JobLost):
                 return "lost"
             except InferqError as error:
+                reasons[f"{type(error).__name__}: {error}"] += 1
                 return "failed" if getattr(error, "record", None) is not None else "lost"
 
         outcomes = await asyncio.gather(*[outcome(handle) for handle in handles])
+        if reasons and len(reasons) <= 3:
+            tally.notes += [f"{count} x {reason}" for reason, count in reasons.most_common()]
+        elif reasons:
+            tally.notes.append(f"{len(reasons)} different errors, the first: {reasons.most_common(1)[0][0]}")
         tally.sent = len(handles)
         tally.succeeded = outcomes.count("succeeded")
         tally.failed_clearly = outcomes.count("failed")

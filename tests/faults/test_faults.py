@@ -34,7 +34,7 @@ async def _started(client, handles, count: int) -> None:
     """Returns once `count` of the jobs have streamed something or ended (workers hold them, or held)."""
 
     async def enough() -> bool:
-        return sum([bool(await client.store.last_seq(handle.id)) for handle in handles]) >= count
+        return sum([bool(await client.store.events_after(handle.id, 0)) for handle in handles]) >= count
 
     await until(enough, "the workers never started the jobs")
 
@@ -152,6 +152,9 @@ async def _peak_sockets(bed, work):
         watcher.cancel()
 
 
+# What this proves is the client's side (10,000 waiters on a few sockets); the broker only carries the
+# submits, and the 2,000 jobs below run through either broker: the RabbitMQ pass leaves this one out.
+@pytest.mark.any_broker
 async def test_ten_thousand_jobs_waited_for_at_once_by_one_client(bed):
     """The client's scale: 10,000 jobs waited for at once, on a few sockets, and every waiter gets its
     job's one record. The workers' slot is held, so the jobs wait queued; then the client cancels them all

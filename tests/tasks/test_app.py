@@ -67,3 +67,10 @@ def test_every_sentinels_password_is_redacted_and_urls_of_two_kinds_cannot_be_li
         QueueSettings(redis_url="redis://a:6379/0;sentinel://b:26379")
     with pytest.raises(ValidationError, match="not amqp"):
         QueueSettings(redis_url="amqp://guest:guest@localhost:5672//")
+
+
+def test_on_rabbitmq_a_producer_waits_for_confirms_and_a_worker_does_not():
+    settings = QueueSettings(broker_url="amqp://guest:guest@localhost:5672//")
+    assert make_app(settings).conf.broker_transport_options == {"confirm_publish": True}
+    # a worker's only publishes are Flower's events, on a connection its consumer loop also reads
+    assert make_app(settings, submits_jobs=False).conf.broker_transport_options == {"confirm_publish": False}

@@ -6,6 +6,7 @@ import pytest
 
 from tasks import names
 from tasks.schemas import JobRecord, JobStatus, Timings
+from tasks.store import Admission
 from worker.lease import JobLease
 
 # The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
@@ -14,24 +15,26 @@ pytestmark = pytest.mark.any_broker
 
 async def test_a_second_delivery_waits_then_lets_go_once_the_job_has_a_record(store):
     first, second = JobLease(store, "leased", ttl_s=30), JobLease(store, "leased", ttl_s=30)
-    assert await first.acquire()
+    assert (await first.acquire()).outcome == "admitted"
     waiting = asyncio.create_task(second.acquire())
     await asyncio.sleep(0)
     assert not waiting.done()  # it cannot take a held lease
     record = JobRecord(
         job_id="leased", kind="chat", status=JobStatus.SUCCEEDED, model="m", timings=Timings(queued_at=0)
     )
-    assert await store.finish(record, lease_token=first.token)
+    first.releasing = True
+    assert await store.finish(record, lease_token=first.token)  # which lets the lease go
+    first.released_by_record = True
     await first.release()
-    assert await waiting is False
+    assert (await waiting).outcome == "recorded"
 
 
 async def test_a_second_delivery_takes_over_when_the_first_holder_is_gone(store):
     first, second = JobLease(store, "orphaned", ttl_s=30), JobLease(store, "orphaned", ttl_s=30)
-    assert await first.acquire()
+    assert (await first.acquire()).outcome == "admitted"
     waiting = asyncio.create_task(second.acquire())
     await first.release()  # as if its lease had lapsed with its worker
-    assert await waiting is True
+    assert await waiting == Admission("admitted", attempt=2)
     await second.release()
 
 
@@ -43,7 +46,7 @@ async def test_a_lease_taken_away_is_noticed_and_stops_the_copy(store, isolated_
         stopped.set()
 
     lease.on_lost = stop
-    assert await lease.acquire()
+    assert (await lease.acquire()).outcome == "admitted"
     # Another worker's delivery holds it now (the first stalled past its lifetime, say).
     isolated_redis.set(names.lease_key("stolen"), "someone-else")
     await asyncio.wait_for(stopped.wait(), 30)

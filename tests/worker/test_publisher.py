@@ -6,6 +6,7 @@ from engines.schemas import Delta
 from tasks import names
 from tasks.errors import LeaseLost
 from tasks.schemas import JobRecord, JobStatus, RestartEvent, Timings
+from tasks.store import Admission
 from worker.lease import JobLease
 from worker.publisher import JobPublisher
 
@@ -19,8 +20,8 @@ def _record(job_id):
 
 async def test_pushed_deltas_land_in_order_before_the_record(store):
     lease = JobLease(store, "published", ttl_s=30)
-    await lease.acquire()
-    publisher = await JobPublisher.open(store, lease, attempt=1, outage_s=5)
+    admission = await lease.acquire()
+    publisher = await JobPublisher.open(store, lease, admission, outage_s=5)
     for i in range(100):  # pushed without waiting: they gather while a write is in flight
         publisher.push(Delta(0, f"t{i}", (i,)))
     assert await publisher.finish(_record("published"))
@@ -32,11 +33,10 @@ async def test_pushed_deltas_land_in_order_before_the_record(store):
 
 async def test_a_later_attempt_voids_what_earlier_ones_streamed(store):
     lease = JobLease(store, "again", ttl_s=30)
-    await lease.acquire()
-    first = await JobPublisher.open(store, lease, attempt=1, outage_s=5)
+    first = await JobPublisher.open(store, lease, await lease.acquire(), outage_s=5)
     first.push(Delta(0, "void", (1,)))
     await first.drain()
-    second = await JobPublisher.open(store, lease, attempt=2, outage_s=5)
+    second = await JobPublisher.open(store, lease, Admission("admitted", attempt=2, last_seq=1), outage_s=5)
     second.push(Delta(0, "kept", (2,)))
     await second.drain()
     events = await store.events_after("again", 0)
@@ -46,8 +46,8 @@ async def test_a_later_attempt_voids_what_earlier_ones_streamed(store):
 
 async def test_a_copy_that_lost_its_lease_publishes_nothing_more(store, isolated_redis):
     lease = JobLease(store, "fenced", ttl_s=30)
-    await lease.acquire()
-    publisher = await JobPublisher.open(store, lease, attempt=1, outage_s=5)
+    admission = await lease.acquire()
+    publisher = await JobPublisher.open(store, lease, admission, outage_s=5)
     publisher.push(Delta(0, "mine", (1,)))
     await publisher.drain()
     isolated_redis.set(names.lease_key("fenced"), "another-worker")
