@@ -39,20 +39,20 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # The whole suite on Redis and, beside it, the queue's suites again with RabbitMQ as the broker (a private
-# vhost on the local server; records and token streams stay on Redis). The two passes run at once, each a
-# session of its own (own Redis, own workers, own temp dir): much of either waits on processes, leases and
-# timeouts while the other can use the cores. The RabbitMQ pass's output follows the Redis pass's; make test
-# fails when either does.
+# vhost on the local server; records and token streams stay on Redis): two pytest sessions at once, each with
+# its own Redis, workers and temp dir, since much of either waits on processes, leases and timeouts while the
+# other can use the cores. The RabbitMQ pass's output follows the first's; make test fails when either does.
 AMQP_SUITES := tests/api_client tests/worker tests/faults
-AMQP_LOG := .pytest-amqp.log
+SESSION_TMP := .pytest-sessions
 
 test: install
-	@$(BIN)/python -m pytest --broker amqp --basetemp=.pytest-amqp $(AMQP_SUITES) > $(AMQP_LOG) 2>&1 & amqp=$$!; \
+	@rm -rf $(SESSION_TMP) && mkdir -p $(SESSION_TMP); \
+	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/amqp --broker amqp $(AMQP_SUITES) > $(SESSION_TMP)/amqp.log 2>&1 & amqp=$$!; \
 	trap 'kill $$amqp 2>/dev/null' INT TERM; \
-	$(BIN)/python -m pytest; redis=$$?; \
+	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/redis; redis=$$?; \
 	wait $$amqp; amqp=$$?; \
-	echo; echo "======== the RabbitMQ pass: pytest --broker amqp $(AMQP_SUITES) ========"; cat $(AMQP_LOG); \
-	echo "Redis pass exit $$redis, RabbitMQ pass exit $$amqp"; [ $$redis = 0 ] && [ $$amqp = 0 ]
+	echo; echo "======== the RabbitMQ pass: pytest --broker amqp $(AMQP_SUITES) ========"; cat $(SESSION_TMP)/amqp.log; \
+	echo "exit codes: Redis pass $$redis, RabbitMQ pass $$amqp"; [ $$redis = 0 ] && [ $$amqp = 0 ]
 
 demo: install
 	$(BIN)/inferq demo
@@ -61,4 +61,4 @@ bench: install
 	$(BIN)/inferq bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .pytest-amqp $(AMQP_LOG)
+	rm -rf $(VENV) .pytest_cache $(SESSION_TMP)

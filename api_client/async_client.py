@@ -12,7 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from api_client.handle import AsyncJobHandle
-from api_client.jobs import chat_job, completion_job, encode_job, meta_of, new_job_id, score_job
+from api_client.jobs import (
+    chat_job,
+    completion_job,
+    encode_job,
+    idempotent_job_id,
+    meta_of,
+    new_job_id,
+    request_digest,
+    score_job,
+)
 from engines.errors import InvalidRequest
 from engines.schemas import Message, Response
 from tasks import names
@@ -73,14 +82,17 @@ class AsyncInferQClient:
         owner: str | None = None,
         quota: OwnerQuota | None = None,
         echo: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
         **options: Any,
     ) -> AsyncJobHandle:
         """Enqueues a chat job. Options: system, tools, images, videos, audios, adapter, stream (default
         True), deadline_s, and any GenerationParams field (temperature, max_new_tokens, stop, n, tool_choice,
         response_format, logprobs...). With a `quota`, the job is refused (QuotaExceeded) when its owner already
-        has that many in flight; `echo` is kept in the job's meta for whoever answers for it later."""
+        has that many in flight; `echo` is kept in the job's meta for whoever answers for it later. The same
+        `idempotency_key` (per owner) while the job's record is kept is the same job: a retry gets its handle,
+        and the job runs once."""
         job = chat_job(messages, model or self.model, **options)
-        return await self._submit(job, priority, owner, quota, echo)
+        return await self._submit(job, priority, owner, quota, echo, idempotency_key)
 
     async def submit_completion(
         self,
@@ -90,11 +102,12 @@ class AsyncInferQClient:
         priority: int | None = None,
         owner: str | None = None,
         quota: OwnerQuota | None = None,
+        idempotency_key: str | None = None,
         **options: Any,
     ) -> AsyncJobHandle:
         """Enqueues a raw-prompt completion (no chat template): options as `submit_chat`'s, less the chat's."""
         job = completion_job(prompt, model or self.model, **options)
-        return await self._submit(job, priority, owner, quota)
+        return await self._submit(job, priority, owner, quota, idempotency_key=idempotency_key)
 
     async def submit_score(
         self,
@@ -108,6 +121,7 @@ class AsyncInferQClient:
         priority: int | None = None,
         owner: str | None = None,
         quota: OwnerQuota | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncJobHandle:
         """Scores texts as they are, or `conversations` (lists of messages, the answer last) rendered by the
         worker with the model's own chat template — what a reward model was trained to score."""
@@ -119,7 +133,7 @@ class AsyncInferQClient:
             deadline_s=deadline_s,
             max_runtime_s=max_runtime_s,
         )
-        return await self._submit(job, priority, owner, quota)
+        return await self._submit(job, priority, owner, quota, idempotency_key=idempotency_key)
 
     async def find_job(self, job_id: str) -> AsyncJobHandle | None:
         """A handle to a job submitted elsewhere (another process), while its record is kept."""
@@ -184,6 +198,7 @@ class AsyncInferQClient:
         owner: str | None,
         quota: OwnerQuota | None,
         echo: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncJobHandle:
         if priority is not None and (isinstance(priority, bool) or priority not in PRIORITY_STEPS):
             raise InvalidRequest("must be an integer from 0 (highest) to 9 (lowest)", field="priority")
@@ -192,31 +207,52 @@ class AsyncInferQClient:
             raise InvalidRequest("a quota counts an owner's jobs: name the owner", field="owner")
         payload = encode_job(job, self.settings.max_payload_bytes)
         await self._check_capacity(job.model)
-        job_id = new_job_id()
-        meta = meta_of(job_id, job, owner, echo)
-        await self.store.save_meta(meta)
+        if idempotency_key is None:
+            meta = meta_of(new_job_id(), job, owner, echo)
+            await self.store.save_meta(meta)
+        else:
+            meta = meta_of(idempotent_job_id(owner, idempotency_key), job, owner, echo, request_digest(job))
+            if (earlier := await self.store.claim_meta(meta)) is not None:
+                return await self._retried(earlier, meta, payload, priority)
         try:
             if quota is not None and quota.limits_anything:
                 await self._admit(meta, quota)
-            await asyncio.get_running_loop().run_in_executor(
-                self._senders,
-                lambda: self._celery.send_task(
-                    names.CHAT_TASK if job.kind == "chat" else names.SCORE_TASK,
-                    args=[payload],
-                    task_id=job_id,
-                    queue=job_queue(self.settings, job.model),
-                    priority=broker_priority(self.settings, priority),
-                    # what Flower and the event stream show instead of the prompt
-                    argsrepr=f"<{job.kind} job for {job.model}>",
-                    kwargsrepr="{}",
-                ),
-            )
+            await self._send(meta, payload, priority)
         except BaseException:
             # Never queued: the job does not exist (nor counts against its owner's quota).
-            await asyncio.shield(self.store.forget_meta(job_id))
+            await asyncio.shield(self.store.forget_meta(meta.job_id))
             raise
-        await self.store.confirm_submitted(job_id)
+        await self.store.confirm_submitted(meta.job_id)
         return AsyncJobHandle(self.store, meta, just_submitted=True)
+
+    async def _retried(
+        self, earlier: JobMeta, meta: JobMeta, payload: dict[str, Any], priority: int | None
+    ) -> AsyncJobHandle:
+        """A submit under a key that already made a job: that job's handle. Its message is sent again while it
+        has no record, in case the first try died between saving the meta and sending: a worker runs a job id
+        once (a second delivery finds the record or waits on the lease), so the spare copy is let go."""
+        if earlier.request_digest != meta.request_digest:
+            raise InvalidRequest(
+                "this key was used for another request: a retry must ask the same", field="idempotency_key"
+            )
+        if await self.store.record(earlier.job_id) is None:
+            await self._send(earlier, payload, priority)
+        return AsyncJobHandle(self.store, earlier)
+
+    async def _send(self, meta: JobMeta, payload: dict[str, Any], priority: int | None) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self._senders,
+            lambda: self._celery.send_task(
+                names.CHAT_TASK if meta.kind == "chat" else names.SCORE_TASK,
+                args=[payload],
+                task_id=meta.job_id,
+                queue=job_queue(self.settings, meta.model),
+                priority=broker_priority(self.settings, priority),
+                # what Flower and the event stream show instead of the prompt
+                argsrepr=f"<{meta.kind} job for {meta.model}>",
+                kwargsrepr="{}",
+            ),
+        )
 
     async def _admit(self, meta: JobMeta, quota: OwnerQuota) -> None:
         verdict = await self.store.admit_owned(meta, quota)

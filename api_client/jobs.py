@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -15,9 +16,26 @@ from engines.errors import InvalidRequest
 from engines.schemas import Message, invalid_from_validation, parse_params
 from tasks.schemas import MAX_DEADLINE_S, ChatJob, JobMeta, ScoreJob
 
+MAX_IDEMPOTENCY_KEY_CHARS = 255  # Stripe's bound, which OpenAI-style APIs follow
+
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
+
+
+def idempotent_job_id(owner: str | None, key: str) -> str:
+    """The job an idempotency key stands for: the same owner and key are the same job id, so a retry finds what
+    its first try made, and two owners' keys never meet."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise InvalidRequest(
+            f"must be a string of 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters", field="idempotency_key"
+        )
+    return hashlib.sha256(f"{owner or ''}\0{key}".encode()).hexdigest()[:32]
+
+
+def request_digest(job: ChatJob | ScoreJob) -> str:
+    """What a retry must ask again to be the same request: the job, less the clock times each try sets."""
+    return hashlib.sha256(job.model_dump_json(exclude={"queued_at", "deadline_at"}).encode()).hexdigest()[:32]
 
 
 def chat_job(
@@ -112,7 +130,11 @@ def encode_job(job: ChatJob | ScoreJob, max_payload_bytes: int) -> dict[str, Any
 
 
 def meta_of(
-    job_id: str, job: ChatJob | ScoreJob, owner: str | None = None, echo: dict[str, Any] | None = None
+    job_id: str,
+    job: ChatJob | ScoreJob,
+    owner: str | None = None,
+    echo: dict[str, Any] | None = None,
+    digest: str | None = None,
 ) -> JobMeta:
     return JobMeta(
         job_id=job_id,
@@ -122,6 +144,7 @@ def meta_of(
         deadline_at=job.deadline_at,
         owner=owner,
         echo=echo,
+        request_digest=digest,
     )
 
 

@@ -21,6 +21,7 @@ from gateway.chat_schemas import ChatCompletionRequest
 from gateway.disconnect import unless_client_leaves
 from gateway.errors import api_error_of
 from gateway.fleet import inferq_client, require_served
+from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.messages import chat_messages
 from gateway.openai_shapes import chat_logprobs, chat_tool_call_deltas, chat_tool_calls, usage
 from gateway.sse import DONE_FRAME, EventStreamResponse, data_frame, run_to_end_or
@@ -43,14 +44,14 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     await require_served(client, body.model, "chat", options.get("max_new_tokens"))
     handle = await client.submit_chat(
         messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=body.stream,
-        **options,
+        idempotency_key=idempotency_key(request), **options,
     )  # fmt: skip
     log.info("chat job %s for %s (tenant %s, user %s)", handle.id, body.model, tenant.name, body.user)
     if body.stream:
         chunks = _chunks(handle, body.include_usage, field_names)
         # A client that leaves takes its job with it: nobody else will read this answer.
-        return EventStreamResponse(run_to_end_or(chunks, handle.cancel), handle.id)
-    record = await unless_client_leaves(request, handle.result(), handle.cancel)
+        return EventStreamResponse(run_to_end_or(chunks, on_client_leaving(request, handle)), handle.id)
+    record = await unless_client_leaves(request, handle.result(), on_client_leaving(request, handle))
     return JSONResponse(_completion(record))
 
 

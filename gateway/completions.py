@@ -23,6 +23,7 @@ from gateway.chat_schemas import StopStrings, StreamOptions
 from gateway.disconnect import unless_client_leaves
 from gateway.errors import api_error_of
 from gateway.fleet import inferq_client, require_served
+from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.openai_params import MAX_TOKENS_BOUND, SamplingParameters
 from gateway.openai_shapes import completion_logprobs, usage
 from gateway.refusals import unsupported
@@ -91,14 +92,16 @@ async def create_completion(body: CompletionRequest, request: Request):
     await require_served(client, body.model, "chat", options.get("max_new_tokens"))
     handle = await client.submit_completion(
         prompt, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=body.stream,
-        **options,
+        idempotency_key=idempotency_key(request), **options,
     )  # fmt: skip
     log.info("completion job %s for %s (tenant %s, user %s)", handle.id, body.model, tenant.name, body.user)
     echoed = prompt if body.echo else ""
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     if body.stream:
-        return EventStreamResponse(run_to_end_or(_chunks(handle, echoed, include_usage), handle.cancel), handle.id)
-    record = await unless_client_leaves(request, handle.result(), handle.cancel)
+        return EventStreamResponse(
+            run_to_end_or(_chunks(handle, echoed, include_usage), on_client_leaving(request, handle)), handle.id
+        )
+    record = await unless_client_leaves(request, handle.result(), on_client_leaving(request, handle))
     return JSONResponse(_completion(record, echoed))
 
 

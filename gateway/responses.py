@@ -15,6 +15,7 @@ from gateway.access import find_owned_job, tenant_of
 from gateway.disconnect import unless_client_leaves
 from gateway.errors import ApiError
 from gateway.fleet import inferq_client, require_served
+from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.messages import response_input
 from gateway.response_events import ResponseEventBuilder
 from gateway.response_objects import job_id_of, response_object
@@ -43,17 +44,17 @@ async def create_response(body: CreateResponseRequest, request: Request):
     await require_served(client, body.model, "chat", options.get("max_new_tokens"))
     handle = await client.submit_chat(
         messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=True,
-        echo=body.echo(), **options,
+        echo=body.echo(), idempotency_key=idempotency_key(request), **options,
     )  # fmt: skip
     log.info("response job %s for %s (tenant %s, background %s)", handle.id, body.model, tenant.name, body.background)
     if body.stream:
         frames = _frames(handle, starting_after=-1)
         if body.background:
             return EventStreamResponse(frames, handle.id)  # it runs on when the client leaves, to be resumed
-        return EventStreamResponse(run_to_end_or(frames, handle.cancel), handle.id)
+        return EventStreamResponse(run_to_end_or(frames, on_client_leaving(request, handle)), handle.id)
     if body.background:
         return JSONResponse(response_object(handle.meta, None))
-    record = await unless_client_leaves(request, _record_when_done(handle), handle.cancel)
+    record = await unless_client_leaves(request, _record_when_done(handle), on_client_leaving(request, handle))
     if record.error is not None and record.status != "cancelled":
         raise error_from_info(record.error, record)
     return JSONResponse(response_object(handle.meta, record))

@@ -9,6 +9,7 @@ from gateway.access import tenant_of
 from gateway.chat_schemas import ScoreRequest
 from gateway.disconnect import unless_client_leaves
 from gateway.fleet import inferq_client, require_served
+from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.messages import score_conversations
 from gateway.strict_json import StrictJsonRoute
 
@@ -32,7 +33,8 @@ async def create_scores(body: ScoreRequest, request: Request):
         priority=body.priority,
         owner=tenant.name,
         quota=tenant.quota,
+        idempotency_key=idempotency_key(request),
     )
-    record = await unless_client_leaves(request, handle.result(), handle.cancel)
+    record = await unless_client_leaves(request, handle.result(), on_client_leaving(request, handle))
     return {"id": f"{SCORE_PREFIX}{record.job_id}", "object": "score.evaluation", "model": record.model,
             "scores": record.scores}  # fmt: skip

@@ -7,6 +7,13 @@
 - kombu pops a message (BRPOP) before it records it as unacked (HSET + ZADD). When Redis refuses that
   write (maxmemory reached under noeviction), kombu raises and the popped message is gone for good.
   Here the write is retried until Redis takes writes again: the message is never lost in between.
+- When the broker connection drops, Celery's consumer closes the connection, and closing its channel puts
+  the channel's unacked messages back on their queues; but the channel can be closed after its connection
+  has already let go of its URL, and kombu then raises AttributeError ('NoneType' object has no attribute
+  'hostname'), which Celery takes for an unrecoverable error: the worker stops (seen when Redis restarts).
+  Here that restore is skipped instead: the messages stay in the unacked hash, their jobs still run here and
+  record, and the reaper gives back whatever is left after one lease lifetime (a finished job's copy is then
+  let go as done), so nothing is lost or run twice and the worker reconnects and goes on.
 """
 
 from __future__ import annotations
@@ -40,6 +47,15 @@ class QoS(kombu_redis.QoS):
                 log.warning("Redis refused to record a popped message as unacked (%s); retrying", error)
                 time.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
+
+    def restore_unacked(self, client=None):
+        if client is None and getattr(self.channel.connection, "client", None) is None:
+            log.warning(
+                "the broker connection is gone: %d unacked message(s) stay for the reaper", len(self._delivered)
+            )
+            self._delivered.clear()
+            return None
+        return super().restore_unacked(client)
 
 
 class _Hardened:

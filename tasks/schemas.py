@@ -229,6 +229,9 @@ class JobMeta(_Wire):
     echo: dict[str, Any] | None = Field(
         None, description="what its producer keeps with the job to answer with later (a Responses request's parameters)"
     )
+    request_digest: str | None = Field(
+        None, description="an idempotent submit's request, hashed: a retry under the same key must ask the same"
+    )
 
 
 class OwnerQuota(_Wire):

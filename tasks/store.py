@@ -260,6 +260,19 @@ class JobStore:
     async def save_meta(self, meta: JobMeta) -> None:
         await self._redis.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=self.settings.record_ttl_s)
 
+    async def claim_meta(self, meta: JobMeta) -> JobMeta | None:
+        """Saves the meta of an idempotent submit unless its job exists: None when this call made it, else the
+        meta already there (one round trip: Redis 6.2 takes no GET with NX, so a pipeline reads it after)."""
+        while True:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=self.settings.record_ttl_s, nx=True)
+                pipe.get(names.job_key(meta.job_id))
+                made, raw = await pipe.execute()
+            if made:
+                return None
+            if raw is not None:  # else it expired between the two commands: claim it again
+                return JobMeta.model_validate_json(raw)
+
     async def forget_meta(self, job_id: str) -> None:
         """For a job refused after its meta was written: it never existed."""
         await self._redis.delete(names.job_key(job_id))

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 import redis
@@ -25,6 +26,8 @@ from api_client import (
     OwnerQuota,
     QuotaExceeded,
 )
+from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
+from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
 
 
@@ -268,3 +271,25 @@ async def test_a_script_that_leaves_a_stream_open_still_exits(aclient, redis_url
     )  # fmt: skip
     assert (done.returncode, done.stdout.strip()) == (0, "a"), done.stderr
     await (await aclient.find_job(latest_job_id())).cancel()  # the job itself would hold until cancelled
+
+
+async def test_the_same_idempotency_key_is_the_same_job_and_it_runs_once(aclient, echo_worker):
+    key = f"order-{uuid.uuid4().hex}"
+    first = await aclient.submit_chat(ask("paid once"), idempotency_key=key)
+    done = await first.result(timeout=120)
+    again = await aclient.submit_chat(ask("paid once"), idempotency_key=key)  # a producer's retry after a timeout
+    assert again.id == first.id and await again.result(timeout=120) == done and done.attempt == 1
+    assert (await aclient.submit_chat(ask("paid once"), idempotency_key=f"{key}-2")).id != first.id
+    with pytest.raises(InvalidRequest) as refused:
+        await aclient.submit_chat(ask("something else"), idempotency_key=key)
+    assert refused.value.field == "idempotency_key"
+
+
+async def test_a_retry_sends_the_job_its_first_try_died_before_sending(aclient, echo_worker, redis_url):
+    key = f"order-{uuid.uuid4().hex}"
+    job = chat_job(ask("sent at last"), "echo")
+    meta = meta_of(idempotent_job_id(None, key), job, digest=request_digest(job))
+    redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)  # all it did
+    handle = await aclient.submit_chat(ask("sent at last"), idempotency_key=key)
+    assert handle.id == meta.job_id
+    assert (await handle.result(timeout=120)).responses[0].response_text == "sent at last"

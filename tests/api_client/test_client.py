@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 
 import pytest
 import redis
@@ -26,6 +27,8 @@ from api_client import (
     OwnerQuota,
     QuotaExceeded,
 )
+from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
+from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
 
 
@@ -269,3 +272,25 @@ def test_a_script_that_leaves_a_stream_open_still_exits(client, redis_url, echo_
     )  # fmt: skip
     assert (done.returncode, done.stdout.strip()) == (0, "a"), done.stderr
     client.find_job(latest_job_id()).cancel()  # the job itself would hold until cancelled
+
+
+def test_the_same_idempotency_key_is_the_same_job_and_it_runs_once(client, echo_worker):
+    key = f"order-{uuid.uuid4().hex}"
+    first = client.submit_chat(ask("paid once"), "echo", idempotency_key=key)
+    done = first.result(timeout=120)
+    again = client.submit_chat(ask("paid once"), "echo", idempotency_key=key)  # a producer's retry after a timeout
+    assert again.id == first.id and again.result(timeout=120) == done and done.attempt == 1
+    assert client.submit_chat(ask("paid once"), "echo", idempotency_key=f"{key}-2").id != first.id
+    with pytest.raises(InvalidRequest) as refused:
+        client.submit_chat(ask("something else"), "echo", idempotency_key=key)
+    assert refused.value.field == "idempotency_key"
+
+
+def test_a_retry_sends_the_job_its_first_try_died_before_sending(client, echo_worker, redis_url):
+    key = f"order-{uuid.uuid4().hex}"
+    job = chat_job(ask("sent at last"), "echo")
+    meta = meta_of(idempotent_job_id(None, key), job, digest=request_digest(job))
+    redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)  # all it did
+    handle = client.submit_chat(ask("sent at last"), "echo", idempotency_key=key)
+    assert handle.id == meta.job_id
+    assert handle.result(timeout=120).responses[0].response_text == "sent at last"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.orphan_guard import descendants
+from worker.orphan_guard import _descendants_by_scan, descendants
 
 # The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
 pytestmark = pytest.mark.any_broker
@@ -46,6 +46,8 @@ def test_descendants_are_found_recursively():
         found = descendants(os.getpid())
         assert sleeper.pid in found
         assert any(pid not in (sleeper.pid,) and pid in descendants(sleeper.pid) for pid in found)
+        # the kernel's child lists give what a scan of every process gives (kernels without them scan)
+        assert descendants(sleeper.pid) == _descendants_by_scan(sleeper.pid) != {}
     finally:
         sleeper.kill()
         sleeper.wait()
