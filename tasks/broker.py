@@ -6,7 +6,8 @@
   envelope, is dropped with a log line (it was already popped, so nothing else holds it).
 - kombu pops a message (BRPOP) before it records it as unacked (HSET + ZADD). When Redis refuses that
   write (maxmemory reached under noeviction), kombu raises and the popped message is gone for good.
-  Here the write is retried until Redis takes writes again: the message is never lost in between.
+  Here the write is retried until Redis takes writes again: the message is never lost in between. So is the
+  write that gives a message back to its queue, which kombu would otherwise raise out of Celery's loop.
 - When the broker connection drops, Celery's consumer closes the connection, and closing its channel puts
   the channel's unacked messages back on their queues; but the channel can be closed after its connection
   has already let go of its URL, and kombu then raises AttributeError ('NoneType' object has no attribute
@@ -34,19 +35,33 @@ MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError)
 UNACKED_WRITE_PATIENCE_S = 600.0
 
 
+def _until_redis_takes_writes(write, what: str):
+    give_up_at = time.monotonic() + UNACKED_WRITE_PATIENCE_S
+    delay_s = 0.1
+    while True:
+        try:
+            return write()
+        except RedisError as error:
+            if time.monotonic() + delay_s > give_up_at:
+                raise
+            log.warning("Redis refused to %s (%s); retrying", what, error)
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 2.0)
+
+
 class QoS(kombu_redis.QoS):
     def append(self, message, delivery_tag):
-        give_up_at = time.monotonic() + UNACKED_WRITE_PATIENCE_S
-        delay_s = 0.1
-        while True:
-            try:
-                return super().append(message, delivery_tag)
-            except RedisError as error:
-                if time.monotonic() + delay_s > give_up_at:
-                    raise
-                log.warning("Redis refused to record a popped message as unacked (%s); retrying", error)
-                time.sleep(delay_s)
-                delay_s = min(delay_s * 2, 2.0)
+        return _until_redis_takes_writes(
+            lambda: super(QoS, self).append(message, delivery_tag), "record a popped message as unacked"
+        )
+
+    def restore_by_tag(self, tag, client=None, leftmost=False):
+        # A message given back (a job handed back to the queue) while Redis refuses writes: kombu raises, and
+        # Celery takes that for an unrecoverable error and stops the worker (seen in the maxmemory fault test).
+        return _until_redis_takes_writes(
+            lambda: super(QoS, self).restore_by_tag(tag, client=client, leftmost=leftmost),
+            "put a message back on its queue",
+        )
 
     def restore_unacked(self, client=None):
         if client is None and getattr(self.channel.connection, "client", None) is None:
