@@ -206,7 +206,6 @@ class AsyncInferQClient:
         if quota is not None and quota.limits_anything and owner is None:
             raise InvalidRequest("a quota counts an owner's jobs: name the owner", field="owner")
         payload = encode_job(job, self.settings.max_payload_bytes)
-        await self._check_capacity(job.model)
         if idempotency_key is None:
             meta = meta_of(new_job_id(), job, owner, echo)
             await self.store.save_meta(meta)
@@ -215,6 +214,8 @@ class AsyncInferQClient:
             if (earlier := await self.store.claim_meta(meta)) is not None:
                 return await self._retried(earlier, meta, payload, priority)
         try:
+            # after the claim: a retry of a job already queued gets its handle even when the queue is full
+            await self._check_capacity(job.model)
             if quota is not None and quota.limits_anything:
                 await self._admit(meta, quota)
             await self._send(meta, payload, priority)

@@ -1,7 +1,7 @@
 """Engines shared by the engine tests; each loads once per session on the session's event loop.
 
 The contract suite (test_contract.py) and each backend's own tests use the same instances, so a slow
-engine (vLLM starts in about 40 s) starts once.
+engine (vLLM starts in about 40 s) starts once, and stops when the engine tests are done.
 """
 
 import os
@@ -60,7 +60,8 @@ def _alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE}
 
 
-@pytest.fixture(scope="session")
+# Package scope: vLLM's idle EngineCore still takes a fifth of a core, which the rest of the session needs.
+@pytest.fixture(scope="package")
 async def vllm_engine(smollm2_dir, sea_adapter_dir):
     before = _vllm_processes()
     engine = load_engine("vllm", smollm2_dir, enforce_eager=True, adapters={"sea": sea_adapter_dir})

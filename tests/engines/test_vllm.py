@@ -108,7 +108,7 @@ def test_a_misspelt_vllm_config_fails_before_vllm_starts(smollm2_dir):
 # -- the real engine ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def hf_sea_engine(smollm2_dir, sea_adapter_dir):
     engine = load_engine("huggingface", smollm2_dir, adapters={"sea": sea_adapter_dir})
     yield engine
@@ -161,7 +161,7 @@ async def test_each_request_brings_its_own_adapter(vllm_engine, hf_sea_engine):
     assert caught.value.field == "adapter"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # vLLM's idle EngineCore takes a fifth of a core: stopped with this module
 async def vllm_scorer(smollm2_classifier_dir):
     engine = load_engine("vllm", smollm2_classifier_dir, enforce_eager=True)
     yield engine

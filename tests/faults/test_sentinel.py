@@ -49,7 +49,7 @@ async def test_a_sentinel_failover_under_queued_and_running_jobs(failover, relea
     wait, let_go = release()
     async with bed.client() as client:
         # The first 8 fill both workers' slots and cannot end before the test lets them: when the master
-        # dies no worker is between popping a message and recording it as unacked (kombu's two steps).
+        # dies no pop is in flight between master and replica.
         held = [await client.submit_chat(ask(i, f"{wait} {WORDS}")) for i in range(8)]
         # A submit returns once a replica holds the job (tasks/store.py: confirm_submitted).
         queued = [await client.submit_chat(ask(i)) for i in range(8, 40)]

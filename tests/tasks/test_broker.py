@@ -25,3 +25,67 @@ def test_a_channel_closed_after_its_connection_let_go_keeps_its_unacked_messages
         transport.client = connection  # so that the connection itself closes cleanly
     unacked = redis.Redis.from_url(isolated_url).hlen("unacked")
     assert unacked >= 1  # left for the reaper, not lost
+
+
+def _queue_name():
+    return f"broker-test-{uuid.uuid4().hex}"
+
+
+def test_a_message_is_in_the_unacked_hash_the_moment_it_leaves_its_queue(isolated_url, isolated_redis):
+    # kombu popped first and recorded in a second round trip: a worker killed in between lost the message.
+    queue = _queue_name()
+    seen = []
+
+    def on_message(body, message):
+        tag = message.delivery_tag
+        seen.append((body, isolated_redis.hexists("unacked", tag), isolated_redis.zscore("unacked_index", tag)))
+        message.ack()
+
+    with Connection(isolated_url, transport="tasks.broker:Transport") as connection:
+        connection.SimpleQueue(queue).put({"job": 1})
+        with connection.Consumer(connection.SimpleQueue(queue).queue, callbacks=[on_message]):
+            connection.drain_events(timeout=30)
+    [(body, in_hash, popped_at)] = seen
+    assert body == {"job": 1} and in_hash and popped_at is not None
+    assert not isolated_redis.exists(f"_inferq.bell.{queue}")  # its bell went with it
+
+
+def test_what_a_producer_without_bells_pushed_is_found_within_a_poll(isolated_url, isolated_redis):
+    queue = _queue_name()
+    bodies = []
+    with Connection(isolated_url) as plain:  # kombu's own transport: pushes no bell
+        plain.SimpleQueue(queue).put({"job": "plain"})
+    with Connection(isolated_url, transport="tasks.broker:Transport") as connection:
+        consumer_queue = connection.SimpleQueue(queue).queue
+        with connection.Consumer(
+            consumer_queue, callbacks=[lambda body, message: (bodies.append(body), message.ack())]
+        ):
+            connection.drain_events(timeout=30)
+    assert bodies == [{"job": "plain"}]
+
+
+def test_a_no_ack_consumer_leaves_nothing_in_the_unacked_hash(isolated_url, isolated_redis):
+    queue = _queue_name()
+    tags = []
+    with Connection(isolated_url, transport="tasks.broker:Transport") as connection:
+        connection.SimpleQueue(queue).put({"job": 2})
+        consumer_queue = connection.SimpleQueue(queue).queue
+        with connection.Consumer(
+            consumer_queue, no_ack=True, callbacks=[lambda body, message: tags.append(message.delivery_tag)]
+        ):
+            connection.drain_events(timeout=30)
+    [tag] = tags
+    assert not isolated_redis.hexists("unacked", tag)
+
+
+def test_bells_of_an_emptied_queue_are_dropped(isolated_url, isolated_redis):
+    queue = _queue_name()
+    with Connection(isolated_url, transport="tasks.broker:Transport") as connection:
+        connection.SimpleQueue(queue).put({"job": 3})
+        isolated_redis.delete(queue)  # a purge: the message is gone, its bell stays
+        assert isolated_redis.llen(f"_inferq.bell.{queue}") == 1
+        consumer_queue = connection.SimpleQueue(queue).queue
+        with connection.Consumer(consumer_queue, callbacks=[lambda body, message: message.ack()]):
+            with pytest.raises(TimeoutError):
+                connection.drain_events(timeout=2)
+    assert not isolated_redis.exists(f"_inferq.bell.{queue}")

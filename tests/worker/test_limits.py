@@ -15,10 +15,14 @@ def test_a_queue_at_its_cap_refuses_new_jobs_with_queue_full(start_worker, clien
     worker = start_worker("echo", "capped", engine="echo", concurrency=1, env={"INFERQ_MAX_QUEUED": "2"})
     busy = client.submit_chat(ask("busy [hold]"), "capped")
     assert next(busy.stream()) == "busy"  # the one slot is taken: what follows waits in the queue
-    waiting = [client.submit_chat(ask(f"waiting {i}"), "capped") for i in range(2)]
+    key = "a-retried-submit"
+    waiting = [client.submit_chat(ask("waiting 0"), "capped", idempotency_key=key)]
+    waiting.append(client.submit_chat(ask("waiting 1"), "capped"))
     with pytest.raises(QueueFull) as caught:
         client.submit_chat(ask("one too many"), "capped")
     assert caught.value.field == "model" and "'capped'" in str(caught.value) and "cap is 2" in str(caught.value)
+    # a producer's retry of a job already queued is that job, not one too many
+    assert client.submit_chat(ask("waiting 0"), "capped", idempotency_key=key).id == waiting[0].id
     busy.cancel()
     assert [handle.result(timeout=60).status for handle in waiting] == [JobStatus.SUCCEEDED] * 2
     worker.stop()
