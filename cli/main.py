@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import gateway_command, local_commands, producer, status_command, worker_command
+from cli import batch_command, gateway_command, local_commands, producer, status_command, worker_command
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     status_command.add_parser(commands)
     local_commands.add_parsers(commands)
     gateway_command.add_parser(commands)
+    batch_command.add_parser(commands)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "worker":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -53,17 +53,21 @@ def _params(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-def client_for(args: argparse.Namespace):
-    """The sync client for a command's --redis-url (else INFERQ_*), or a one-line settings error."""
+def queue_settings(args: argparse.Namespace) -> QueueSettings:
+    """A command's --redis-url (else INFERQ_*), or a one-line settings error."""
     from pydantic import ValidationError
 
-    from api_client import InferQClient
-
     try:
-        settings = QueueSettings(**({"redis_url": args.redis_url} if args.redis_url else {}))
+        return QueueSettings(**({"redis_url": args.redis_url} if args.redis_url else {}))
     except ValidationError as exc:
         raise SystemExit(f"inferq {args.command}: bad settings: {settings_problems(exc)}") from None
-    return InferQClient(model=getattr(args, "model", None), settings=settings)
+
+
+def client_for(args: argparse.Namespace):
+    """The sync client for a command's settings."""
+    from api_client import InferQClient
+
+    return InferQClient(model=getattr(args, "model", None), settings=queue_settings(args))
 
 
 def run_chat(args: argparse.Namespace, _: list[str]) -> int:

@@ -52,10 +52,11 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
         # A client that leaves takes its job with it: nobody else will read this answer.
         return EventStreamResponse(run_to_end_or(chunks, on_client_leaving(request, handle)), handle.id)
     record = await unless_client_leaves(request, handle.result(), on_client_leaving(request, handle))
-    return JSONResponse(_completion(record))
+    return JSONResponse(completion_object(record))
 
 
-def _completion(record: JobRecord) -> dict[str, Any]:
+def completion_object(record: JobRecord) -> dict[str, Any]:
+    """A chat completion, as the route answers it and a batch's output line holds it."""
     choices = []
     for index, response in enumerate(record.responses):
         message: dict[str, Any] = {

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from gateway.access import tenant_of
@@ -12,6 +14,7 @@ from gateway.fleet import inferq_client, require_served
 from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.messages import score_conversations
 from gateway.strict_json import StrictJsonRoute
+from tasks.schemas import JobRecord
 
 router = APIRouter(route_class=StrictJsonRoute)
 
@@ -36,5 +39,10 @@ async def create_scores(body: ScoreRequest, request: Request):
         idempotency_key=idempotency_key(request),
     )
     record = await unless_client_leaves(request, handle.result(), on_client_leaving(request, handle))
+    return score_object(record)
+
+
+def score_object(record: JobRecord) -> dict[str, Any]:
+    """A score evaluation, as the route answers it and a batch's output line holds it."""
     return {"id": f"{SCORE_PREFIX}{record.job_id}", "object": "score.evaluation", "model": record.model,
             "scores": record.scores}  # fmt: skip

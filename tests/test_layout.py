@@ -1,8 +1,9 @@
 """The import rules of the README's picture, checked on the source: every arrow points one way.
 
 Each package lists the packages it may import. `cli` (the command people type) sits on top; `harness`
-(local processes) and `benchmarks` serve it; the runtime (`worker`) and the producer side
-(`api_client`) share the contract (`tasks`), which rests on the engine contract (`engines`).
+(local processes), `benchmarks` and `batch` (offline batches, on the gateway's OpenAI shapes) serve it; the
+runtime (`worker`) and the producer side (`api_client`) share the contract (`tasks`), which rests on the
+engine contract (`engines`).
 """
 
 import ast
@@ -11,17 +12,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("api_client", "benchmarks", "cli", "engines", "gateway", "harness", "tasks", "worker")
+PACKAGES = ("api_client", "batch", "benchmarks", "cli", "engines", "gateway", "harness", "tasks", "worker")
 
 MAY_IMPORT = {
     "engines": {"engines"},
     "tasks": {"tasks", "engines"},
     "api_client": {"api_client", "tasks", "engines"},
     "gateway": {"gateway", "api_client", "tasks", "engines"},
+    # offline batches read and answer lines exactly as the gateway's OpenAI routes do, with their models
+    "batch": {"batch", "gateway", "api_client", "tasks", "engines"},
     "worker": {"worker", "tasks", "engines"},
     "harness": {"harness", "tasks", "engines", "worker"},
     "benchmarks": {"benchmarks", "harness", "api_client", "tasks", "engines"},
-    "cli": {"cli", "benchmarks", "gateway", "harness", "api_client", "worker", "tasks", "engines"},
+    "cli": {"cli", "batch", "benchmarks", "gateway", "harness", "api_client", "worker", "tasks", "engines"},
 }
 # The engine contract (everything in engines/ but the backends) imports no backend; a backend imports
 # the contract and itself, never another backend.

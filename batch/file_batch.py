@@ -1,0 +1,74 @@
+"""A batch from a file to files (what `inferq batch run|resume` does): read the input, skip what the journal
+says is done, run the rest, and write LLaMA-Factory's predictions once every line is answered."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from api_client import AsyncInferQClient
+from batch.journal import Journal, Manifest
+from batch.lines import BatchLine, LineError
+from batch.llamafactory_lines import dataset_lines
+from batch.openai_lines import openai_lines
+from batch.outputs import answered_line, dumps, failed_line, prediction, refused_line
+from batch.runner import BatchProgress, run_batch
+from engines.errors import InferqError, InvalidRequest
+from tasks.schemas import JobRecord
+
+
+def read_lines(manifest: Manifest) -> tuple[list[BatchLine], list[LineError]]:
+    if manifest.dataset_dir is None and _is_openai_jsonl(Path(manifest.input)):
+        found = list(openai_lines(Path(manifest.input).read_text().splitlines(), manifest.model))
+    else:
+        if manifest.model is None:
+            raise InvalidRequest("a dataset's examples need the model to run on", field="model")
+        found = list(dataset_lines(manifest.input, manifest.model, dataset_dir=manifest.dataset_dir,
+                                   formatting=manifest.formatting, score=manifest.score))  # fmt: skip
+    refused = [line for line in found if isinstance(line, LineError)]
+    return [line for line in found if isinstance(line, BatchLine)], refused
+
+
+def _is_openai_jsonl(path: Path) -> bool:
+    with path.open(encoding="utf-8") as file:
+        first = next((raw for raw in file if raw.strip()), "")
+    try:
+        return isinstance(item := json.loads(first), dict) and "custom_id" in item
+    except ValueError:
+        return False
+
+
+async def run_file_batch(
+    client: AsyncInferQClient, manifest: Manifest, output: Path, show: Callable[[BatchProgress, bool], None]
+) -> str:
+    journal = Journal(output, Path(manifest.errors))
+    try:
+        lines, refusals = read_lines(manifest)
+        done = journal.done()
+        for refusal in refusals:
+            line = refused_line(refusal)
+            if (refusal.custom_id or line["id"]) not in done:
+                journal.write(line, succeeded=False)
+        todo = [line for line in lines if line.custom_id not in done]
+        progress = BatchProgress(total=len(todo))
+
+        def on_result(line: BatchLine, job_id: str, record: JobRecord | None, error: InferqError | None) -> None:
+            answer = answered_line(line, record) if record is not None else failed_line(line, job_id, error)
+            journal.write(answer, succeeded=record is not None)
+            show(progress, False)
+
+        await run_batch(client, todo, batch_id=manifest.batch_id, progress=progress, on_result=on_result,
+                        window=manifest.window)  # fmt: skip
+        show(progress, True)
+    finally:
+        journal.close()
+    answered = journal.answered()
+    if manifest.predictions is not None:
+        with Path(manifest.predictions).open("w", encoding="utf-8") as file:
+            for line in sorted(lines, key=lambda line: line.index):
+                if line.custom_id in answered:
+                    file.write(dumps(prediction(line, answered[line.custom_id])))
+    failed = len(lines) + len(refusals) - len(answered)
+    return (f"{len(lines) + len(refusals)} lines: {len(answered)} answered ({output}), {failed} failed or refused "
+            f"({manifest.errors})")  # fmt: skip

@@ -1,0 +1,98 @@
+"""OpenAI's batch input format: one JSON object per line,
+
+    {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions", "body": {<a chat completion request>}}
+
+(`/v1/score` for a reward model: the gateway's score body). Bodies are checked exactly as the gateway checks
+them (the same request models, strict JSON), so a line the gateway would refuse is refused here, per line,
+naming the field; a body without a `model` takes the batch's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydantic import ValidationError
+
+from batch.lines import BatchLine, LineError
+from engines.errors import InvalidRequest
+from gateway.chat_schemas import ChatCompletionRequest, ScoreRequest
+from gateway.errors import ApiError
+from gateway.messages import chat_messages, score_conversations
+from gateway.strict_json import parse_json
+
+URLS = ("/v1/chat/completions", "/v1/score")
+_LINE_FIELDS = {"custom_id", "method", "url", "body"}
+
+
+def openai_lines(raw_lines: Iterable[str], default_model: str | None) -> Iterator[BatchLine | LineError]:
+    """Each non-blank input line as a BatchLine or the LineError that says why it cannot run."""
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_lines):
+        if not raw.strip():
+            continue
+        custom_id = None
+        try:
+            item = parse_json(raw.encode())
+            custom_id = _custom_id(item)
+            if custom_id in seen:
+                raise InvalidRequest("appears on an earlier line: each line needs its own", field="custom_id")
+            seen.add(custom_id)
+            yield _line(item, custom_id, index, default_model)
+        except ApiError as error:
+            yield LineError(custom_id=custom_id, index=index, message=error.message, param=error.param)
+        except InvalidRequest as error:
+            yield LineError(custom_id=custom_id, index=index, message=error.message, param=error.field)
+        except ValidationError as error:
+            first = error.errors()[0]
+            param = ".".join(["body", *map(str, first["loc"])])
+            yield LineError(custom_id=custom_id, index=index, message=first["msg"], param=param)
+        except ValueError as error:  # not JSON at all (after ValidationError, a ValueError too)
+            yield LineError(custom_id=custom_id, index=index, message=f"not a JSON object: {error}")
+
+
+def _custom_id(item: Any) -> str:
+    if not isinstance(item, dict):
+        raise InvalidRequest("each line must be a JSON object")
+    unknown = sorted(set(item) - _LINE_FIELDS)
+    if unknown:
+        raise InvalidRequest("is not a batch line field", field=unknown[0])
+    custom_id = item.get("custom_id")
+    if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 512:
+        raise InvalidRequest("must be a string of 1 to 512 characters", field="custom_id")
+    return custom_id
+
+
+def _line(item: dict[str, Any], custom_id: str, index: int, default_model: str | None) -> BatchLine:
+    if item.get("method", "POST") != "POST":
+        raise InvalidRequest("must be POST", field="method")
+    url = item.get("url")
+    if url not in URLS:
+        raise InvalidRequest(f"must be one of {', '.join(URLS)}", field="url")
+    body = item.get("body")
+    if not isinstance(body, dict):
+        raise InvalidRequest("must be a JSON object (the request's body)", field="body")
+    if "model" not in body and default_model is not None:
+        body = {**body, "model": default_model}
+    try:
+        return _body_line(body, url, custom_id, index)
+    except InvalidRequest as error:  # the body's fields, named as the line holds them
+        raise InvalidRequest(error.message, field=f"body.{error.field}" if error.field else "body") from None
+
+
+def _body_line(body: dict[str, Any], url: str, custom_id: str, index: int) -> BatchLine:
+    if url == "/v1/score":
+        score = ScoreRequest.model_validate(body)
+        conversations = None if score.conversations is None else score_conversations(score.conversations)
+        options = {"max_length": score.max_length, "deadline_s": score.deadline_s, "max_runtime_s": score.max_runtime_s}
+        return BatchLine(
+            custom_id=custom_id, index=index, url=url, model=score.model, texts=score.messages,
+            conversations=conversations, options={name: value for name, value in options.items() if value is not None},
+        )  # fmt: skip
+    chat = ChatCompletionRequest.model_validate(body)
+    if chat.stream:
+        raise InvalidRequest("a batch line is answered whole: leave it out", field="stream")
+    return BatchLine(
+        custom_id=custom_id, index=index, url=url, model=chat.model,
+        messages=chat_messages(chat.messages, remote_images=False), options=chat.job_options(),
+    )  # fmt: skip

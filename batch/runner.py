@@ -1,0 +1,116 @@
+"""Runs batch lines as jobs: the lowest priority, a bounded window in flight, a job id per line.
+
+Each line is submitted with the idempotency key `batch:<batch id>:<custom_id>`, so its job id is fixed by
+the batch and the line: a run that dies and is resumed submits the lines it had in flight again and gets
+their jobs back (finished, running or queued) instead of new ones; no line runs twice. A full queue is
+waited out (the window keeps the batch from filling it again), never reported as the line's failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from api_client import AsyncInferQClient, AsyncJobHandle
+from api_client.jobs import idempotent_job_id
+from batch.lines import BatchLine
+from engines.errors import InferqError
+from tasks.app import PRIORITY_STEPS
+from tasks.errors import QueueFull
+from tasks.schemas import JobRecord
+
+# Below every interactive priority: a worker's free slot goes to a waiting chat first (inferq's 0 is highest).
+BATCH_PRIORITY = PRIORITY_STEPS[-1]
+DEFAULT_WINDOW = 64
+QUEUE_FULL_PAUSE_S = (0.5, 5.0)  # first and longest pause before submitting again to a full queue
+
+OnResult = Callable[[BatchLine, str, JobRecord | None, InferqError | None], Awaitable[None] | None]
+
+
+@dataclass
+class BatchProgress:
+    total: int
+    done: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    output_tokens: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def eta_s(self) -> float | None:
+        finished = self.done + self.failed
+        if not finished:
+            return None
+        return (time.monotonic() - self.started_at) / finished * (self.total - finished)
+
+
+def line_key(batch_id: str, custom_id: str) -> str:
+    return f"batch:{batch_id}:{custom_id}"
+
+
+async def run_batch(
+    client: AsyncInferQClient,
+    lines: Iterable[BatchLine],
+    *,
+    batch_id: str,
+    progress: BatchProgress,
+    on_result: OnResult,
+    window: int = DEFAULT_WINDOW,
+    priority: int = BATCH_PRIORITY,
+) -> BatchProgress:
+    """Runs every line, calling `on_result(line, job_id, record, error)` as each ends (one at a time), and
+    counting in `progress`."""
+    slots = asyncio.Semaphore(window)
+    running: set[asyncio.Task] = set()
+
+    async def run_one(line: BatchLine) -> None:
+        try:
+            job_id = idempotent_job_id(client.owner, line_key(batch_id, line.custom_id))
+            try:
+                record, error = await (await _submit(client, line, batch_id, priority)).result(), None
+            except InferqError as failure:  # refused at submit, or the job failed: that line's answer
+                record, error = None, failure
+            if record is not None:
+                progress.done += 1
+                progress.output_tokens += record.usage.completion_tokens if record.usage else 0
+            else:
+                progress.failed += 1
+            outcome = on_result(line, job_id, record, error)
+            if outcome is not None:
+                await outcome
+        finally:
+            progress.in_flight -= 1
+            slots.release()
+
+    try:
+        for line in lines:
+            await slots.acquire()  # a million lines never become a million tasks, nor queued messages
+            progress.in_flight += 1
+            task = asyncio.create_task(run_one(line))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        await asyncio.gather(*running)
+    finally:
+        for task in running:  # interrupted: the jobs go on, and a resume finds them by their ids
+            task.cancel()
+    return progress
+
+
+async def _submit(client: AsyncInferQClient, line: BatchLine, batch_id: str, priority: int) -> AsyncJobHandle:
+    pause_s = QUEUE_FULL_PAUSE_S[0]
+    while True:
+        try:
+            if line.url == "/v1/score":
+                return await client.submit_score(
+                    line.texts, line.model, conversations=line.conversations, priority=priority,
+                    idempotency_key=line_key(batch_id, line.custom_id), **line.options,
+                )  # fmt: skip
+            return await client.submit_chat(
+                line.messages, line.model, priority=priority, idempotency_key=line_key(batch_id, line.custom_id),
+                **line.options,
+            )  # fmt: skip
+        except QueueFull:
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, QUEUE_FULL_PAUSE_S[1])

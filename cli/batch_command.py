@@ -1,0 +1,98 @@
+"""`inferq batch run|resume`: an offline batch over the fleet from a file, without the gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from cli.producer import queue_settings
+from engines.errors import InferqError
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    batch = commands.add_parser("batch", help="run a file of requests or a LLaMA-Factory dataset as a batch")
+    actions = batch.add_subparsers(dest="action", required=True)
+
+    run = actions.add_parser("run", help="start a batch (OpenAI batch JSONL, or an alpaca/sharegpt dataset)")
+    run.add_argument("input", help="the input file, or with --dataset-dir an entry of its dataset_info.json")
+    run.add_argument("-o", "--output", required=True, type=Path, help="answers, as OpenAI's batch output lines")
+    run.add_argument("--model", help="served model; required for a dataset, the default for JSONL bodies")
+    run.add_argument("--dataset-dir", help="LLaMA-Factory's data directory (the one with dataset_info.json)")
+    run.add_argument("--formatting", choices=["alpaca", "sharegpt"], help="a dataset file's format (guessed)")
+    run.add_argument("--score", action="store_true", help="score each example's answer with a reward model")
+    run.add_argument("--predictions", type=Path, help="also write LLaMA-Factory's generated_predictions.jsonl")
+    run.add_argument("--errors", type=Path, help="failed and refused lines (default: OUTPUT.errors.jsonl)")
+    run.add_argument("--window", type=int, default=64, help="jobs in flight at once (default 64)")
+    run.add_argument("--redis-url", help="default: $INFERQ_REDIS_URL or redis://127.0.0.1:6379/0")
+    run.set_defaults(handler=run_batch_command)
+
+    resume = actions.add_parser("resume", help="carry on with a batch that was interrupted")
+    resume.add_argument("output", type=Path, help="the batch's --output")
+    resume.add_argument("--redis-url", help="default: $INFERQ_REDIS_URL or redis://127.0.0.1:6379/0")
+    resume.set_defaults(handler=resume_batch_command)
+
+
+def run_batch_command(args: argparse.Namespace, _: list[str]) -> int:
+    from batch.journal import Manifest, manifest_path
+
+    if manifest_path(args.output).exists():
+        raise SystemExit(f"inferq batch: {args.output} belongs to a batch already: `inferq batch resume {args.output}`")
+    if args.window < 1:
+        raise SystemExit("inferq batch: --window must be at least 1")
+    manifest = Manifest(
+        batch_id=uuid.uuid4().hex, input=args.input, model=args.model, dataset_dir=args.dataset_dir,
+        formatting=args.formatting, score=args.score, window=args.window,
+        errors=str(args.errors or args.output.with_name(f"{args.output.name}.errors.jsonl")),
+        predictions=None if args.predictions is None else str(args.predictions),
+    )  # fmt: skip
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    manifest_path(args.output).write_text(manifest.model_dump_json(indent=2))
+    return _run(manifest, args)
+
+
+def resume_batch_command(args: argparse.Namespace, _: list[str]) -> int:
+    from batch.journal import Manifest, manifest_path
+
+    path = manifest_path(args.output)
+    if not path.exists():
+        raise SystemExit(f"inferq batch: no batch wrote {args.output} (no {path.name})")
+    return _run(Manifest.model_validate_json(path.read_text()), args)
+
+
+def _run(manifest, args: argparse.Namespace) -> int:
+    from api_client import AsyncInferQClient
+    from batch.file_batch import run_file_batch
+
+    settings = queue_settings(args)
+
+    async def run() -> str:
+        async with AsyncInferQClient(settings=settings) as client:
+            return await run_file_batch(client, manifest, args.output, _progress_printer())
+
+    try:
+        print(asyncio.run(run()))
+    except InferqError as error:  # the input as a whole (a dataset entry that does not exist)
+        print(f"inferq batch: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _progress_printer():
+    last = [0.0]
+
+    def show(progress, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - last[0] < 1.0:
+            return
+        last[0] = now
+        eta = "" if progress.eta_s is None else f" · ETA {progress.eta_s:.0f} s"
+        line = (f"{progress.done + progress.failed}/{progress.total} done · {progress.failed} failed · "
+                f"{progress.in_flight} in flight · {progress.output_tokens} tokens{eta}")  # fmt: skip
+        print(f"\r{line}" if sys.stderr.isatty() else line, end="\n" if final or not sys.stderr.isatty() else "",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    return show

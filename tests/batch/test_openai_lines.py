@@ -1,0 +1,68 @@
+"""OpenAI batch input lines: checked as the gateway checks its bodies, refused per line, naming the field."""
+
+import json
+
+from batch.lines import BatchLine, LineError
+from batch.openai_lines import openai_lines
+
+
+def chat_line(custom_id, **body):
+    body = {"messages": [{"role": "user", "content": "hi"}], **body}
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
+
+
+def parse(*raw, model="echo"):
+    return list(openai_lines(raw, model))
+
+
+def test_a_chat_line_becomes_the_job_the_gateway_would_submit():
+    [line] = parse(chat_line("q1", model="m", max_tokens=7, temperature=0.5, stop=["x"]))
+    assert isinstance(line, BatchLine)
+    assert (line.custom_id, line.index, line.url, line.model) == ("q1", 0, "/v1/chat/completions", "m")
+    assert line.messages[0].content == "hi"
+    assert line.options == {"max_new_tokens": 7, "temperature": 0.5, "stop": ["x"]}
+
+
+def test_a_body_without_a_model_takes_the_batchs():
+    [line] = parse(chat_line("q1"), model="default-model")
+    assert line.model == "default-model"
+
+
+def test_a_score_line_carries_texts_or_conversations():
+    texts = json.dumps({"custom_id": "s", "url": "/v1/score", "body": {"messages": ["a b", "c"], "max_length": 9}})
+    chats = json.dumps(
+        {"custom_id": "c", "url": "/v1/score", "body": {"conversations": [[{"role": "user", "content": "q"},
+                                                                           {"role": "assistant", "content": "a"}]]}}
+    )  # fmt: skip
+    first, second = parse(texts, chats)
+    assert first.texts == ["a b", "c"] and first.options == {"max_length": 9}
+    assert [message.role for message in second.conversations[0]] == ["user", "assistant"]
+
+
+def test_bad_lines_are_refused_one_by_one_and_the_rest_stand():
+    results = parse(
+        chat_line("ok"),
+        "{not json",
+        chat_line("ok"),  # a duplicate custom_id
+        json.dumps({"custom_id": "u", "url": "/v1/embeddings", "body": {}}),
+        chat_line("t", temperature=3),
+        chat_line("n", temperature=float("nan")).replace("NaN", "NaN"),
+        chat_line("s", stream=True),
+        json.dumps({"custom_id": "x", "url": "/v1/chat/completions", "body": {}, "extra": 1}),
+        chat_line("m", messages=[{"role": "wizard", "content": "hi"}]),
+        "",
+        chat_line("last"),
+    )
+    assert isinstance(results[0], BatchLine) and isinstance(results[-1], BatchLine)
+    refused = {(error.index, error.param) for error in results if isinstance(error, LineError)}
+    assert refused == {
+        (1, None),
+        (2, "custom_id"),
+        (3, "url"),
+        (4, "body.temperature"),
+        (5, "body.temperature"),
+        (6, "body.stream"),
+        (7, "extra"),
+        (8, "body.messages.0.role"),
+    }
+    assert results[-1].index == 10  # indexes count input lines, blank ones too

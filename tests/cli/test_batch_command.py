@@ -1,0 +1,104 @@
+"""`inferq batch run|resume`, as processes, against real workers: every line answered exactly once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from api_client.jobs import idempotent_job_id
+from batch.runner import line_key
+
+# Bounds for failure only: each wait ends as soon as what it waits for is there.
+PATIENCE_S = 300
+
+
+@pytest.fixture(scope="module")
+def batch_worker(start_worker):
+    worker = start_worker("echo", "batch-echo", engine="echo", concurrency=8)
+    yield worker
+    worker.stop()
+
+
+def _inferq_args(*args):
+    return [sys.executable, "-m", "cli.main", "batch", *args]
+
+
+def _env(redis_url):
+    return {**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_NO_WORKER_GRACE_S": "1"}
+
+
+def _batch(redis_url, *args):
+    return subprocess.run(_inferq_args(*args), env=_env(redis_url), capture_output=True, text=True, timeout=PATIENCE_S)
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _chat(custom_id, text, model="batch-echo"):
+    body = {"model": model, "messages": [{"role": "user", "content": text}]}
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
+
+
+def test_an_openai_batch_file_answers_each_line_once_and_reports_bad_lines(
+    redis_url, batch_worker, echo_scorer_worker, tmp_path
+):
+    lines = [_chat(f"q{i}", f"answer {i}") for i in range(20)]
+    lines.append(
+        json.dumps({"custom_id": "s", "url": "/v1/score", "body": {"model": "echo-rm", "messages": ["a b c"]}})
+    )
+    lines += ["{broken", _chat("q3", "again"), _chat("lost", "hello", model="nobody-serves-this")]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    output = tmp_path / "out.jsonl"
+    result = _batch(redis_url, "run", str(tmp_path / "in.jsonl"), "-o", str(output), "--window", "4")
+    assert result.returncode == 0, result.stderr
+    answered = {line["custom_id"]: line for line in _lines(output)}
+    assert len(_lines(output)) == len(answered) == 21
+    assert answered["q7"]["response"]["body"]["choices"][0]["message"]["content"] == "answer 7"
+    assert answered["s"]["response"]["body"]["scores"] == [3.0]
+    errors = _lines(tmp_path / "out.jsonl.errors.jsonl")
+    assert [
+        (line["custom_id"], line["error"] and line["error"]["line"]) for line in errors if line["response"] is None
+    ] == [
+        (None, 22),
+        ("q3", 23),
+    ]
+    [lost] = [line for line in errors if line["response"] is not None]
+    assert lost["custom_id"] == "lost" and lost["response"]["status_code"] == 404
+    assert lost["response"]["body"]["error"]["code"] == "model_not_found"
+    assert "24 lines: 21 answered" in result.stdout
+
+
+def test_a_dataset_batch_killed_halfway_resumes_without_running_a_line_twice(redis_url, batch_worker, tmp_path):
+    release = tmp_path / "release"
+    examples = [{"instruction": f"say {i}", "output": f"said {i}"} for i in range(8)]
+    examples += [{"instruction": f"wait [wait:{release}] {i}", "output": f"waited {i}"} for i in range(8, 24)]
+    (tmp_path / "data.json").write_text(json.dumps(examples))
+    output, predictions = tmp_path / "out.jsonl", tmp_path / "generated_predictions.jsonl"
+    args = ["run", str(tmp_path / "data.json"), "-o", str(output), "--model", "batch-echo", "--window", "24",
+            "--predictions", str(predictions)]  # fmt: skip
+    first = subprocess.Popen(_inferq_args(*args), env=_env(redis_url), stderr=subprocess.DEVNULL)
+    give_up_at = time.monotonic() + PATIENCE_S
+    while not (output.exists() and len(output.read_text().splitlines()) == 8) and time.monotonic() < give_up_at:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)  # with 16 lines in flight: their jobs are queued or running
+    first.wait()
+    assert len(_lines(output)) == 8 and not predictions.exists()
+    release.touch()
+    resumed = _batch(redis_url, "resume", str(output))
+    assert resumed.returncode == 0, resumed.stderr
+    answered = _lines(output)
+    assert sorted(line["custom_id"] for line in answered) == sorted(f"example-{i}" for i in range(24))
+    batch_id = json.loads((tmp_path / "out.jsonl.batch.json").read_text())["batch_id"]
+    # the resumed lines are the jobs the killed run submitted (a job id runs once), not new ones
+    for line in answered:
+        assert line["response"]["request_id"] == idempotent_job_id(None, line_key(batch_id, line["custom_id"]))
+    rows = _lines(predictions)
+    assert [row["label"] for row in rows] == [example["output"] for example in examples]
+    assert rows[0] == {"prompt": "say 0", "predict": "say 0", "label": "said 0"}
+    again = _batch(redis_url, "run", str(tmp_path / "data.json"), "-o", str(output), "--model", "batch-echo")
+    assert again.returncode != 0 and "inferq batch resume" in again.stderr
