@@ -6,7 +6,8 @@ the line's `custom_id` (an idempotency key), so a batch resumed after any crash 
 submitted instead of running them again.
 """
 
+from batch.infer import batch_infer
 from batch.lines import BatchLine, LineError
 from batch.runner import BatchProgress, run_batch
 
-__all__ = ["BatchLine", "BatchProgress", "LineError", "run_batch"]
+__all__ = ["BatchLine", "BatchProgress", "LineError", "batch_infer", "run_batch"]
