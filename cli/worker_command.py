@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 
@@ -14,6 +15,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "worker",
         help="serve one model from one engine",
         description="Start a GPU-pinned worker. Arguments it does not know go to `celery worker` as they are.",
+    )
+    parser.add_argument(
+        "--config", help="a LLaMA-Factory inference YAML (model, adapter, backend, vllm_*, generation defaults)"
     )
     parser.add_argument("--engine", help="huggingface (default), vllm, sglang or ktransformers")
     parser.add_argument("--model", help="checkpoint path, hub name, or smollm2 (default)")
@@ -32,7 +36,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
     if args.redis_url:
         os.environ["INFERQ_REDIS_URL"] = args.redis_url
-    options = {
+    options = _from_config(args.config) if args.config else {}
+    flags = {
         "engine": args.engine,
         "model": args.model,
         "name": args.name,
@@ -40,6 +45,12 @@ def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
         "engine_args": args.engine_args,
         "metrics_port": args.metrics_port,
     }
+    # a flag given wins over the config; --engine-args adds to (and overrides keys of) the config's
+    if args.engine_args and "engine_args" in options:
+        flags["engine_args"] = json.dumps({**options["engine_args"], **_json_object(args.engine_args)})
+    options.update({key: value for key, value in flags.items() if value is not None})
+    if isinstance(options.get("engine_args"), dict):
+        options["engine_args"] = json.dumps(options["engine_args"])
     # Checked here, before Celery starts and long before the model loads.
     settings = worker_settings(**options, concurrency=args.concurrency)
     from worker.app import app
@@ -56,6 +67,28 @@ def run_worker(args: argparse.Namespace, celery_args: list[str]) -> int:
     if settings.concurrency is not None:
         argv.append(f"--concurrency={settings.concurrency}")
     return _celery_worker(app, [*argv, *celery_args])
+
+
+def _from_config(path: str) -> dict:
+    from engines.errors import InvalidRequest
+    from worker.llamafactory_config import worker_options
+
+    try:
+        return worker_options(path)
+    except (OSError, ValueError) as error:  # unreadable, or not YAML
+        raise SystemExit(f"inferq worker: {path}: {error}") from None
+    except InvalidRequest as error:
+        raise SystemExit(f"inferq worker: {path}: {error.field}: {error.message}") from None
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise SystemExit("inferq worker: --engine-args must be a JSON object")
+    return value
 
 
 def _celery_worker(app, argv: list[str]) -> int:

@@ -87,6 +87,7 @@ class BaseEngine(ABC):
     capacity: int
     media_kinds: frozenset[MediaKind] = frozenset()
     adapters: frozenset[str] = frozenset()
+    default_adapter: str | None = None  # what a request that names no adapter gets
     vocab_size: int | None = None  # for checking logit_bias's token ids
     # How the model writes tool calls and whether it thinks first: read off its chat template once loaded
     # (engines/prompt.py: output_habits), unless the worker's engine args say.
@@ -116,9 +117,7 @@ class BaseEngine(ABC):
         job_params = parse_params(params)
         self._refuse_what_cannot_be_honoured(job_params)
         media = check_media(parsed, self.media_kinds)
-        if adapter is not None and adapter not in self.adapters:
-            served = ", ".join(sorted(self.adapters)) or "none"
-            raise InvalidRequest(f"unknown adapter {adapter!r} (served: {served})", field="adapter")
+        adapter = self._served_adapter(adapter)
         tool_list = parse_tools(tools)
         choice = job_params.tool_choice
         check_choice(choice, tool_list)
@@ -171,9 +170,7 @@ class BaseEngine(ABC):
         self._refuse_what_cannot_be_honoured(job_params)
         if job_params.tool_choice not in (None, "auto", "none"):
             raise InvalidRequest("a completion has no tools to call", field="tool_choice")
-        if adapter is not None and adapter not in self.adapters:
-            served = ", ".join(sorted(self.adapters)) or "none"
-            raise InvalidRequest(f"unknown adapter {adapter!r} (served: {served})", field="adapter")
+        adapter = self._served_adapter(adapter)
         prompt_ids = list(self.tokenizer(prompt)["input_ids"])
         resolved = resolve(
             job_params,
@@ -189,6 +186,14 @@ class BaseEngine(ABC):
             request_id=request_id or uuid.uuid4().hex, prompt_ids=prompt_ids, prompt_text=prompt, params=resolved,
             adapter=adapter,
         )  # fmt: skip
+
+    def _served_adapter(self, adapter: str | None) -> str | None:
+        if adapter is None:
+            return self.default_adapter
+        if adapter not in self.adapters:
+            served = ", ".join(sorted(self.adapters)) or "none"
+            raise InvalidRequest(f"unknown adapter {adapter!r} (served: {served})", field="adapter")
+        return adapter
 
     def _refuse_what_cannot_be_honoured(self, params: GenerationParams) -> None:
         """A parameter this backend cannot honour is refused by name, unless its value changes nothing

@@ -16,6 +16,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from engines.constraints import ResponseFormat
@@ -218,6 +219,9 @@ class EngineArgs(_Model):
     chat_template: str | None = Field(None, description="a Jinja template replacing the tokenizer's")
     trust_remote_code: bool = False
     adapters: dict[str, str] = Field(default_factory=dict, description="LoRA adapter name -> path")
+    default_adapter: str | None = Field(
+        None, description="the adapter a request that names none gets (LLaMA-Factory's adapter_name_or_path)"
+    )
     tool_format: Literal["auto", "hermes", "llama3_json", "mistral", "react"] = Field(
         "auto", description="how the model writes tool calls; auto: read off its chat template"
     )
@@ -227,6 +231,12 @@ class EngineArgs(_Model):
     # The worker fills these in from its settings (INFERQ_MEDIA_*): where images may come from.
     media_remote_urls: bool = False
     media_local_paths: bool = False
+
+    @model_validator(mode="after")
+    def _default_adapter_is_served(self) -> EngineArgs:
+        if self.default_adapter is not None and self.default_adapter not in self.adapters:
+            raise ValueError(f"default_adapter {self.default_adapter!r} is not one of adapters")
+        return self
 
 
 def parse_engine_args(model: type[EngineArgs], engine_args: dict[str, Any]) -> EngineArgs:

@@ -175,6 +175,7 @@ class VllmEngine(BaseEngine):
             for lora_id, (name, path) in enumerate(args.adapters.items(), start=1)
         }
         self.adapters = frozenset(self._loras)
+        self.default_adapter = args.default_adapter
 
     async def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
         kwargs = sampling_kwargs(request.params)

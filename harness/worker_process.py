@@ -37,6 +37,7 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
         hostname: str | None = None,
         command_prefix: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.redis_url = redis_url
         self.name = name
@@ -47,7 +48,7 @@ class WorkerProcess:
             *command_prefix, sys.executable, "-m", "cli.main", "worker",
             "--engine", engine, "--model", model, "--name", name,
             "--hostname", self.hostname,
-            "--engine-args", json.dumps(engine_args or {}),
+            "--engine-args", json.dumps(engine_args or {}), *extra_args,
         ]  # fmt: skip
         if concurrency is not None:
             self.command += ["--concurrency", str(concurrency)]

@@ -81,6 +81,7 @@ class HuggingFaceEngine(BaseEngine):
         for adapter_name, adapter_path in args.adapters.items():
             self.model.load_adapter(adapter_path, adapter_name=adapter_name)
         self.adapters = frozenset(args.adapters)
+        self.default_adapter = args.default_adapter
         self._scheduler = Scheduler(
             Stepper(self.model, self.tokenizer, has_adapters=bool(args.adapters), grammars=self._grammars),
             self._executor,

@@ -122,6 +122,7 @@ class SGLangEngine(BaseEngine):
         self.capacity = self._engine.server_args.max_running_requests  # sglang_config may have overridden it
         self.media_kinds = frozenset({"image"}) if is_vision_language_model(hf_config) else frozenset()
         self.adapters = frozenset(args.adapters)
+        self.default_adapter = args.default_adapter
         self._mode = StreamMode.of(self._engine.server_args)
         self._seeds_honoured = bool(getattr(self._engine.server_args, "enable_deterministic_inference", False))
         self._running: dict[str, _Running] = {}
