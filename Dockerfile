@@ -17,6 +17,7 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY api_client ./api_client
+COPY batch ./batch
 COPY benchmarks ./benchmarks
 COPY cli ./cli
 COPY engines ./engines
