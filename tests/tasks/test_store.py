@@ -71,10 +71,13 @@ async def test_writes_under_a_lease_stop_when_the_lease_is_someone_elses(store):
 
 
 async def test_a_lease_renews_only_for_its_holder_and_lapses(store):
-    assert (await store.admit("leased", "mine", ttl_s=0.2)).outcome == "admitted"
-    assert await store.renew_lease("leased", "mine", ttl_s=0.2)
-    assert not await store.renew_lease("leased", "theirs", ttl_s=0.2)
+    # Long leases while ownership is checked (a loaded machine may stall between two calls), then a short one
+    # renewed by its holder, to watch it lapse.
+    assert (await store.admit("leased", "mine", ttl_s=60)).outcome == "admitted"
+    assert await store.renew_lease("leased", "mine", ttl_s=60)
+    assert not await store.renew_lease("leased", "theirs", ttl_s=60)
     assert await store.is_running("leased")
+    assert await store.renew_lease("leased", "mine", ttl_s=0.2)
     while await store.is_running("leased"):  # lapses by itself: Redis expires it
         await asyncio.sleep(0.05)
     assert not await store.renew_lease("leased", "mine", ttl_s=0.2)
