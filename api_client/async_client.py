@@ -26,6 +26,7 @@ from engines.errors import InvalidRequest
 from engines.schemas import Message, Response
 from tasks import names
 from tasks.app import PRIORITY_STEPS, broker_priority, job_queue, make_app
+from tasks.batch_store import BatchInfo
 from tasks.config import QueueSettings
 from tasks.errors import QueueFull, QuotaExceeded
 from tasks.schemas import ChatJob, JobMeta, OwnerQuota, QueueInfo, ScoreJob, WorkerInfo
@@ -190,6 +191,10 @@ class AsyncInferQClient:
         """Each model's queue: the models live workers serve, and any other that has jobs waiting."""
         models = {info.model for info in await self.store.workers()} | await self.store.queues.models()
         return [await self.store.queues.info(model) for model in sorted(models)]
+
+    async def batches(self) -> list[BatchInfo]:
+        """The gateway Batch API's batches not ended yet, with their progress."""
+        return await self.store.batches.running()
 
     async def _submit(
         self,

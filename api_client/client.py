@@ -11,6 +11,7 @@ from api_client.async_client import AsyncInferQClient
 from api_client.handle import AsyncJobHandle
 from api_client.loop_thread import CLOSE_WAIT_S, LoopThread
 from engines.schemas import Message, Response
+from tasks.batch_store import BatchInfo
 from tasks.config import QueueSettings
 from tasks.schemas import JobMeta, JobRecord, QueueInfo, WorkerInfo
 
@@ -125,6 +126,9 @@ class InferQClient:
 
     def queues(self) -> list[QueueInfo]:
         return self._loop.run(self._client.queues())
+
+    def batches(self) -> list[BatchInfo]:
+        return self._loop.run(self._client.batches())
 
 
 def _close(loop: LoopThread, client: AsyncInferQClient) -> None:

@@ -13,8 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from batch.outputs import dumps
-
 
 class Manifest(BaseModel):
     """What `inferq batch resume` needs to carry on with the same batch (and the same job ids)."""
@@ -28,6 +26,10 @@ class Manifest(BaseModel):
     errors: str
     predictions: str | None = None
     window: int
+
+
+def dumps(line: dict[str, Any]) -> str:
+    return json.dumps(line, ensure_ascii=False) + "\n"
 
 
 def manifest_path(output: Path) -> Path:

@@ -59,17 +59,19 @@ async def run_batch(
     on_result: OnResult,
     window: int = DEFAULT_WINDOW,
     priority: int = BATCH_PRIORITY,
+    owner: str | None = None,
 ) -> BatchProgress:
     """Runs every line, calling `on_result(line, job_id, record, error)` as each ends (one at a time), and
-    counting in `progress`."""
+    counting in `progress`. The jobs are `owner`'s (a gateway tenant's), or the client's own."""
+    owner = owner or client.owner
     slots = asyncio.Semaphore(window)
     running: set[asyncio.Task] = set()
 
     async def run_one(line: BatchLine) -> None:
         try:
-            job_id = idempotent_job_id(client.owner, line_key(batch_id, line.custom_id))
+            job_id = idempotent_job_id(owner, line_key(batch_id, line.custom_id))
             try:
-                record, error = await (await _submit(client, line, batch_id, priority)).result(), None
+                record, error = await (await _submit(client, line, batch_id, priority, owner)).result(), None
             except InferqError as failure:  # refused at submit, or the job failed: that line's answer
                 record, error = None, failure
             if record is not None:
@@ -98,18 +100,20 @@ async def run_batch(
     return progress
 
 
-async def _submit(client: AsyncInferQClient, line: BatchLine, batch_id: str, priority: int) -> AsyncJobHandle:
+async def _submit(
+    client: AsyncInferQClient, line: BatchLine, batch_id: str, priority: int, owner: str | None
+) -> AsyncJobHandle:
     pause_s = QUEUE_FULL_PAUSE_S[0]
     while True:
         try:
             if line.url == "/v1/score":
                 return await client.submit_score(
-                    line.texts, line.model, conversations=line.conversations, priority=priority,
+                    line.texts, line.model, conversations=line.conversations, priority=priority, owner=owner,
                     idempotency_key=line_key(batch_id, line.custom_id), **line.options,
                 )  # fmt: skip
             return await client.submit_chat(
-                line.messages, line.model, priority=priority, idempotency_key=line_key(batch_id, line.custom_id),
-                **line.options,
+                line.messages, line.model, priority=priority, owner=owner,
+                idempotency_key=line_key(batch_id, line.custom_id), **line.options,
             )  # fmt: skip
         except QueueFull:
             await asyncio.sleep(pause_s)

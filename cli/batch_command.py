@@ -65,7 +65,7 @@ def resume_batch_command(args: argparse.Namespace, _: list[str]) -> int:
 
 def _run(manifest, args: argparse.Namespace) -> int:
     from api_client import AsyncInferQClient
-    from batch.file_batch import run_file_batch
+    from cli.file_batch import run_file_batch
 
     settings = queue_settings(args)
 

@@ -1,4 +1,5 @@
-"""`inferq status`: what the fleet is doing now — live workers and each model's queue."""
+"""`inferq status`: what the fleet is doing now — live workers, each model's queue, and the Batch API's running
+batches with their progress."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from tasks.batch_store import BatchInfo
 from tasks.schemas import QueueInfo, WorkerInfo
 
 
@@ -27,26 +29,29 @@ def run_status(args: argparse.Namespace, _: list[str]) -> int:
     from cli.producer import client_for
 
     with client_for(args) as client:
-        workers, queues = client.workers(), client.queues()
+        workers, queues, batches = client.workers(), client.queues(), client.batches()
     now = time.time()
     if args.check_here:
         return 0 if any(info.host == socket.gethostname() for info in workers) else 1
     if args.json:
-        print(json.dumps(status_document(workers, queues, now), indent=2))
+        print(json.dumps(status_document(workers, queues, batches, now), indent=2))
     else:
         console = Console()
         console.print(workers_table(workers, now))
         console.print(queues_table(queues, now))
+        if batches:
+            console.print(batches_table(batches))
     return 0
 
 
-def status_document(workers: list[WorkerInfo], queues: list[QueueInfo], now: float) -> dict:
+def status_document(workers: list[WorkerInfo], queues: list[QueueInfo], batches: list[BatchInfo], now: float) -> dict:
     return {
         "workers": [
             {**info.model_dump(mode="json"), "uptime_s": round(now - info.started_at, 1)}
             for info in sorted(workers, key=lambda w: w.hostname)
         ],
         "queues": [{**queue.model_dump(mode="json"), "oldest_age_s": _age(queue, now)} for queue in queues],
+        "batches": [batch.model_dump(mode="json") for batch in batches],
     }
 
 
@@ -70,6 +75,17 @@ def queues_table(queues: list[QueueInfo], now: float) -> Table:
     for queue in queues:
         age = _age(queue, now)
         table.add_row(queue.model, str(queue.depth), "-" if age is None else _duration(age))
+    return table
+
+
+def batches_table(batches: list[BatchInfo]) -> Table:
+    table = Table(title=f"{len(batches)} running batch(es)")
+    for column in ("batch", "owner", "status", "done", "failed", "total", "in flight", "output tokens", "ETA"):
+        table.add_column(column)
+    for batch in batches:
+        eta = "-" if batch.eta_s is None else _duration(batch.eta_s)
+        table.add_row(batch.id, batch.owner, batch.status, str(batch.completed), str(batch.failed), str(batch.total),
+                      str(batch.in_flight), str(batch.output_tokens), eta)  # fmt: skip
     return table
 
 

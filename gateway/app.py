@@ -6,6 +6,7 @@ and every body is parsed as standard JSON only (gateway/strict_json.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,8 +16,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api_client import AsyncInferQClient
-from gateway import chat, completions, responses, score
+from batch.file_store import FileStore
+from gateway import batches, chat, completions, files, responses, score
 from gateway.access import find_owned_job, record_as_seen_by, tenant_of
+from gateway.batch_coordinator import BatchCoordinator
 from gateway.disconnect import ClientLeft
 from gateway.errors import ApiError, install_error_handlers
 from gateway.fleet import inferq_client, live_workers
@@ -87,17 +90,28 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
     if keys.is_open:
         log.warning("no API keys configured (INFERQ_GATEWAY_API_KEYS / _API_KEYS_FILE): the gateway is open")
 
+    file_store = FileStore.from_url(settings.files_url)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with AsyncInferQClient(settings=queue_settings) as client:
-            app.state.inferq = client
-            yield
+            app.state.inferq, app.state.files = client, file_store
+            coordinator = BatchCoordinator(client, file_store, lease_s=settings.batch_lease_s,
+                                           scan_s=settings.batch_scan_s, window=settings.batch_window)  # fmt: skip
+            driving = asyncio.create_task(coordinator.run())
+            try:
+                yield
+            finally:
+                driving.cancel()
+                await asyncio.gather(driving, return_exceptions=True)
 
     # The OpenAPI schema stays (clients generate code from it), behind the key like every other route.
     app = FastAPI(title="inferq gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app, settings.retry_after_s)
     app.add_exception_handler(ClientLeft, _nobody_listens)
-    for router in (inferq_routes, chat.router, completions.router, responses.router, score.router):
+    routers = (inferq_routes, chat.router, completions.router, responses.router, score.router, files.router,
+               batches.router)  # fmt: skip
+    for router in routers:
         app.include_router(router)
 
     @app.get("/health", include_in_schema=False)
@@ -111,8 +125,9 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(
-        FrontDoor, keys=keys, max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s
-    )
+        FrontDoor, keys=keys, max_body_bytes=settings.max_body_bytes, max_file_bytes=settings.max_file_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )  # fmt: skip
     return app
 
 

@@ -23,13 +23,18 @@ from gateway.tenants import KeyTable
 # Served to anyone: the chat page (it asks its user for a key) and the health check of a load balancer.
 PUBLIC_PATHS = frozenset({"/", "/health"})
 PUBLIC_PREFIXES = ("/static/",)
+# A Batch API input file is larger than any request: its own cap (INFERQ_GATEWAY_MAX_FILE_BYTES).
+UPLOAD_PATH = "/v1/files"
 
 
 class FrontDoor:
-    def __init__(self, app: ASGIApp, keys: KeyTable, *, max_body_bytes: int, body_timeout_s: float) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: KeyTable, *, max_body_bytes: int, max_file_bytes: int, body_timeout_s: float
+    ) -> None:
         self.app = app
         self._keys = keys
         self._max_body_bytes = max_body_bytes
+        self._max_file_bytes = max_file_bytes
         self._body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -44,23 +49,24 @@ class FrontDoor:
                 await _refuse(send, 401, "missing or unknown API key", "authentication_error", "invalid_api_key")
                 return
             scope.setdefault("state", {})["tenant"] = tenant
+        cap = self._max_file_bytes if path == UPLOAD_PATH else self._max_body_bytes
         declared = headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self._max_body_bytes):
-            await self._too_large(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > cap):
+            await self._too_large(send, cap)
             return
         try:
             async with asyncio.timeout(self._body_timeout_s):
-                body = await self._read_body(receive)
+                body = await self._read_body(receive, cap)
         except TimeoutError:
             message = f"the body did not arrive within {self._body_timeout_s:g} s"
             await _refuse(send, 408, message, "invalid_request_error", "request_timeout")
             return
         if body is None:
-            await self._too_large(send)
+            await self._too_large(send, cap)
             return
         await self.app(scope, _replay(body, receive), send)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, cap: int) -> bytes | None:
         """The whole body, or None once it passes the cap (the rest is never read)."""
         chunks: list[bytes] = []
         size = 0
@@ -70,17 +76,18 @@ class FrontDoor:
                 return b"".join(chunks)  # the app hears of the disconnect when it asks
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self._max_body_bytes:
+            if size > cap:
                 return None
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, cap: int) -> None:
+        setting = "MAX_FILE_BYTES" if cap == self._max_file_bytes else "MAX_BODY_BYTES"
         await _refuse(
             send,
             413,
-            f"the request body is larger than {self._max_body_bytes} bytes (INFERQ_GATEWAY_MAX_BODY_BYTES)",
+            f"the request body is larger than {cap} bytes (INFERQ_GATEWAY_{setting})",
             "invalid_request_error",
             "request_too_large",
         )

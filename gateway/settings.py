@@ -31,6 +31,17 @@ class GatewaySettings(BaseSettings):
         2048, ge=1, description="uvicorn: connections and requests at once; past it new ones get a 503"
     )
     timeout_keep_alive_s: int = Field(5, ge=1, description="uvicorn: an idle keep-alive connection is closed after")
+    files_url: str = Field(
+        "inferq-files", description="where Batch API files live: a directory (file:// or a path) all gateways share"
+    )
+    max_file_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="largest file `POST /v1/files` takes (held in memory while it arrives)"
+    )
+    batch_window: int = Field(64, ge=1, description="a Batch API batch's jobs in flight at once")
+    batch_lease_s: float = Field(
+        15.0, ge=1, description="a gateway that stops renewing a batch's lease this long gives the batch to another"
+    )
+    batch_scan_s: float = Field(1.0, gt=0, description="how often a gateway looks for batches nobody drives")
     retry_after_s: int = Field(2, ge=1, description="the Retry-After of a 429 (a tenant at its quota, a full queue)")
 
     def key_table(self) -> KeyTable:

@@ -79,3 +79,33 @@ def owner_jobs_key(owner: str) -> str:
     """The jobs an owner (a gateway tenant) has in flight, for its quota: a sorted set by submit time.
     Finished and vanished jobs are swept out of it whenever the owner submits again."""
     return f"{PREFIX}owner:{owner}:jobs"
+
+
+# The Batch API's state (gateway/batches.py): files and batches, each a hash; a tenant's own, listed newest first.
+def file_key(file_id: str) -> str:
+    return f"{PREFIX}file:{file_id}"
+
+
+def owner_files_key(owner: str) -> str:
+    return f"{PREFIX}files-of:{owner}"
+
+
+def batch_key(batch_id: str) -> str:
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def owner_batches_key(owner: str) -> str:
+    return f"{PREFIX}batches-of:{owner}"
+
+
+# Batches not finished yet, which some gateway must drive: a coordinator takes one by its lease.
+ACTIVE_BATCHES_KEY = f"{PREFIX}batches-active"
+
+
+def batch_lease_key(batch_id: str) -> str:
+    return f"{PREFIX}batch-lease:{batch_id}"
+
+
+def batch_lines_key(batch_id: str, succeeded: bool) -> str:
+    """The batch's answered (or failed) lines by custom_id, each written once, until its files are written."""
+    return f"{PREFIX}batch-{'out' if succeeded else 'err'}:{batch_id}"

@@ -19,6 +19,7 @@ from typing import Literal
 from redis.asyncio import Redis
 
 from tasks import names
+from tasks.batch_store import BatchStore
 from tasks.config import QueueSettings
 from tasks.errors import LeaseLost
 from tasks.fleet import FleetView
@@ -184,6 +185,11 @@ class JobStore:
     def fleet(self) -> FleetView:
         """The live workers as this process sees them, cached briefly for all its waiters."""
         return FleetView(self.workers)
+
+    @cached_property
+    def batches(self) -> BatchStore:
+        """The Batch API's files, batches and answered lines."""
+        return BatchStore(self._redis, self._renew, self._release)
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -1,7 +1,7 @@
 """The import rules of the README's picture, checked on the source: every arrow points one way.
 
 Each package lists the packages it may import. `cli` (the command people type) sits on top; `harness`
-(local processes), `benchmarks` and `batch` (offline batches, on the gateway's OpenAI shapes) serve it; the
+(local processes), `benchmarks` serve it; `batch` (offline batches) serves it and the gateway; the
 runtime (`worker`) and the producer side (`api_client`) share the contract (`tasks`), which rests on the
 engine contract (`engines`).
 """
@@ -18,9 +18,10 @@ MAY_IMPORT = {
     "engines": {"engines"},
     "tasks": {"tasks", "engines"},
     "api_client": {"api_client", "tasks", "engines"},
-    "gateway": {"gateway", "api_client", "tasks", "engines"},
-    # offline batches read and answer lines exactly as the gateway's OpenAI routes do, with their models
-    "batch": {"batch", "gateway", "api_client", "tasks", "engines"},
+    # the Batch API runs its lines on the shared batch core
+    "gateway": {"gateway", "batch", "api_client", "tasks", "engines"},
+    # offline batches: lines, datasets, the window of jobs, files; the OpenAI line shapes are the gateway's
+    "batch": {"batch", "api_client", "tasks", "engines"},
     "worker": {"worker", "tasks", "engines"},
     "harness": {"harness", "tasks", "engines", "worker"},
     "benchmarks": {"benchmarks", "harness", "api_client", "tasks", "engines"},

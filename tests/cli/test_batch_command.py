@@ -18,7 +18,8 @@ PATIENCE_S = 300
 
 @pytest.fixture(scope="module")
 def batch_worker(start_worker):
-    worker = start_worker("echo", "batch-echo", engine="echo", concurrency=8)
+    # Room for a whole window (24): a held line never keeps a quick one from a slot, whatever the submit order.
+    worker = start_worker("echo", "batch-echo", engine="echo", concurrency=24)
     yield worker
     worker.stop()
 

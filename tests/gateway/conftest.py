@@ -19,11 +19,14 @@ API_KEY = "gateway-test-key"
 
 @pytest.fixture(scope="session")
 def start_gateway(redis_url, tmp_path_factory):
-    """`start_gateway(**options)` starts a gateway process; all are stopped at the end of the session."""
+    """`start_gateway(**options)` starts a gateway process; all are stopped at the end of the session. They keep
+    their Batch API files in the session's one folder, unless `env` says otherwise."""
     logs = tmp_path_factory.mktemp("gateway-logs")
+    files = tmp_path_factory.mktemp("gateway-files")
     started: list[GatewayProcess] = []
 
     def start(**options) -> GatewayProcess:
+        options["env"] = {"INFERQ_GATEWAY_FILES_URL": str(files), **options.get("env", {})}
         gateway = GatewayProcess(redis_url, logs / f"gateway-{len(started)}.log", **options)
         started.append(gateway)
         return gateway.start()

@@ -25,8 +25,11 @@ URLS = ("/v1/chat/completions", "/v1/score")
 _LINE_FIELDS = {"custom_id", "method", "url", "body"}
 
 
-def openai_lines(raw_lines: Iterable[str], default_model: str | None) -> Iterator[BatchLine | LineError]:
-    """Each non-blank input line as a BatchLine or the LineError that says why it cannot run."""
+def openai_lines(
+    raw_lines: Iterable[str], default_model: str | None, endpoint: str | None = None
+) -> Iterator[BatchLine | LineError]:
+    """Each non-blank input line as a BatchLine or the LineError that says why it cannot run. With an
+    `endpoint` (a Batch API batch's), every line's `url` must be it."""
     seen: set[str] = set()
     for index, raw in enumerate(raw_lines):
         if not raw.strip():
@@ -38,7 +41,7 @@ def openai_lines(raw_lines: Iterable[str], default_model: str | None) -> Iterato
             if custom_id in seen:
                 raise InvalidRequest("appears on an earlier line: each line needs its own", field="custom_id")
             seen.add(custom_id)
-            yield _line(item, custom_id, index, default_model)
+            yield _line(item, custom_id, index, default_model, endpoint)
         except ApiError as error:
             yield LineError(custom_id=custom_id, index=index, message=error.message, param=error.param)
         except InvalidRequest as error:
@@ -63,10 +66,14 @@ def _custom_id(item: Any) -> str:
     return custom_id
 
 
-def _line(item: dict[str, Any], custom_id: str, index: int, default_model: str | None) -> BatchLine:
+def _line(
+    item: dict[str, Any], custom_id: str, index: int, default_model: str | None, endpoint: str | None
+) -> BatchLine:
     if item.get("method", "POST") != "POST":
         raise InvalidRequest("must be POST", field="method")
     url = item.get("url")
+    if endpoint is not None and url != endpoint:
+        raise InvalidRequest(f"must be the batch's endpoint, {endpoint}", field="url")
     if url not in URLS:
         raise InvalidRequest(f"must be one of {', '.join(URLS)}", field="url")
     body = item.get("body")

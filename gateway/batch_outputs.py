@@ -1,4 +1,4 @@
-"""What a batch writes: OpenAI's output and error lines, and LLaMA-Factory's predictions.
+"""What a batch's OpenAI output and error lines hold (the CLI's and the Batch API's alike).
 
 OpenAI's line: `{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}`; a line that
 ran and failed carries the error body the gateway would have answered with, under its status code; a line
@@ -7,12 +7,10 @@ refused before it ran has no response and an `error` of its own.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from batch.lines import BatchLine, LineError
 from engines.errors import InferqError
-from engines.schemas import Message
 from gateway.chat import completion_object
 from gateway.errors import api_error_of
 from gateway.score import score_object
@@ -41,21 +39,3 @@ def refused_line(refusal: LineError) -> dict[str, Any]:
         "response": None,
         "error": {"code": "invalid_request", "message": message, "line": refusal.index + 1},
     }
-
-
-def prediction(line: BatchLine, output: dict[str, Any]) -> dict[str, Any]:
-    """LLaMA-Factory's generated_predictions.jsonl line. Its `prompt` is the template-rendered text; here it is
-    the example's last user turn, since the template lives with the model on the worker."""
-    body = output["response"]["body"]
-    predict = body["choices"][0]["message"]["content"] if "choices" in body else body["scores"][0]
-    return {"prompt": _prompt_text(line.messages or (line.conversations or [[]])[0]), "predict": predict,
-            "label": line.label or ""}  # fmt: skip
-
-
-def _prompt_text(messages: list[Message]) -> str:
-    users = [message.content for message in messages if message.role == "user" and isinstance(message.content, str)]
-    return users[-1] if users else ""
-
-
-def dumps(line: dict[str, Any]) -> str:
-    return json.dumps(line, ensure_ascii=False) + "\n"

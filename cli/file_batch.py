@@ -8,13 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from api_client import AsyncInferQClient
-from batch.journal import Journal, Manifest
+from batch.journal import Journal, Manifest, dumps
 from batch.lines import BatchLine, LineError
 from batch.llamafactory_lines import dataset_lines
-from batch.openai_lines import openai_lines
-from batch.outputs import answered_line, dumps, failed_line, prediction, refused_line
+from batch.predictions import prediction
 from batch.runner import BatchProgress, run_batch
 from engines.errors import InferqError, InvalidRequest
+from gateway.batch_lines import openai_lines
+from gateway.batch_outputs import answered_line, failed_line, refused_line
 from tasks.schemas import JobRecord
 
 

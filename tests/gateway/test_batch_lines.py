@@ -3,7 +3,7 @@
 import json
 
 from batch.lines import BatchLine, LineError
-from batch.openai_lines import openai_lines
+from gateway.batch_lines import openai_lines
 
 
 def chat_line(custom_id, **body):

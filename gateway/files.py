@@ -1,0 +1,74 @@
+"""OpenAI's Files API, for the Batch API: `POST /v1/files` (multipart, `purpose: batch`), `GET /v1/files/{id}`,
+`GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`. A file is its tenant's (another tenant's is a 404); its
+bytes live in the gateway's file store (batch/file_store.py), its description in Redis beside the batches.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import Response
+
+from batch.file_store import FileStore
+from gateway.access import tenant_of
+from gateway.batch_objects import file_object
+from gateway.errors import ApiError
+from gateway.fleet import inferq_client
+
+router = APIRouter()
+
+# Purposes a client may upload; `batch_output` files are written by batches themselves.
+UPLOAD_PURPOSES = ("batch",)
+
+
+def file_store(request: Request) -> FileStore:
+    return request.app.state.files
+
+
+async def owned_file(request: Request, file_id: str) -> dict[str, str]:
+    """The file's description, if it exists for this tenant; otherwise the 404 of a file that never was."""
+    fields = await inferq_client(request).store.batches.file(file_id)
+    if fields is None or not tenant_of(request).may_see(fields["owner"]):
+        raise ApiError(404, f"no file {file_id!r}", type="invalid_request_error", param="file_id", code="not_found")
+    return fields
+
+
+@router.post("/v1/files")
+async def upload_file(request: Request, file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]):
+    if purpose not in UPLOAD_PURPOSES:
+        raise ApiError(400, f"must be one of {', '.join(UPLOAD_PURPOSES)}", type="invalid_request_error",
+                       param="purpose", code="invalid_value")  # fmt: skip
+    data = await file.read()
+    file_id = f"file-{uuid.uuid4().hex}"
+    await file_store(request).write(file_id, data)
+    created_at = int(time.time())
+    fields = {"id": file_id, "bytes": str(len(data)), "created_at": str(created_at), "purpose": purpose,
+              "filename": file.filename or "upload.jsonl"}  # fmt: skip
+    await inferq_client(request).store.batches.add_file(file_id, tenant_of(request).name, created_at, fields)
+    return file_object(fields)
+
+
+@router.get("/v1/files/{file_id}")
+async def retrieve_file(file_id: str, request: Request):
+    return file_object(await owned_file(request, file_id))
+
+
+@router.get("/v1/files/{file_id}/content")
+async def file_content(file_id: str, request: Request):
+    await owned_file(request, file_id)
+    data = await file_store(request).read(file_id)
+    if data is None:
+        raise ApiError(404, f"file {file_id!r} has no content any more", type="invalid_request_error",
+                       param="file_id", code="not_found")  # fmt: skip
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.delete("/v1/files/{file_id}")
+async def delete_file(file_id: str, request: Request):
+    fields = await owned_file(request, file_id)
+    await inferq_client(request).store.batches.remove_file(file_id, fields["owner"])
+    await file_store(request).delete(file_id)
+    return {"id": file_id, "object": "file", "deleted": True}

@@ -1,0 +1,163 @@
+"""The Batch API's state in Redis, beside the jobs' records (`JobStore.batches`): files, batches, their leases
+and their answered lines. It holds strings and hashes; the gateway owns what they mean (gateway/batch_objects.py).
+
+A batch is a hash whose `status` only moves by `transition` (a script: from one of the expected statuses, or
+not at all), so a cancel and the coordinator's own moves can never overwrite each other. Each line's answer is
+written once (HSETNX by custom_id), so two coordinators that ever drove the same batch still write each line once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+from pydantic import BaseModel
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from tasks import names
+
+# KEYS: the batch. ARGV: the new status, its `<status>_at` time, then the statuses it may move from.
+_TRANSITION = """
+local status = redis.call('hget', KEYS[1], 'status')
+for i = 3, #ARGV do
+  if status == ARGV[i] then
+    redis.call('hset', KEYS[1], 'status', ARGV[1], ARGV[1] .. '_at', ARGV[2])
+    return 1
+  end
+end
+return 0
+"""
+# KEYS: the hash for this outcome, the other outcome's. ARGV: custom_id, line. A line is answered once, either way.
+_RECORD_LINE = """
+if redis.call('hexists', KEYS[2], ARGV[1]) == 1 then return 0 end
+return redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2])
+"""
+_TAKE = "return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0"
+
+
+class BatchInfo(BaseModel):
+    """A running batch's progress, as `inferq status` shows it."""
+
+    id: str
+    owner: str
+    status: str
+    endpoint: str
+    created_at: int
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    output_tokens: int = 0
+    eta_s: float | None = None
+
+    @classmethod
+    def of(cls, fields: Mapping[str, str]) -> BatchInfo:
+        known = {name: value for name, value in fields.items() if name in cls.model_fields and value != ""}
+        return cls.model_validate(known)
+
+
+class BatchStore:
+    def __init__(self, redis: Redis, renew: AsyncScript, release: AsyncScript) -> None:
+        self._redis = redis  # decode_responses=True
+        self._renew, self._release = renew, release
+        self._transition = redis.register_script(_TRANSITION)
+        self._take = redis.register_script(_TAKE)
+        self._record_line = redis.register_script(_RECORD_LINE)
+
+    # -- files -------------------------------------------------------------------------------
+
+    async def add_file(self, file_id: str, owner: str, created_at: int, fields: Mapping[str, str]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(names.file_key(file_id), mapping={**fields, "owner": owner})
+            pipe.zadd(names.owner_files_key(owner), {file_id: created_at})
+            await pipe.execute()
+
+    async def file(self, file_id: str) -> dict[str, str] | None:
+        return await self._redis.hgetall(names.file_key(file_id)) or None
+
+    async def remove_file(self, file_id: str, owner: str) -> bool:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(names.file_key(file_id))
+            pipe.zrem(names.owner_files_key(owner), file_id)
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    # -- batches -----------------------------------------------------------------------------
+
+    async def add_batch(self, batch_id: str, owner: str, created_at: int, fields: Mapping[str, str]) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(names.batch_key(batch_id), mapping={**fields, "owner": owner})
+            pipe.zadd(names.owner_batches_key(owner), {batch_id: created_at})
+            pipe.zadd(names.ACTIVE_BATCHES_KEY, {batch_id: created_at})
+            await pipe.execute()
+
+    async def batch(self, batch_id: str) -> dict[str, str] | None:
+        return await self._redis.hgetall(names.batch_key(batch_id)) or None
+
+    async def update_batch(self, batch_id: str, fields: Mapping[str, str]) -> None:
+        """Fields other than `status` (counts, file ids, errors); the status moves by `transition` only."""
+        await self._redis.hset(names.batch_key(batch_id), mapping=dict(fields))
+
+    async def transition(self, batch_id: str, to: str, at: int, from_statuses: tuple[str, ...]) -> bool:
+        return bool(await self._transition(keys=[names.batch_key(batch_id)], args=[to, at, *from_statuses]))
+
+    async def batches_of(self, owner: str, after: str | None, limit: int) -> list[str]:
+        """An owner's batch ids, newest first, from the one after `after` (a cursor: OpenAI's pagination)."""
+        key = names.owner_batches_key(owner)
+        start = 0
+        if after is not None:
+            rank = await self._redis.zrevrank(key, after)
+            start = 0 if rank is None else rank + 1
+        return await self._redis.zrevrange(key, start, start + limit - 1)
+
+    async def active_batches(self) -> list[str]:
+        return await self._redis.zrange(names.ACTIVE_BATCHES_KEY, 0, -1)
+
+    async def running(self) -> list[BatchInfo]:
+        """The batches not ended yet, oldest first."""
+        found = [await self.batch(batch_id) for batch_id in await self.active_batches()]
+        return [BatchInfo.of(fields) for fields in found if fields is not None]
+
+    async def retire_batch(self, batch_id: str) -> None:
+        """The batch has ended: no coordinator needs to drive it, and its lines live in its files now."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(names.ACTIVE_BATCHES_KEY, batch_id)
+            pipe.delete(names.batch_lines_key(batch_id, True), names.batch_lines_key(batch_id, False))
+            await pipe.execute()
+
+    # -- the coordinator's lease -------------------------------------------------------------
+
+    async def take_lease(self, batch_id: str, token: str, ttl_s: float) -> bool:
+        return bool(await self._take(keys=[names.batch_lease_key(batch_id)], args=[token, int(ttl_s * 1000)]))
+
+    async def renew_lease(self, batch_id: str, token: str, ttl_s: float) -> bool:
+        return bool(await self._renew(keys=[names.batch_lease_key(batch_id)], args=[token, int(ttl_s * 1000)]))
+
+    async def release_lease(self, batch_id: str, token: str) -> None:
+        await self._release(keys=[names.batch_lease_key(batch_id)], args=[token])
+
+    # -- answered lines ----------------------------------------------------------------------
+
+    async def record_line(self, batch_id: str, custom_id: str, line: str, succeeded: bool) -> bool:
+        """Writes a line's answer unless it has one (then False: this answer is dropped, the first stays)."""
+        keys = [names.batch_lines_key(batch_id, succeeded), names.batch_lines_key(batch_id, not succeeded)]
+        return bool(await self._record_line(keys=keys, args=[custom_id, line]))
+
+    async def answered_ids(self, batch_id: str) -> set[str]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hkeys(names.batch_lines_key(batch_id, True))
+            pipe.hkeys(names.batch_lines_key(batch_id, False))
+            succeeded, failed = await pipe.execute()
+        return set(succeeded) | set(failed)
+
+    async def line_counts(self, batch_id: str) -> tuple[int, int]:
+        """(answered, failed) lines so far."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hlen(names.batch_lines_key(batch_id, True))
+            pipe.hlen(names.batch_lines_key(batch_id, False))
+            succeeded, failed = await pipe.execute()
+        return succeeded, failed
+
+    async def lines(self, batch_id: str, succeeded: bool) -> AsyncIterator[tuple[str, str]]:
+        async for custom_id, line in self._redis.hscan_iter(names.batch_lines_key(batch_id, succeeded), count=500):
+            yield custom_id, line

@@ -1,0 +1,206 @@
+"""The Batch API through the official `openai` package: files in, a batch run by the gateways' coordinators
+over real echo workers, output and error files out; per-line refusals; tenants; cancel; and a 2,000-line
+batch that outlives a SIGKILLed worker and a SIGKILLed gateway with every line answered exactly once."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import openai
+import pytest
+import redis
+
+from api_client.jobs import idempotent_job_id
+from batch.runner import line_key
+from gateway.tenants import bare_key_tenant
+from tasks import names
+from tests.gateway.conftest import API_KEY
+from tests.waiting import until
+
+ENDED = {"completed", "failed", "expired", "cancelled"}
+
+
+def chat_line(custom_id: str, text: str, model: str = "echo", **body) -> dict:
+    body = {"model": model, "messages": [{"role": "user", "content": text}], **body}
+    return {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+
+def jsonl(lines: list) -> io.BytesIO:
+    return io.BytesIO("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode())
+
+
+async def finished(oai: openai.AsyncOpenAI, batch_id: str):
+    batch = None
+
+    async def ended() -> bool:
+        nonlocal batch
+        batch = await oai.batches.retrieve(batch_id)
+        return batch.status in ENDED
+
+    await until(ended, f"batch {batch_id} never ended")
+    return batch
+
+
+async def lines_of(oai: openai.AsyncOpenAI, file_id: str | None) -> list[dict]:
+    if file_id is None:
+        return []
+    return [json.loads(line) for line in (await oai.files.content(file_id)).text.splitlines()]
+
+
+async def test_a_batch_answers_each_line_once_and_refuses_bad_lines_by_name(oai, gateway):
+    good = [chat_line(f"q{i}", f"answer {i}") for i in range(12)]
+    bad = [
+        "{not json",
+        chat_line("q3", "a second q3"),  # duplicate custom_id
+        {**chat_line("s1", "scores"), "url": "/v1/score"},  # not the batch's endpoint
+        chat_line("t1", "hot", temperature=9),  # a body field out of range
+        chat_line("m1", "nobody", model="no-such-model"),  # runs, and fails as the route would: 404
+    ]
+    uploaded = await oai.files.create(file=("input.jsonl", jsonl(good + bad)), purpose="batch")
+    assert (uploaded.purpose, uploaded.filename) == ("batch", "input.jsonl")
+    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h", metadata={"run": "nightly"})  # fmt: skip
+    assert (created.status, created.metadata) == ("validating", {"run": "nightly"})
+
+    batch = await finished(oai, created.id)
+    assert batch.status == "completed" and batch.completed_at and batch.in_progress_at
+    assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (17, 12, 5)
+    answers = await lines_of(oai, batch.output_file_id)
+    assert [line["custom_id"] for line in answers] == [f"q{i}" for i in range(12)]  # input order
+    owner = bare_key_tenant(API_KEY)
+    for i, line in enumerate(answers):
+        assert line["response"]["status_code"] == 200
+        assert line["response"]["body"]["choices"][0]["message"]["content"] == f"answer {i}"
+        assert line["response"]["request_id"] == idempotent_job_id(owner, line_key(batch.id, f"q{i}"))
+    errors = {(line["custom_id"], (line["error"] or {}).get("message", "")): line for line in
+              await lines_of(oai, batch.error_file_id)}  # fmt: skip
+    messages = sorted(message for _, message in errors)
+    assert any(message.startswith("not a JSON object") for message in messages)
+    assert any(message.startswith("custom_id: appears on an earlier line") for message in messages)
+    assert any(message.startswith("url: must be the batch's endpoint") for message in messages)
+    assert any(message.startswith("body.temperature") for message in messages)
+    [unserved] = [line for (custom_id, _), line in errors.items() if custom_id == "m1"]
+    assert unserved["response"]["status_code"] == 404
+    assert unserved["response"]["body"]["error"]["code"] == "model_not_found"
+
+    listed = await oai.batches.list(limit=100)
+    assert created.id in [item.id for item in listed.data]
+
+
+async def test_a_tenant_sees_only_its_own_files_and_batches(oai, gateway):
+    uploaded = await oai.files.create(file=("mine.jsonl", jsonl([chat_line("a", "mine")])), purpose="batch")
+    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h")  # fmt: skip
+    async with openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key="some-other-key", max_retries=0) as other:
+        for call in (other.files.retrieve(uploaded.id), other.files.content(uploaded.id),
+                     other.batches.retrieve(created.id), other.batches.cancel(created.id)):  # fmt: skip
+            with pytest.raises(openai.NotFoundError):
+                await call
+        with pytest.raises(openai.BadRequestError) as refused:
+            await other.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h")  # fmt: skip
+        assert refused.value.body["param"] == "input_file_id"
+        assert created.id not in [item.id for item in (await other.batches.list()).data]
+    assert (await finished(oai, created.id)).status == "completed"
+    with pytest.raises(openai.ConflictError):
+        await oai.batches.cancel(created.id)
+    await oai.files.delete(uploaded.id)
+    with pytest.raises(openai.NotFoundError):
+        await oai.files.retrieve(uploaded.id)
+
+
+async def test_bad_create_bodies_name_their_field(oai):
+    with pytest.raises(openai.BadRequestError) as refused:
+        await oai.files.create(file=("x.jsonl", jsonl([])), purpose="fine-tune")
+    assert refused.value.body["param"] == "purpose"
+    uploaded = await oai.files.create(file=("x.jsonl", jsonl([chat_line("a", "x")])), purpose="batch")
+    for wrong, param in (({"endpoint": "/v1/embeddings"}, "endpoint"), ({"completion_window": "1d"},
+                         "completion_window"), ({"input_file_id": "file-nope"}, "input_file_id")):  # fmt: skip
+        body = {"input_file_id": uploaded.id, "endpoint": "/v1/chat/completions", "completion_window": "24h", **wrong}
+        with pytest.raises(openai.BadRequestError) as refused:
+            await oai.batches.create(**body)
+        assert refused.value.body["param"] == param
+
+
+async def test_cancel_stops_the_lines_in_flight_and_keeps_the_answered_ones(oai, inferq, gateway):
+    lines = [chat_line("done", "quick")] + [chat_line(f"held{i}", f"wait [hold] {i}") for i in range(4)]
+    uploaded = await oai.files.create(file=("held.jsonl", jsonl(lines)), purpose="batch")
+    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h")  # fmt: skip
+    owner = bare_key_tenant(API_KEY)
+    held = [idempotent_job_id(owner, line_key(created.id, f"held{i}")) for i in range(4)]
+
+    async def all_running() -> bool:
+        return all([await inferq.store.is_running(job_id) for job_id in held])
+
+    await until(all_running, "the held lines never ran")
+    assert (await oai.batches.cancel(created.id)).status in ("cancelling", "cancelled")
+    batch = await finished(oai, created.id)
+    assert batch.status == "cancelled" and batch.cancelled_at
+    assert [line["custom_id"] for line in await lines_of(oai, batch.output_file_id)] == ["done"]
+    for job_id in held:
+        record = await (await inferq.find_job(job_id)).record()
+        assert record.status == "cancelled"
+    assert (await oai.batches.cancel(created.id)).status == "cancelled"  # again: the same answer
+
+
+async def test_a_2000_line_batch_outlives_a_sigkilled_worker_and_a_sigkilled_gateway(
+    start_gateway, start_worker, redis_url
+):
+    # Two workers of a model of its own, at a pace that keeps the batch running for seconds, whatever the machine.
+    doomed = start_worker("echo", "api-batch-echo", engine="echo", concurrency=16,
+                          engine_args={"tokens_per_s": 20})  # fmt: skip
+    survivor = start_worker("echo", "api-batch-echo", engine="echo", concurrency=16, engine_args={"tokens_per_s": 20})
+    # Every gateway shares the session's files; a dead gateway's batch is taken over once its 2-second lease lapses.
+    env = {"INFERQ_GATEWAY_BATCH_LEASE_S": "2",
+           "INFERQ_GATEWAY_BATCH_SCAN_S": "0.2", "INFERQ_NO_WORKER_GRACE_S": "60"}  # fmt: skip
+    first = start_gateway(api_keys=API_KEY, env=env)
+    lines = [chat_line(f"line-{i}", f"line {i} of 2000", model="api-batch-echo") for i in range(2000)]
+    async with openai.AsyncOpenAI(base_url=f"{first.url}/v1", api_key=API_KEY, max_retries=0) as oai:
+        uploaded = await oai.files.create(file=("big.jsonl", jsonl(lines)), purpose="batch")
+        created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                           completion_window="24h")  # fmt: skip
+
+        async def some_done() -> bool:
+            counts = (await oai.batches.retrieve(created.id)).request_counts
+            assert counts.failed == 0, "lines failed before any fault"
+            return counts.completed >= 200
+
+        await until(some_done, "the batch never got going")
+    running = _status_of_batch(redis_url, created.id)  # `inferq status` shows it, with its progress
+    assert (running["status"], running["total"], running["owner"]) == ("in_progress", 2000, bare_key_tenant(API_KEY))
+    assert running["completed"] >= 200
+    doomed.kill()
+    first.kill()
+    at_the_kill = redis.Redis.from_url(redis_url).hlen(names.batch_lines_key(created.id, True))
+    second = start_gateway(api_keys=API_KEY, env=env)
+    async with openai.AsyncOpenAI(base_url=f"{second.url}/v1", api_key=API_KEY, max_retries=0) as oai:
+        batch = await finished(oai, created.id)
+        answers = await lines_of(oai, batch.output_file_id)
+        errors = await lines_of(oai, batch.error_file_id)
+    second.stop()
+    survivor.stop()
+    assert at_the_kill < 2000, "the batch had ended before the faults: they proved nothing"
+    assert (batch.status, batch.request_counts.completed, batch.request_counts.failed, errors) == (
+        "completed",
+        2000,
+        0,
+        [],
+    )
+    assert sorted(line["custom_id"] for line in answers) == sorted(f"line-{i}" for i in range(2000))
+    owner = bare_key_tenant(API_KEY)
+    for line in answers:
+        i = int(line["custom_id"].removeprefix("line-"))
+        assert line["response"]["body"]["choices"][0]["message"]["content"] == f"line {i} of 2000"
+        assert line["response"]["request_id"] == idempotent_job_id(owner, line_key(created.id, line["custom_id"]))
+
+
+def _status_of_batch(redis_url: str, batch_id: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", "cli.main", "status", "--json"], capture_output=True, text=True,
+                            env={**os.environ, "INFERQ_REDIS_URL": redis_url}, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return next(batch for batch in json.loads(result.stdout)["batches"] if batch["id"] == batch_id)
