@@ -1,4 +1,4 @@
-"""Offline batches over the fleet, shared by `inferq batch` and (later) the gateway's Batch API.
+"""Offline batches over the fleet, shared by `inferq batch` and the gateway's Batch API.
 
 A batch is a list of lines (OpenAI batch JSONL, or a LLaMA-Factory dataset), each run as an ordinary job at
 the lowest priority, a bounded window of them in flight. Each line's job id comes from the batch's id and

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from api_client import AsyncInferQClient, AsyncJobHandle
 from api_client.jobs import idempotent_job_id
+from batch.fleet_share import FleetShare
 from batch.lines import BatchLine
 from engines.errors import InferqError
 from tasks.app import PRIORITY_STEPS
@@ -60,10 +61,13 @@ async def run_batch(
     window: int = DEFAULT_WINDOW,
     priority: int = BATCH_PRIORITY,
     owner: str | None = None,
+    share: FleetShare | None = None,
 ) -> BatchProgress:
     """Runs every line, calling `on_result(line, job_id, record, error)` as each ends (one at a time), and
-    counting in `progress`. The jobs are `owner`'s (a gateway tenant's), or the client's own."""
+    counting in `progress`. The jobs are `owner`'s (a gateway tenant's), or the client's own. `share` keeps
+    rows free for interactive chats (batch/fleet_share.py; by default a share of this batch's own)."""
     owner = owner or client.owner
+    share = share or FleetShare(client)
     slots = asyncio.Semaphore(window)
     running: set[asyncio.Task] = set()
 
@@ -84,11 +88,17 @@ async def run_batch(
                 await outcome
         finally:
             progress.in_flight -= 1
+            share.leave(line.model)
             slots.release()
 
     try:
         for line in lines:
             await slots.acquire()  # a million lines never become a million tasks, nor queued messages
+            try:
+                await share.enter(line.model)  # and never take the rows kept for interactive chats
+            except BaseException:
+                slots.release()
+                raise
             progress.in_flight += 1
             task = asyncio.create_task(run_one(line))
             running.add(task)

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 # vLLM takes ~40 s to start on CPU, so its parts run only when asked for (--parts ...,vllm,admission,serve).
-PARTS = ("overhead", "plumbing", "hf", "vllm", "admission", "serve", "streaming", "footprint", "bound")
-DEFAULT_PARTS = ("overhead", "plumbing", "hf", "streaming", "footprint", "bound")
+PARTS = ("overhead", "plumbing", "hf", "vllm", "admission", "serve", "streaming", "footprint", "batch", "bound")
+DEFAULT_PARTS = ("overhead", "plumbing", "hf", "streaming", "footprint", "batch", "bound")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class BenchConfig:
     stream_rate: float = 100.0
     waiting_jobs: int = 10_000
     bound_requests: int = 16
+    # batch: interactive TTFT beside a batch that keeps `batch_rows` rows busy (hf: SmolLM2; echo: paced)
+    batch_engine: str = "hf"
+    batch_rows: int = 8
+    batch_samples: int = 20
     # serve: `vllm bench serve`'s random dataset (issue 20's sizes; the answers are ignore_eos-exact)
     serve_prompts: int = 64
     serve_concurrency: int = 16
@@ -64,6 +68,13 @@ class BenchConfig:
     def echo_held(self) -> EngineSpec:
         """Two slots, both held by `[hold]` jobs: everything else submitted to it waits in the queue."""
         return EngineSpec("bench-echo-held", "echo", "echo", concurrency=2)
+
+    @property
+    def batch_engine_spec(self) -> EngineSpec:
+        if self.batch_engine == "echo":
+            return EngineSpec("bench-echo-batch", "echo", "echo", {"tokens_per_s": self.stream_rate}, self.batch_rows)
+        rows = self.batch_rows
+        return EngineSpec("bench-hf-batch", "huggingface", self.model, {"max_batch_size": rows}, rows)
 
     @property
     def hf(self) -> EngineSpec:

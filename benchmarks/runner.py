@@ -12,7 +12,7 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from benchmarks import admission, engine_queue, footprint, overhead, plumbing, serve, streaming
+from benchmarks import admission, beside_batch, engine_queue, footprint, overhead, plumbing, serve, streaming
 from benchmarks.config import BenchConfig
 from benchmarks.report import machine, print_summary, table, write_json, write_plot
 from benchmarks.results import Row
@@ -27,6 +27,7 @@ QUEUE_PARTS = {
     "serve": serve.run,
     "streaming": streaming.run,
     "footprint": footprint.run,
+    "batch": beside_batch.run,
 }
 
 

@@ -43,6 +43,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--serve-concurrency", type=int, default=defaults.serve_concurrency, help="serve")
     bench.add_argument("--serve-input-len", type=int, default=defaults.serve_input_len, help="serve: prompt tokens")
     bench.add_argument("--serve-output-len", type=int, default=defaults.serve_output_len, help="serve: answer tokens")
+    bench.add_argument("--batch-engine", choices=["hf", "echo"], default=defaults.batch_engine, help="batch")
+    bench.add_argument("--batch-rows", type=int, default=defaults.batch_rows, help="batch: rows the batch keeps busy")
+    bench.add_argument("--batch-samples", type=int, default=defaults.batch_samples, help="batch: chats, each way")
     bench.add_argument("--json", type=Path, default=defaults.json_path)
     bench.add_argument("--plot", type=Path, default=defaults.plot_path)
     bench.set_defaults(handler=run_bench)
@@ -81,6 +84,9 @@ def run_bench(args: argparse.Namespace, _: list[str]) -> int:
         serve_concurrency=args.serve_concurrency,
         serve_input_len=args.serve_input_len,
         serve_output_len=args.serve_output_len,
+        batch_engine=args.batch_engine,
+        batch_rows=args.batch_rows,
+        batch_samples=args.batch_samples,
         json_path=args.json,
         plot_path=args.plot,
     )

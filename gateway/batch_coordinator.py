@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from api_client import AsyncInferQClient
 from api_client.jobs import idempotent_job_id
 from batch.file_store import FileStore
+from batch.fleet_share import FleetShare
 from batch.lines import BatchLine, LineError
 from batch.runner import BatchProgress, line_key, run_batch
 from engines.errors import InferqError
@@ -54,6 +55,7 @@ class BatchCoordinator:
         self._store = client.store.batches
         self._lease_s, self._scan_s, self._window = lease_s, scan_s, window
         self._token = uuid.uuid4().hex
+        self._share = FleetShare(client)  # every batch this gateway drives leaves the same rows to chats
         self._driving: dict[str, asyncio.Task] = {}
 
     async def run(self) -> None:
@@ -156,7 +158,8 @@ class BatchCoordinator:
             started.discard(line.custom_id)
 
         runner = asyncio.create_task(run_batch(self._client, feed(), batch_id=batch_id, progress=progress,
-                                               on_result=on_result, window=self._window, owner=owner))  # fmt: skip
+                                               on_result=on_result, window=self._window, owner=owner,
+                                               share=self._share))  # fmt: skip
         try:
             while not runner.done():
                 await asyncio.wait([runner], timeout=self._scan_s)

@@ -6,10 +6,11 @@ import os
 import subprocess
 import sys
 
-ECHO_PARTS = "overhead,plumbing,streaming,footprint"
+ECHO_PARTS = "overhead,plumbing,streaming,footprint,batch"
 SMALLEST = [
     "--overhead-engines", "echo", "--samples", "2", "--inflight", "1,2", "--plumbing-jobs", "4",
-    "--stream-jobs", "2", "--stream-tokens", "8", "--waiting-jobs", "10",
+    "--stream-jobs", "2", "--stream-tokens", "8", "--waiting-jobs", "10", "--batch-engine", "echo",
+    "--batch-samples", "2", "--batch-rows", "2",
 ]  # fmt: skip
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
