@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 
 from api_client import AsyncInferQClient, AsyncJobHandle
+from gateway.errors import ApiError
 from gateway.tenants import Tenant
 from tasks.schemas import JobRecord
 
@@ -27,6 +28,14 @@ async def find_owned_job(client: AsyncInferQClient, job_id: str, tenant: Tenant)
     if handle is None or not tenant.may_see(handle.meta.owner):
         return None
     return handle
+
+
+def owned_or_404(fields: dict[str, str] | None, tenant: Tenant, what: str, ident: str) -> dict[str, str]:
+    """A Batch API object (a file, a batch: a Redis hash with its `owner`) if this tenant may see it;
+    otherwise the 404 of an id that never was."""
+    if fields is None or not tenant.may_see(fields["owner"]):
+        raise ApiError(404, f"no {what} {ident!r}", type="invalid_request_error", param=f"{what}_id", code="not_found")
+    return fields
 
 
 def record_as_seen_by(tenant: Tenant, record: JobRecord) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api_client import AsyncInferQClient
-from batch.file_store import FileStore
-from gateway import batches, chat, completions, files, responses, score
+from batch.file_store import open_file_store
+from gateway import batches, chat, completions, files, metrics, responses, score
 from gateway.access import find_owned_job, record_as_seen_by, tenant_of
 from gateway.batch_coordinator import BatchCoordinator
 from gateway.disconnect import ClientLeft
@@ -90,7 +90,7 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
     if keys.is_open:
         log.warning("no API keys configured (INFERQ_GATEWAY_API_KEYS / _API_KEYS_FILE): the gateway is open")
 
-    file_store = FileStore.from_url(settings.files_url)
+    file_store = open_file_store(settings.files_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -104,13 +104,14 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
             finally:
                 driving.cancel()
                 await asyncio.gather(driving, return_exceptions=True)
+                await file_store.aclose()
 
     # The OpenAPI schema stays (clients generate code from it), behind the key like every other route.
     app = FastAPI(title="inferq gateway", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app, settings.retry_after_s)
     app.add_exception_handler(ClientLeft, _nobody_listens)
     routers = (inferq_routes, chat.router, completions.router, responses.router, score.router, files.router,
-               batches.router)  # fmt: skip
+               batches.router, metrics.router)  # fmt: skip
     for router in routers:
         app.include_router(router)
 

@@ -74,10 +74,18 @@ class BatchCoordinator:
 
     async def _scan(self) -> None:
         for batch_id in await self._store.active_batches():
-            if batch_id not in self._driving and await self._store.take_lease(batch_id, self._token, self._lease_s):
+            if batch_id in self._driving or not await self._uses_my_store(batch_id):
+                continue
+            if await self._store.take_lease(batch_id, self._token, self._lease_s):
                 task = asyncio.create_task(self._drive(batch_id))
                 self._driving[batch_id] = task
                 task.add_done_callback(lambda _, batch_id=batch_id: self._driving.pop(batch_id, None))
+
+    async def _uses_my_store(self, batch_id: str) -> bool:
+        """A batch whose files are in another store (a gateway configured apart) is left to its own gateways:
+        here its input would look missing and the batch would be failed for nothing."""
+        fields = await self._store.batch(batch_id)
+        return fields is not None and fields.get("files_url") == self._files.url
 
     async def _drive(self, batch_id: str) -> None:
         keeper = asyncio.create_task(self._keep_lease(batch_id, asyncio.current_task()))
@@ -164,14 +172,15 @@ class BatchCoordinator:
             while not runner.done():
                 await asyncio.wait([runner], timeout=self._scan_s)
                 await self._note_progress(batch_id, progress)
-                status = (await self._store.batch(batch_id))["status"]
-                expired = time.time() >= int(fields["expires_at"])
+                now = await self._store.batch(batch_id)  # a cancel, or a window moved, since the last look
+                status, expired = now["status"], time.time() >= int(now["expires_at"])
                 if status == "cancelling" or expired:
                     runner.cancel()
                     await asyncio.gather(runner, return_exceptions=True)
                     await self._stop_jobs(batch_id, owner, started)
                     if expired and status != "cancelling":
-                        await self._expire(batch_id, [line for line in todo if line.custom_id in started])
+                        answered = await self._store.answered_ids(batch_id)
+                        await self._expire(batch_id, [line for line in todo if line.custom_id not in answered])
                     return
             runner.result()
         finally:
@@ -234,7 +243,7 @@ class BatchCoordinator:
             purpose = "batch_output"
             await self._store.add_file(file_id, fields["owner"], _now(), {
                 "id": file_id, "bytes": str(len(data)), "created_at": str(_now()), "purpose": purpose,
-                "filename": f"{batch_id}_{'output' if succeeded else 'error'}.jsonl",
+                "filename": f"{batch_id}_{'output' if succeeded else 'error'}.jsonl", "files_url": self._files.url,
             })  # fmt: skip
             written["output_file_id" if succeeded else "error_file_id"] = file_id
         completed, failed = await self._store.line_counts(batch_id)

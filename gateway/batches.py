@@ -12,10 +12,10 @@ import uuid
 from fastapi import APIRouter, Query, Request
 
 from api_client.jobs import idempotent_job_id
-from gateway.access import tenant_of
+from gateway.access import owned_or_404, tenant_of
 from gateway.batch_objects import ENDED, CreateBatchRequest, batch_object
 from gateway.errors import ApiError
-from gateway.files import owned_file
+from gateway.files import file_store, owned_file
 from gateway.fleet import inferq_client
 from gateway.idempotency import idempotency_key
 from gateway.strict_json import StrictJsonRoute
@@ -25,9 +25,7 @@ router = APIRouter(route_class=StrictJsonRoute)
 
 async def owned_batch(request: Request, batch_id: str) -> dict[str, str]:
     fields = await inferq_client(request).store.batches.batch(batch_id)
-    if fields is None or not tenant_of(request).may_see(fields["owner"]):
-        raise ApiError(404, f"no batch {batch_id!r}", type="invalid_request_error", param="batch_id", code="not_found")
-    return fields
+    return owned_or_404(fields, tenant_of(request), "batch", batch_id)
 
 
 @router.post("/v1/batches")
@@ -42,6 +40,9 @@ async def create_batch(body: CreateBatchRequest, request: Request):
     except ApiError:
         raise ApiError(400, f"no file {body.input_file_id!r}", type="invalid_request_error",
                        param="input_file_id", code="invalid_value") from None  # fmt: skip
+    if input_file.get("files_url") != file_store(request).url:
+        raise ApiError(400, "is in another file store than this gateway's (INFERQ_GATEWAY_FILES_URL)",
+                       type="invalid_request_error", param="input_file_id", code="invalid_value")  # fmt: skip
     if input_file["purpose"] != "batch":
         raise ApiError(400, "must be a file uploaded with purpose 'batch'", type="invalid_request_error",
                        param="input_file_id", code="invalid_value")  # fmt: skip
@@ -50,6 +51,7 @@ async def create_batch(body: CreateBatchRequest, request: Request):
         "id": batch_id, "endpoint": body.endpoint, "input_file_id": body.input_file_id,
         "completion_window": body.completion_window, "status": "validating", "created_at": str(created_at),
         "expires_at": str(created_at + body.window_s()), "metadata": json.dumps(body.metadata or {}),
+        "files_url": file_store(request).url,  # the gateways that may drive it: those using the same store
     }  # fmt: skip
     await store.add_batch(batch_id, tenant.name, created_at, fields)
     return batch_object({**fields, "owner": tenant.name})

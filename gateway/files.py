@@ -13,7 +13,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from batch.file_store import FileStore
-from gateway.access import tenant_of
+from gateway.access import owned_or_404, tenant_of
 from gateway.batch_objects import file_object
 from gateway.errors import ApiError
 from gateway.fleet import inferq_client
@@ -30,10 +30,7 @@ def file_store(request: Request) -> FileStore:
 
 async def owned_file(request: Request, file_id: str) -> dict[str, str]:
     """The file's description, if it exists for this tenant; otherwise the 404 of a file that never was."""
-    fields = await inferq_client(request).store.batches.file(file_id)
-    if fields is None or not tenant_of(request).may_see(fields["owner"]):
-        raise ApiError(404, f"no file {file_id!r}", type="invalid_request_error", param="file_id", code="not_found")
-    return fields
+    return owned_or_404(await inferq_client(request).store.batches.file(file_id), tenant_of(request), "file", file_id)
 
 
 @router.post("/v1/files")
@@ -46,7 +43,7 @@ async def upload_file(request: Request, file: Annotated[UploadFile, File()], pur
     await file_store(request).write(file_id, data)
     created_at = int(time.time())
     fields = {"id": file_id, "bytes": str(len(data)), "created_at": str(created_at), "purpose": purpose,
-              "filename": file.filename or "upload.jsonl"}  # fmt: skip
+              "filename": file.filename or "upload.jsonl", "files_url": file_store(request).url}  # fmt: skip
     await inferq_client(request).store.batches.add_file(file_id, tenant_of(request).name, created_at, fields)
     return file_object(fields)
 

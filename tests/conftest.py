@@ -233,3 +233,14 @@ def release(tmp_path_factory):
         return f"[wait:{path}]", path.touch
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3-compatible server as a process, with the bucket `inferq-files` (the Batch API's S3 store)."""
+    from harness.moto_s3 import MotoS3
+
+    server = MotoS3().start()
+    server.create_bucket("inferq-files")
+    yield server
+    server.stop()

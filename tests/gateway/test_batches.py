@@ -126,6 +126,23 @@ async def test_bad_create_bodies_name_their_field(oai):
         assert refused.value.body["param"] == param
 
 
+async def test_a_gateway_with_an_s3_bucket_keeps_its_batch_files_there(start_gateway, s3_server, echo_worker):
+    env = {"INFERQ_GATEWAY_FILES_URL": "s3://inferq-files/gateway", **s3_server.env}
+    gateway = start_gateway(api_keys=API_KEY, env=env)
+    async with openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=API_KEY, max_retries=0) as oai:
+        lines = [chat_line(f"s{i}", f"in s3 {i}") for i in range(3)]
+        uploaded = await oai.files.create(file=("s3.jsonl", jsonl(lines)), purpose="batch")
+        created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                           completion_window="24h")  # fmt: skip
+        # (the session's gateway, on a local directory, leaves this batch alone: its files are not in its store)
+        batch = await finished(oai, created.id)
+        answers = await lines_of(oai, batch.output_file_id)
+    gateway.stop()
+    assert batch.status == "completed" and [line["custom_id"] for line in answers] == ["s0", "s1", "s2"]
+    for file_id in (uploaded.id, batch.output_file_id):  # objects in the bucket, as any S3 client sees them
+        assert s3_server.object("inferq-files", f"gateway/{file_id}")
+
+
 async def test_cancel_stops_the_lines_in_flight_and_keeps_the_answered_ones(oai, inferq, gateway):
     lines = [chat_line("done", "quick")] + [chat_line(f"held{i}", f"wait [hold] {i}") for i in range(4)]
     uploaded = await oai.files.create(file=("held.jsonl", jsonl(lines)), purpose="batch")
@@ -146,6 +163,29 @@ async def test_cancel_stops_the_lines_in_flight_and_keeps_the_answered_ones(oai,
         record = await (await inferq.find_job(job_id)).record()
         assert record.status == "cancelled"
     assert (await oai.batches.cancel(created.id)).status == "cancelled"  # again: the same answer
+
+
+async def test_a_batch_past_its_window_expires_and_its_unanswered_lines_say_so(oai, inferq, gateway, redis_url):
+    lines = [chat_line("quick", "in time")] + [chat_line(f"late{i}", f"too slow [hold] {i}") for i in range(2)]
+    uploaded = await oai.files.create(file=("late.jsonl", jsonl(lines)), purpose="batch")
+    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                       completion_window="1h")  # fmt: skip
+    late = [idempotent_job_id(bare_key_tenant(API_KEY), line_key(created.id, f"late{i}")) for i in range(2)]
+
+    async def held_lines_run() -> bool:
+        return all([await inferq.store.is_running(job_id) for job_id in late])
+
+    await until(held_lines_run, "the held lines never ran")
+    # the window has passed (an hour is long to wait for: its end is moved instead)
+    redis.Redis.from_url(redis_url).hset(names.batch_key(created.id), "expires_at", "1")
+    batch = await finished(oai, created.id)
+    assert (batch.status, batch.request_counts.completed, batch.request_counts.failed) == ("expired", 1, 2)
+    assert batch.expired_at and [line["custom_id"] for line in await lines_of(oai, batch.output_file_id)] == ["quick"]
+    expired = await lines_of(oai, batch.error_file_id)
+    assert sorted(line["custom_id"] for line in expired) == ["late0", "late1"]
+    assert {line["error"]["code"] for line in expired} == {"batch_expired"}
+    for job_id in late:  # and their jobs stopped
+        assert (await (await inferq.find_job(job_id)).record()).status == "cancelled"
 
 
 async def test_a_2000_line_batch_outlives_a_sigkilled_worker_and_a_sigkilled_gateway(

@@ -3,6 +3,7 @@ its quota is refused (429) and slows nobody else. Real gateway processes, real e
 package; the held jobs (`[hold]`) cannot end before the test cancels them."""
 
 import asyncio
+import json
 
 import httpx
 import openai
@@ -123,3 +124,28 @@ async def test_an_open_gateway_serves_everyone_as_one_admin(start_gateway, echo_
     async with httpx.AsyncClient(base_url=open_gateway.url) as http:
         record = (await http.get(f"/inferq/jobs/{finished.id.removeprefix('chatcmpl-')}")).json()
     assert record["responses"][0]["response_text"] == "open door" and record["worker"]
+
+
+async def test_batch_progress_is_in_the_metrics_for_admins_only(shared):
+    texts = ["metric 0", "metric 1 [hold]", "metric 2 [hold]"]  # one answered, two held until the cancel
+    lines = [{"custom_id": f"m{i}", "url": "/v1/chat/completions", "body": {"model": "echo", "messages": ask(text)}}
+             for i, text in enumerate(texts)]  # fmt: skip
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    async with as_tenant(shared, TEAM_B) as b:
+        uploaded = await b.files.create(file=("m.jsonl", data), purpose="batch")
+        batch = await b.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h")  # fmt: skip
+        async with httpx.AsyncClient(base_url=shared.url) as http:
+
+            async def scraped() -> str:
+                text = (await http.get("/metrics", headers={"Authorization": f"Bearer {OPS}"})).text
+                return text if f'batch="{batch.id}",owner="team-b",state="in_flight"}} 2.0' in text else ""
+
+            await until(scraped, "the held lines never showed in the metrics")
+            text = await scraped()
+            assert f'inferq_batch_lines{{batch="{batch.id}",owner="team-b",state="completed"}} 1.0' in text
+            assert f'inferq_batch_lines{{batch="{batch.id}",owner="team-b",state="total"}} 3.0' in text
+            refused = await http.get("/metrics", headers={"Authorization": f"Bearer {TEAM_B}"})
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "admin_only"
+        cancelled = await b.batches.cancel(batch.id)
+        assert cancelled.status in ("cancelling", "cancelled")
