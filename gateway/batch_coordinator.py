@@ -131,9 +131,9 @@ class BatchCoordinator:
         fields = await self._store.batch(batch_id)
         if fields["status"] == "in_progress":
             await self._run_lines(batch_id, fields, lines)
-            if await self._store.transition(batch_id, "finalizing", _now(), ("in_progress",)):
-                fields = await self._store.batch(batch_id)
-        fields = await self._store.batch(batch_id)
+            await self._store.transition(batch_id, "finalizing", _now(), ("in_progress",))
+            # finalizing now, or as a cancel (cancelling) or the expiry (finalizing) left it
+            fields = await self._store.batch(batch_id)
         if fields["status"] in ("finalizing", "cancelling"):
             await self._finalize(batch_id, fields, lines or [], refusals)
 
@@ -240,9 +240,8 @@ class BatchCoordinator:
             file_id = output_file_id(batch_id, succeeded)
             data = "".join(f"{line}\n" for _, _, line in sorted(answers)).encode()
             await self._files.write(file_id, data)
-            purpose = "batch_output"
             await self._store.add_file(file_id, fields["owner"], _now(), {
-                "id": file_id, "bytes": str(len(data)), "created_at": str(_now()), "purpose": purpose,
+                "id": file_id, "bytes": str(len(data)), "created_at": str(_now()), "purpose": "batch_output",
                 "filename": f"{batch_id}_{'output' if succeeded else 'error'}.jsonl", "files_url": self._files.url,
             })  # fmt: skip
             written["output_file_id" if succeeded else "error_file_id"] = file_id

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-ENDPOINTS = ("/v1/chat/completions", "/v1/score")
 STATUSES = ("validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled")
 ENDED = frozenset({"failed", "completed", "expired", "cancelled"})
 _WINDOW = re.compile(r"^([1-9][0-9]{0,3})h$")

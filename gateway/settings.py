@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from batch.runner import DEFAULT_WINDOW
 from gateway.tenants import KeyTable, Limits, key_table
 
 
@@ -37,7 +38,7 @@ class GatewaySettings(BaseSettings):
     max_file_bytes: int = Field(
         200 * 1024 * 1024, ge=1024, description="largest file `POST /v1/files` takes (held in memory while it arrives)"
     )
-    batch_window: int = Field(64, ge=1, description="a Batch API batch's jobs in flight at once")
+    batch_window: int = Field(DEFAULT_WINDOW, ge=1, description="a Batch API batch's jobs in flight at once")
     batch_lease_s: float = Field(
         15.0, ge=1, description="a gateway that stops renewing a batch's lease this long gives the batch to another"
     )
