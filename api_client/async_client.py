@@ -25,7 +25,7 @@ from api_client.jobs import (
 from engines.errors import InvalidRequest
 from engines.schemas import Message, Response
 from tasks import names
-from tasks.app import PRIORITY_STEPS, broker_priority, job_queue, make_app
+from tasks.app import DEFAULT_PRIORITY, PRIORITY_STEPS, broker_priority, job_queue, make_app
 from tasks.batch_store import BatchInfo
 from tasks.config import QueueSettings
 from tasks.errors import QueueFull, QuotaExceeded
@@ -253,7 +253,8 @@ class AsyncInferQClient:
                 args=[payload],
                 task_id=meta.job_id,
                 queue=job_queue(self.settings, meta.model),
-                priority=broker_priority(self.settings, priority),
+                # always explicit: kombu's Redis transport would run a message without one at the top priority
+                priority=broker_priority(self.settings, DEFAULT_PRIORITY if priority is None else priority),
                 # what Flower and the event stream show instead of the prompt
                 argsrepr=f"<{meta.kind} job for {meta.model}>",
                 kwargsrepr="{}",

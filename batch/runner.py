@@ -121,8 +121,9 @@ async def _submit(
                     line.texts, line.model, conversations=line.conversations, priority=priority, owner=owner,
                     idempotency_key=line_key(batch_id, line.custom_id), **line.options,
                 )  # fmt: skip
+            # unstreamed: nobody reads a line's tokens as they come, and publishing them costs the worker
             return await client.submit_chat(
-                line.messages, line.model, priority=priority, owner=owner,
+                line.messages, line.model, priority=priority, owner=owner, stream=False,
                 idempotency_key=line_key(batch_id, line.custom_id), **line.options,
             )  # fmt: skip
         except QueueFull:

@@ -3,10 +3,11 @@ then the same chats while a batch keeps every one of its rows busy, with a backl
 
 How a chat goes first: a batch never holds a model's last rows (batch/fleet_share.py: an eighth of them, at
 least one, stay free), so a chat arriving beside a batch finds a free slot and the engine (continuous
-batching on HF and vLLM) admits it at its next step, beside the batch's rows; its lines are at priority 9,
-below every interactive priority, so a chat also passes any batch line still queued. What a chat pays beside
-a batch is the decode steps it shares with the batch's rows. Idle and beside samples alternate in rounds, so
-that load from elsewhere on the machine falls on both alike.
+batching on HF and vLLM) admits it at its next step; its lines are at priority 9, below every interactive
+priority, so a chat also passes any batch line still queued, and the engine, told each job's priority, makes
+the chat's first step its prefill alone (HF) or schedules it first (vLLM). What a chat still pays beside a
+batch is the step already running when it arrives. Idle and beside samples alternate in rounds, so that load
+from elsewhere on the machine falls on both alike.
 """
 
 from __future__ import annotations

@@ -63,6 +63,9 @@ class ChatRequest:
     images: tuple[Any, ...] = ()  # the request's images, loaded (PIL), in prompt order
     output: OutputPlan = PLAIN  # how its text is read: thoughts, tool calls (engines/output.py)
     model_inputs: Any = None  # what the backend's processor made of the images (the HF engine's pixel values)
+    # Lower runs first (inferq's 0-9, vLLM's convention): a worker gives its job's queue priority, so that a
+    # chat beside a batch's rows is admitted first and its prefill does not wait behind their decode steps.
+    priority: int = 0
 
     @property
     def prompt_length(self) -> int:
@@ -108,6 +111,7 @@ class BaseEngine(ABC):
         *,
         request_id: str | None = None,
         adapter: str | None = None,
+        priority: int = 0,
         **params: Any,
     ) -> ChatRequest:
         """Checks and tokenises a request without touching the model (no GPU work)."""
@@ -155,10 +159,17 @@ class BaseEngine(ABC):
             images=images,
             output=plan,
             model_inputs=model_inputs,
+            priority=priority,
         )
 
     def prepare_completion(
-        self, prompt: str, *, request_id: str | None = None, adapter: str | None = None, **params: Any
+        self,
+        prompt: str,
+        *,
+        request_id: str | None = None,
+        adapter: str | None = None,
+        priority: int = 0,
+        **params: Any,
     ) -> ChatRequest:
         """A raw-prompt request (OpenAI's completions): the model continues `prompt`, no chat template. The
         prompt is tokenized as the tokenizer does by default (with its BOS, if it adds one), as vLLM does."""
@@ -184,7 +195,7 @@ class BaseEngine(ABC):
             self.check_constraint(resolved.constraint)
         return ChatRequest(
             request_id=request_id or uuid.uuid4().hex, prompt_ids=prompt_ids, prompt_text=prompt, params=resolved,
-            adapter=adapter,
+            adapter=adapter, priority=priority,
         )  # fmt: skip
 
     def _served_adapter(self, adapter: str | None) -> str | None:

@@ -7,7 +7,8 @@ betting on how fast something runs:
 - `[hold]`       stop there until the request is aborted (a job that is surely still running);
 - `[wait:PATH]`  stop there until the file PATH exists (released by the test, from any process);
 - `[fail]`       raise a RuntimeError (an unexpected exception inside an engine);
-- `[dead]`       raise EngineDead (the engine cannot serve again).
+- `[dead]`       raise EngineDead (the engine cannot serve again);
+- `[priority]`   answer `priority=N`, the request's priority (what the worker read off the job's message).
 
 Served as `--engine echo --model echo` (any model name: nothing is loaded). `task: "score"` makes it a
 scoring engine whose score is the number of words of each text. `answer: "..."` makes it answer that text
@@ -94,6 +95,7 @@ class EchoEngine(BaseEngine):
             raise InvalidRequest(f"request {request.request_id!r} is already running", field="request_id")
         aborted = self._aborted[request.request_id] = asyncio.Event()
         words = self._answer if self._answer is not None else _last_user_turn(request.prompt_text)
+        words = [f"priority={request.priority}" if word == "[priority]" else word for word in words]
         params = request.params
         matchers = [StopStringMatcher(params.stop) for _ in range(params.n)]
         live = set(range(params.n))

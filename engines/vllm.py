@@ -66,6 +66,9 @@ def engine_kwargs(model: str, args: VllmEngineArgs, hf_config: Any, num_gpus: in
         "runner": "pooling" if is_sequence_classifier(hf_config) else "generate",
         "disable_log_stats": True,
         "enable_log_requests": False,
+        # Requests carry their job's queue priority (lower first, as inferq's): a chat is scheduled before
+        # a batch's waiting lines, and vLLM preempts the least urgent running rows when the KV cache is full.
+        "scheduling_policy": "priority",
     }
     if args.adapters:
         kwargs.update(enable_lora=True, max_loras=args.max_loras, max_lora_rank=args.max_lora_rank)
@@ -165,6 +168,8 @@ class VllmEngine(BaseEngine):
             self.stop_token_ids = ()
         log.info("starting vLLM %s engine: %s", kwargs["runner"], kwargs)
         self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+        # vLLM refuses a priority under any other policy (`vllm_config` may choose one)
+        self._by_priority = kwargs["scheduling_policy"] == "priority"
         self.context_length = self._engine.model_config.max_model_len
         self.vocab_size = self._engine.model_config.get_vocab_size()
         # vLLM's own limit, after its defaults for this hardware (max_num_seqs) were applied
@@ -188,6 +193,7 @@ class VllmEngine(BaseEngine):
             sampling,
             request.request_id,
             lora_request=self._loras.get(request.adapter),
+            priority=request.priority if self._by_priority else 0,
         )
         # aclosing: a consumer that stops early closes vLLM's generator now, which aborts the request.
         async with _translated_errors(), aclosing(outputs):

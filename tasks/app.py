@@ -80,6 +80,13 @@ def broker_priority(settings: QueueSettings, priority: int | None) -> int | None
     return PRIORITY_STEPS[-1] - priority
 
 
+def job_priority(settings: QueueSettings, broker_value: int | None) -> int:
+    """A delivered message's priority as inferq's (0 highest); a message sent without one has the default."""
+    if broker_value is None or broker_value not in PRIORITY_STEPS:
+        return DEFAULT_PRIORITY
+    return broker_priority(settings, broker_value)
+
+
 def _redis_conf(settings: QueueSettings) -> dict[str, Any]:
     transport_options = {
         # A job unacked for longer than this is delivered again and would run twice (celery#5935).

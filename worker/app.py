@@ -18,7 +18,7 @@ from celery.exceptions import Ignore, Reject
 
 from engines.errors import InferqError
 from tasks import names
-from tasks.app import job_queue, make_app
+from tasks.app import job_priority, job_queue, make_app
 from tasks.errors import error_from_info
 from worker import orphan_guard
 from worker.admission import admit
@@ -143,7 +143,8 @@ def score(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 def _execute(task: Any, kind: str, args: tuple, kwargs: dict) -> dict[str, Any]:
     current = runner()
-    outcome = current.call(run_job(current, task.request.id, kind, args, kwargs, task.request.hostname))
+    priority = job_priority(current.settings, (task.request.delivery_info or {}).get("priority"))
+    outcome = current.call(run_job(current, task.request.id, kind, args, kwargs, task.request.hostname, priority))
     if isinstance(outcome, Skipped):
         log.info("job %s: %s", task.request.id, outcome.reason)
         raise Ignore()

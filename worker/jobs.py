@@ -71,8 +71,10 @@ HANDED_BACK = "the worker is shutting down and its grace ran out; another worker
 INLINE_PREPARE_BYTES = 8192
 
 
-async def run_job(runner: EngineRunner, job_id: str, kind: str, args: tuple, kwargs: dict, worker: str) -> Outcome:
-    run = JobRun(runner, job_id, kind, runner.served_name, worker, received_at=time.time())
+async def run_job(
+    runner: EngineRunner, job_id: str, kind: str, args: tuple, kwargs: dict, worker: str, priority: int
+) -> Outcome:
+    run = JobRun(runner, job_id, kind, runner.served_name, worker, received_at=time.time(), priority=priority)
     try:
         return await run.deliver(args, kwargs)
     except Exception as error:
@@ -102,6 +104,7 @@ class JobRun:
     model: str
     worker: str
     received_at: float
+    priority: int  # the queue's (0 highest): the engine admits a more urgent request first
     timings: Timings | None = None
     payload_bytes: int = 0
     attempt: int = 0
@@ -218,7 +221,12 @@ class JobRun:
         params = job.params.model_dump(exclude_none=True)
         if job.prompt is not None:  # a completion: the raw prompt, no chat template
             prepare = functools.partial(
-                engine.prepare_completion, job.prompt, request_id=self.job_id, adapter=job.adapter, **params
+                engine.prepare_completion,
+                job.prompt,
+                request_id=self.job_id,
+                adapter=job.adapter,
+                priority=self.priority,
+                **params,
             )
         else:
             prepare = functools.partial(
@@ -231,6 +239,7 @@ class JobRun:
                 job.audios,
                 request_id=self.job_id,
                 adapter=job.adapter,
+                priority=self.priority,
                 **params,
             )
         request = await self.runner.prepare(prepare, small=_light(job, self.payload_bytes))

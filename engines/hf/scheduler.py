@@ -59,7 +59,7 @@ class Scheduler:
             raise EngineError(f"request id {request.request_id!r} is already running", field="request_id")
         stream: asyncio.Queue[Delta | EngineError] = asyncio.Queue()
         self._streams[request.request_id] = stream
-        self._waiting.append(request)
+        self._enqueue(request)
         self._ensure_loop()
         self._wake.set()
         unfinished = request.params.n
@@ -76,6 +76,14 @@ class Scheduler:
             if unfinished:
                 # The caller stopped early (closed the stream, was cancelled, or the step failed).
                 self._abort(request.request_id)
+
+    def _enqueue(self, request: ChatRequest) -> None:
+        """Waiting requests are taken most urgent first (lower priority value), then in arrival order."""
+        for position, waiting in enumerate(self._waiting):
+            if waiting.priority > request.priority:
+                self._waiting.insert(position, request)
+                return
+        self._waiting.append(request)
 
     async def abort(self, request_id: str) -> None:
         if request_id in self._streams:
@@ -133,7 +141,7 @@ class Scheduler:
             raise
 
     def _admit(self) -> list[ChatRequest]:
-        """Takes waiting requests in arrival order while rows and the prefill budget allow."""
+        """Takes waiting requests in their order (see `_enqueue`) while rows and the prefill budget allow."""
         admitted: list[ChatRequest] = []
         rows = self._stepper.num_rows
         prefill_tokens = 0

@@ -51,6 +51,10 @@ class Stepper:
     def step(self, admitted: list[ChatRequest], aborted: set[str]) -> list[Output]:
         """One decode step of every running batch, then the admitted requests' prefill.
 
+        A step that admits a request more urgent than a running row (a chat beside a batch's rows) is a
+        prefill only: the running rows skip it, so that the chat's first token waits for its own prefill, not
+        for their decode too (its time to first token stays close to an idle engine's).
+
         No request fails another: a request whose own work fails (its sampling, its prefill) ends with its
         error alone. Only a failed forward pass over a running batch fails that batch's rows, whose caches
         it left half-written; a fault of the device (EngineDead) is raised for the scheduler to end all."""
@@ -60,15 +64,8 @@ class Stepper:
                 if sequence.request.request_id in aborted:
                     outputs.append((sequence.request.request_id, sequence.abort()))
             batch.filter()
-        for adapter, batch in list(self._batches.items()):
-            if batch.sequences:
-                try:
-                    with self._adapter(adapter):
-                        outputs += batch.decode(self._model)
-                except Exception as exc:
-                    error = request_failure(exc)
-                    outputs += [(request_id, error) for request_id in {s.request.request_id for s in batch.sequences}]
-                    del self._batches[adapter]
+        if not self._admits_urgent(admitted):
+            outputs += self._decode()
         for adapter in dict.fromkeys(request.adapter for request in admitted):
             group = [request for request in admitted if request.adapter == adapter]
             # Requests with images prefill one at a time: their pixel values do not stack across processors'
@@ -82,6 +79,23 @@ class Stepper:
             batch.filter()
             if not batch.sequences:
                 del self._batches[adapter]
+        return outputs
+
+    def _admits_urgent(self, admitted: list[ChatRequest]) -> bool:
+        running = [s.request.priority for batch in self._batches.values() for s in batch.sequences]
+        return bool(admitted and running) and min(r.priority for r in admitted) < max(running)
+
+    def _decode(self) -> list[Output]:
+        outputs: list[Output] = []
+        for adapter, batch in list(self._batches.items()):
+            if batch.sequences:
+                try:
+                    with self._adapter(adapter):
+                        outputs += batch.decode(self._model)
+                except Exception as exc:
+                    error = request_failure(exc)
+                    outputs += [(request_id, error) for request_id in {s.request.request_id for s in batch.sequences}]
+                    del self._batches[adapter]
         return outputs
 
     def _prefill(self, adapter: str | None, group: list[ChatRequest]) -> list[Output]:

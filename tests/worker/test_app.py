@@ -10,8 +10,10 @@ import pytest
 
 from api_client import InferQClient, InvalidRequest, JobRestarted
 from harness.worker_process import WorkerProcess
+from tasks.app import DEFAULT_PRIORITY
 
 ASK = [{"role": "user", "content": "hello"}]
+SAY_PRIORITY = [{"role": "user", "content": "[priority]"}]
 
 
 def test_jobs_reach_only_workers_of_their_model(client, echo_worker, echo_scorer_worker):
@@ -78,10 +80,15 @@ def test_priority_zero_jumps_the_queue(start_worker, client_settings, release):
     with InferQClient(settings=client_settings.model_copy(update={"amqp_queue_type": "classic"})) as client:
         busy = client.submit_chat([{"role": "user", "content": f"busy {wait}"}], "prioritised")
         assert next(busy.stream()) == "busy"  # the one slot is taken; what follows waits in the queue
-        low = client.submit_chat(ASK, "prioritised", priority=9)
-        high = client.submit_chat(ASK, "prioritised", priority=0)
+        low = client.submit_chat(SAY_PRIORITY, "prioritised", priority=9)
+        high = client.submit_chat(SAY_PRIORITY, "prioritised", priority=0)
         let_go()
-        assert high.result(timeout=60).timings.started_at < low.result(timeout=60).timings.started_at
+        low_record, high_record = low.result(timeout=60), high.result(timeout=60)
+        assert high_record.timings.started_at < low_record.timings.started_at
+        # and the engine was told each job's priority (read off the message, whichever the broker)
+        assert [r.responses[0].response_text for r in (low_record, high_record)] == ["priority=9", "priority=0"]
+        unset = client.submit_chat(SAY_PRIORITY, "prioritised").result(timeout=60)
+        assert unset.responses[0].response_text == f"priority={DEFAULT_PRIORITY}"
     worker.stop()
 
 
