@@ -10,15 +10,18 @@ from engines.schemas import Message
 
 
 class BatchLine(BaseModel):
-    """A chat (`messages`) or a scoring (`texts` or `conversations`) request, ready for the client."""
+    """A chat (`messages`), a completion (a raw `prompt`) or a scoring (`texts` or `conversations`) request,
+    ready for the client."""
 
     model_config = ConfigDict(frozen=True)
 
     custom_id: str
     index: int  # its place in the input, which the predictions file keeps
-    url: Literal["/v1/chat/completions", "/v1/score"]
+    url: Literal["/v1/chat/completions", "/v1/completions", "/v1/score"]
     model: str
     messages: list[Message] | None = None
+    prompt: str | None = None
+    echo: bool = False  # a completion's answer starts with its prompt (OpenAI's `echo`)
     texts: list[str] | None = None
     conversations: list[list[Message]] | None = None
     options: dict[str, Any] = {}

@@ -12,9 +12,14 @@ def prediction(line: BatchLine, output: dict[str, Any]) -> dict[str, Any]:
     """LLaMA-Factory's generated_predictions.jsonl line. Its `prompt` is the template-rendered text; here it is
     the example's last user turn, since the template lives with the model on the worker."""
     body = output["response"]["body"]
-    predict = body["choices"][0]["message"]["content"] if "choices" in body else body["scores"][0]
-    return {"prompt": _prompt_text(line.messages or (line.conversations or [[]])[0]), "predict": predict,
-            "label": line.label or ""}  # fmt: skip
+    if "choices" not in body:
+        predict = body["scores"][0]
+    elif line.prompt is not None:  # a completion's text
+        predict = body["choices"][0]["text"]
+    else:
+        predict = body["choices"][0]["message"]["content"]
+    prompt = line.prompt if line.prompt is not None else _prompt_text(line.messages or (line.conversations or [[]])[0])
+    return {"prompt": prompt, "predict": predict, "label": line.label or ""}
 
 
 def _prompt_text(messages: list[Message]) -> str:

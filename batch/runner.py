@@ -122,6 +122,11 @@ async def _submit(
                     idempotency_key=line_key(batch_id, line.custom_id), **line.options,
                 )  # fmt: skip
             # unstreamed: nobody reads a line's tokens as they come, and publishing them costs the worker
+            if line.url == "/v1/completions":
+                return await client.submit_completion(
+                    line.prompt, line.model, priority=priority, owner=owner, stream=False,
+                    idempotency_key=line_key(batch_id, line.custom_id), **line.options,
+                )  # fmt: skip
             return await client.submit_chat(
                 line.messages, line.model, priority=priority, owner=owner, stream=False,
                 idempotency_key=line_key(batch_id, line.custom_id), **line.options,

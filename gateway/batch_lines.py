@@ -2,9 +2,9 @@
 
     {"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions", "body": {<a chat completion request>}}
 
-(`/v1/score` for a reward model: the gateway's score body). Bodies are checked exactly as the gateway checks
-them (the same request models, strict JSON), so a line the gateway would refuse is refused here, per line,
-naming the field; a body without a `model` takes the batch's.
+(`/v1/completions` for a raw prompt, `/v1/score` for a reward model: the gateway's bodies). Bodies are
+checked exactly as the gateway checks them (the same request models, strict JSON), so a line the gateway
+would refuse is refused here, per line, naming the field; a body without a `model` takes the batch's.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pydantic import ValidationError
 from batch.lines import BatchLine, LineError
 from engines.errors import InvalidRequest
 from gateway.chat_schemas import ChatCompletionRequest, ScoreRequest
+from gateway.completions import CompletionRequest
 from gateway.errors import ApiError
 from gateway.messages import chat_messages, score_conversations
 from gateway.strict_json import parse_json
 
-URLS = ("/v1/chat/completions", "/v1/score")
+URLS = ("/v1/chat/completions", "/v1/completions", "/v1/score")
 _LINE_FIELDS = {"custom_id", "method", "url", "body"}
 
 
@@ -95,6 +96,14 @@ def _body_line(body: dict[str, Any], url: str, custom_id: str, index: int) -> Ba
         return BatchLine(
             custom_id=custom_id, index=index, url=url, model=score.model, texts=score.messages,
             conversations=conversations, options={name: value for name, value in options.items() if value is not None},
+        )  # fmt: skip
+    if url == "/v1/completions":
+        completion = CompletionRequest.model_validate(body)
+        if completion.stream:
+            raise InvalidRequest("a batch line is answered whole: leave it out", field="stream")
+        return BatchLine(
+            custom_id=custom_id, index=index, url=url, model=completion.model, prompt=completion.prompt_text(),
+            echo=completion.echo, options=completion.job_options(),
         )  # fmt: skip
     chat = ChatCompletionRequest.model_validate(body)
     if chat.stream:

@@ -21,7 +21,7 @@ class CreateBatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input_file_id: str = Field(min_length=1, max_length=200)
-    endpoint: Literal["/v1/chat/completions", "/v1/score"]
+    endpoint: Literal["/v1/chat/completions", "/v1/completions", "/v1/score"]
     completion_window: str = Field("24h", description="hours the batch may take (OpenAI's `24h`); then it expires")
     metadata: dict[str, str] | None = Field(None, max_length=16)
 

@@ -12,6 +12,7 @@ from typing import Any
 from batch.lines import BatchLine, LineError
 from engines.errors import InferqError
 from gateway.chat import completion_object
+from gateway.completions import text_completion_object
 from gateway.errors import api_error_of
 from gateway.score import score_object
 from tasks.schemas import JobRecord
@@ -20,7 +21,12 @@ REQUEST_PREFIX = "batch_req_"
 
 
 def answered_line(line: BatchLine, record: JobRecord) -> dict[str, Any]:
-    body = completion_object(record) if line.url == "/v1/chat/completions" else score_object(record)
+    if line.url == "/v1/chat/completions":
+        body = completion_object(record)
+    elif line.url == "/v1/completions":
+        body = text_completion_object(record, line.prompt if line.echo else "")
+    else:
+        body = score_object(record)
     response = {"status_code": 200, "request_id": record.job_id, "body": body}
     return {"id": f"{REQUEST_PREFIX}{record.job_id}", "custom_id": line.custom_id, "response": response, "error": None}
 

@@ -102,10 +102,11 @@ async def create_completion(body: CompletionRequest, request: Request):
             run_to_end_or(_chunks(handle, echoed, include_usage), on_client_leaving(request, handle)), handle.id
         )
     record = await unless_client_leaves(request, handle.result(), on_client_leaving(request, handle))
-    return JSONResponse(_completion(record, echoed))
+    return JSONResponse(text_completion_object(record, echoed))
 
 
-def _completion(record: JobRecord, echoed: str) -> dict[str, Any]:
+def text_completion_object(record: JobRecord, echoed: str) -> dict[str, Any]:
+    """The whole answer's body (a batch line's too); `echoed` is the prompt when the request asked for echo."""
     choices = [
         {
             "index": index,

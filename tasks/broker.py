@@ -11,8 +11,10 @@
   worker blocks instead on the queue's *bell*, a list a producer pushes one "1" onto after each message
   (in the same round trip); a bell carries nothing, and losing one loses nothing: the worker also runs the
   script whenever its BRPOP on the bells times out (every second), which finds what a producer that rings
-  no bell (plain kombu) pushed, and the script drops the bells of queues it finds empty, so they never pile
-  up. Cost: the same round trips as kombu's (producer one, worker two). A Redis at maxmemory still runs
+  no bell (plain kombu) pushed, and then rings for it, so the rest of what it pushed is taken at once, not
+  one message a timeout; garbage popped is dropped and the script runs again, so it never uses up a real
+  message's bell. The script drops the bells of queues it finds empty, so they never pile up. Cost: the
+  same round trips as kombu's (producer one, worker two). A Redis at maxmemory still runs
   the script whole (a script that has written may finish). The write that gives a message back to its
   queue is retried until Redis takes writes again, which kombu would otherwise raise out of Celery's loop.
 - When the broker connection drops, Celery's consumer closes the connection, and closing its channel puts
@@ -183,7 +185,7 @@ class _Hardened:
     def _brpop_read(self, **options):
         try:
             try:
-                self.client.parse_response(self.client.connection, "BRPOP", **options)
+                rang = self.client.parse_response(self.client.connection, "BRPOP", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()  # as kombu: the next poll reconnects
                 raise
@@ -193,19 +195,26 @@ class _Hardened:
         # Rung or timed out, take what waits now: a timeout finds what was pushed without a bell.
         # A connection error raises to Celery's consumer, which reconnects, as from kombu's BRPOP; had the script
         # run before the reply was lost, its message waits in the unacked hash for the reaper.
-        popped = self._pop_and_record(self._polled_queues)
-        if popped is None:
-            raise Empty()
-        dest, raw, recorded = popped
-        try:
-            message = loads(raw)
-            if recorded:
-                self.recorded_by_pop.add(message["properties"]["delivery_tag"])
-            self._queue_cycle.rotate(dest)
-            self.connection._deliver(message, dest)
-        except MALFORMED as error:  # before kombu's connection errors, which count KeyError among them
-            log.error("dropped a malformed message from a queue list (%s: %s)", type(error).__name__, error)
-        return True  # something was read; the poller goes on
+        while True:
+            popped = self._pop_and_record(self._polled_queues)
+            if popped is None:
+                raise Empty()
+            dest, raw, recorded = popped
+            try:
+                message = loads(raw)
+                if recorded:
+                    self.recorded_by_pop.add(message["properties"]["delivery_tag"])
+                self._queue_cycle.rotate(dest)
+                self.connection._deliver(message, dest)
+            except MALFORMED as error:  # before kombu's connection errors, which count KeyError among them
+                log.error("dropped a malformed message from a queue list (%s: %s)", type(error).__name__, error)
+                continue  # garbage came without a bell, so it must not use up the one that woke this poll
+            if rang is None:
+                # Found without a bell: its producer rings none, and what else it pushed would wait a
+                # timeout each. Ringing for it makes the next poll look again at once.
+                with self.conn_or_acquire() as client:
+                    client.lpush(bell_key(dest), "1")
+            return True  # something was read; the poller goes on
 
     def _pop_and_record(self, queues: list[str]) -> tuple[str, str, bool] | None:
         """(queue, raw message, recorded as unacked) popped from the first non-empty list, or None."""

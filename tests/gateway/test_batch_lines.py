@@ -66,3 +66,15 @@ def test_bad_lines_are_refused_one_by_one_and_the_rest_stand():
         (8, "body.messages.0.role"),
     }
     assert results[-1].index == 10  # indexes count input lines, blank ones too
+
+
+def test_a_completion_line_carries_its_raw_prompt_and_echo():
+    body = {"prompt": "Once upon a time", "max_tokens": 5, "echo": True, "logprobs": None}
+    [line] = parse(json.dumps({"custom_id": "p", "url": "/v1/completions", "body": body}))
+    assert (line.url, line.prompt, line.echo, line.messages) == ("/v1/completions", "Once upon a time", True, None)
+    assert line.options == {"max_new_tokens": 5}
+    two_prompts = {"prompt": ["a", "b"]}
+    streamed = {"prompt": "a", "stream": True}
+    refused = parse(*(json.dumps({"custom_id": f"x{i}", "url": "/v1/completions", "body": b})
+                      for i, b in enumerate((two_prompts, streamed))))  # fmt: skip
+    assert [(error.param, error.custom_id) for error in refused] == [("body.prompt", "x0"), ("body.stream", "x1")]

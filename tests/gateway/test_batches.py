@@ -91,6 +91,21 @@ async def test_a_batch_answers_each_line_once_and_refuses_bad_lines_by_name(oai,
     assert created.id in [item.id for item in listed.data]
 
 
+async def test_a_completions_batch_answers_text_completions(oai, gateway):
+    lines = [{"custom_id": f"p{i}", "method": "POST", "url": "/v1/completions",
+              "body": {"model": "echo", "prompt": f"user: go on {i}", "max_tokens": 8, "echo": i == 1}}
+             for i in range(3)]  # fmt: skip
+    uploaded = await oai.files.create(file=("prompts.jsonl", jsonl(lines)), purpose="batch")
+    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/completions", completion_window="24h")
+    batch = await finished(oai, created.id)
+    assert (batch.endpoint, batch.status, batch.request_counts.completed) == ("/v1/completions", "completed", 3)
+    answers = {line["custom_id"]: line["response"]["body"] for line in await lines_of(oai, batch.output_file_id)}
+    assert {body["object"] for body in answers.values()} == {"text_completion"}
+    # the echo engine answers a raw prompt's last "user:" line, word by word
+    assert [answers[f"p{i}"]["choices"][0]["text"] for i in (0, 2)] == ["go on 0", "go on 2"]
+    assert answers["p1"]["choices"][0]["text"] == "user: go on 1" + "go on 1"  # echo: the prompt first
+
+
 async def test_a_tenant_sees_only_its_own_files_and_batches(oai, gateway):
     uploaded = await oai.files.create(file=("mine.jsonl", jsonl([chat_line("a", "mine")])), purpose="batch")
     created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",

@@ -89,3 +89,39 @@ def test_bells_of_an_emptied_queue_are_dropped(isolated_url, isolated_redis):
             with pytest.raises(TimeoutError):
                 connection.drain_events(timeout=2)
     assert not isolated_redis.exists(f"_inferq.bell.{queue}")
+
+
+def test_garbage_on_the_list_does_not_use_up_the_bell_of_the_message_behind_it(isolated_url, isolated_redis):
+    queue = _queue_name()
+    bodies = []
+    # A poll that is not rung waits an hour: the message must be found on its own bell's wake-up.
+    options = {"brpop_timeout": 3600}
+    with Connection(isolated_url, transport="tasks.broker:Transport", transport_options=options) as connection:
+        isolated_redis.lpush(queue, "\x00not json", '{"json": "but not a message"}')  # no bell, popped first
+        connection.SimpleQueue(queue).put({"job": "behind the garbage"})  # one message, one bell
+        consumer_queue = connection.SimpleQueue(queue).queue
+        with connection.Consumer(
+            consumer_queue, callbacks=[lambda body, message: (bodies.append(body), message.ack())]
+        ):
+            connection.drain_events(timeout=60)  # only a bound: the one bell finds the message at once
+    assert bodies == [{"job": "behind the garbage"}]
+    assert isolated_redis.llen(queue) == 0
+
+
+def test_a_message_found_without_a_bell_rings_for_the_rest(isolated_url, isolated_redis):
+    queue = _queue_name()
+    bodies = []
+    with Connection(isolated_url) as plain:  # kombu's own transport: pushes no bell
+        for job in range(3):
+            plain.SimpleQueue(queue).put({"job": job})
+    with Connection(isolated_url, transport="tasks.broker:Transport") as connection:
+        consumer_queue = connection.SimpleQueue(queue).queue
+        with connection.Consumer(
+            consumer_queue, callbacks=[lambda body, message: (bodies.append(body), message.ack())]
+        ):
+            connection.drain_events(timeout=30)  # the first is found when the unrung poll times out
+            assert bodies == [{"job": 0}]
+            assert isolated_redis.llen(f"_inferq.bell.{queue}") == 1  # and rings for the next poll
+            connection.drain_events(timeout=30)
+            connection.drain_events(timeout=30)
+    assert bodies == [{"job": job} for job in range(3)]
