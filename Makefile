@@ -38,21 +38,27 @@ $(STAMP): pyproject.toml Makefile
 	else echo "no rabbitmqctl and no root apt-get: make test's RabbitMQ pass will fail"; fi
 	touch $(STAMP)
 
-# The whole suite on Redis and, beside it, the queue's suites again with RabbitMQ as the broker (a private
-# vhost on the local server; records and token streams stay on Redis): two pytest sessions at once, each with
-# its own Redis, workers and temp dir, since much of either waits on processes, leases and timeouts while the
-# other can use the cores. The RabbitMQ pass's output follows the first's; make test fails when either does.
+# Three pytest sessions at once, each with its own embedded Redis, workers and temp dir: the suite with Redis as
+# the broker in two halves (the serving side, whose gateway, worker and client tests share one vLLM worker;
+# and everything else, where any new test folder lands), and beside them the queue's suites again with
+# RabbitMQ as the broker (a private vhost on the local server; records and token streams stay on Redis). Much
+# of each waits on processes, leases and timeouts while the others use the cores. The other two sessions'
+# output follows the first's; make test fails when any fails.
 AMQP_SUITES := tests/api_client tests/worker tests/faults
+SERVING_SUITES := tests/gateway tests/worker tests/api_client
 SESSION_TMP := .pytest-sessions
 
 test: install
 	@rm -rf $(SESSION_TMP) && mkdir -p $(SESSION_TMP); \
 	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/amqp --broker amqp $(AMQP_SUITES) > $(SESSION_TMP)/amqp.log 2>&1 & amqp=$$!; \
-	trap 'kill $$amqp 2>/dev/null' INT TERM; \
-	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/redis; redis=$$?; \
-	wait $$amqp; amqp=$$?; \
+	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/serving $(SERVING_SUITES) > $(SESSION_TMP)/serving.log 2>&1 & serving=$$!; \
+	trap 'kill $$amqp $$serving 2>/dev/null' INT TERM; \
+	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/rest $(addprefix --ignore=,$(SERVING_SUITES)); rest=$$?; \
+	wait $$serving; serving=$$?; wait $$amqp; amqp=$$?; \
+	echo; echo "======== the serving half: pytest $(SERVING_SUITES) ========"; cat $(SESSION_TMP)/serving.log; \
 	echo; echo "======== the RabbitMQ pass: pytest --broker amqp $(AMQP_SUITES) ========"; cat $(SESSION_TMP)/amqp.log; \
-	echo "exit codes: Redis pass $$redis, RabbitMQ pass $$amqp"; [ $$redis = 0 ] && [ $$amqp = 0 ]
+	echo "exit codes: the rest $$rest, the serving half $$serving, the RabbitMQ pass $$amqp"; \
+	[ $$rest = 0 ] && [ $$serving = 0 ] && [ $$amqp = 0 ]
 
 demo: install
 	$(BIN)/inferq demo
