@@ -39,13 +39,14 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # Three pytest sessions at once, each with its own embedded Redis, workers and temp dir: the suite with Redis as
-# the broker in two halves (the serving side, whose gateway, worker and client tests share one vLLM worker;
-# and everything else, where any new test folder lands), and beside them the queue's suites again with
-# RabbitMQ as the broker (a private vhost on the local server; records and token streams stay on Redis). Much
-# of each waits on processes, leases and timeouts while the others use the cores. The other two sessions'
-# output follows the first's; make test fails when any fails.
+# the broker in two halves (the serving side: the gateway's, the workers', the client's and the command
+# line's tests, which share one vLLM worker and one SmolLM2 worker; and everything else, where any new test
+# folder lands), and beside them the queue's suites again with RabbitMQ as the broker (a private vhost on the
+# local server; records and token streams stay on Redis). Much of each waits on processes, leases and
+# timeouts while the others use the cores. The other two sessions' output follows the first's; make test
+# fails when any fails.
 AMQP_SUITES := tests/api_client tests/worker tests/faults
-SERVING_SUITES := tests/gateway tests/worker tests/api_client
+SERVING_SUITES := tests/gateway tests/worker tests/api_client tests/cli
 SESSION_TMP := .pytest-sessions
 
 test: install
