@@ -12,13 +12,12 @@ def prediction(line: BatchLine, output: dict[str, Any]) -> dict[str, Any]:
     """LLaMA-Factory's generated_predictions.jsonl line. Its `prompt` is the template-rendered text; here it is
     the example's last user turn, since the template lives with the model on the worker."""
     body = output["response"]["body"]
-    if "choices" not in body:
-        predict = body["scores"][0]
-    elif line.prompt is not None:  # a completion's text
-        predict = body["choices"][0]["text"]
+    if line.url == "/v1/score":
+        predict, prompt = body["scores"][0], _prompt_text((line.conversations or [[]])[0])
+    elif line.url == "/v1/completions":
+        predict, prompt = body["choices"][0]["text"], line.prompt
     else:
-        predict = body["choices"][0]["message"]["content"]
-    prompt = line.prompt if line.prompt is not None else _prompt_text(line.messages or (line.conversations or [[]])[0])
+        predict, prompt = body["choices"][0]["message"]["content"], _prompt_text(line.messages)
     return {"prompt": prompt, "predict": predict, "label": line.label or ""}
 
 

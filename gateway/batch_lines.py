@@ -10,7 +10,7 @@ would refuse is refused here, per line, naming the field; a body without a `mode
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from gateway.errors import ApiError
 from gateway.messages import chat_messages, score_conversations
 from gateway.strict_json import parse_json
 
+AnsweredWhole = TypeVar("AnsweredWhole", ChatCompletionRequest, CompletionRequest)
 URLS = ("/v1/chat/completions", "/v1/completions", "/v1/score")
 _LINE_FIELDS = {"custom_id", "method", "url", "body"}
 
@@ -98,17 +99,19 @@ def _body_line(body: dict[str, Any], url: str, custom_id: str, index: int) -> Ba
             conversations=conversations, options={name: value for name, value in options.items() if value is not None},
         )  # fmt: skip
     if url == "/v1/completions":
-        completion = CompletionRequest.model_validate(body)
-        if completion.stream:
-            raise InvalidRequest("a batch line is answered whole: leave it out", field="stream")
+        completion = _answered_whole(CompletionRequest.model_validate(body))
         return BatchLine(
             custom_id=custom_id, index=index, url=url, model=completion.model, prompt=completion.prompt_text(),
             echo=completion.echo, options=completion.job_options(),
         )  # fmt: skip
-    chat = ChatCompletionRequest.model_validate(body)
-    if chat.stream:
-        raise InvalidRequest("a batch line is answered whole: leave it out", field="stream")
+    chat = _answered_whole(ChatCompletionRequest.model_validate(body))
     return BatchLine(
         custom_id=custom_id, index=index, url=url, model=chat.model,
         messages=chat_messages(chat.messages, remote_images=False), options=chat.job_options(),
     )  # fmt: skip
+
+
+def _answered_whole(request: AnsweredWhole) -> AnsweredWhole:
+    if request.stream:
+        raise InvalidRequest("a batch line is answered whole: leave it out", field="stream")
+    return request
