@@ -38,28 +38,32 @@ $(STAMP): pyproject.toml Makefile
 	else echo "no rabbitmqctl and no root apt-get: make test's RabbitMQ pass will fail"; fi
 	touch $(STAMP)
 
-# Three pytest sessions at once, each with its own embedded Redis, workers and temp dir: the suite with Redis as
-# the broker in two halves (the serving side: the gateway's, the workers', the client's and the command
-# line's tests, which share one vLLM worker and one SmolLM2 worker; and everything else, where any new test
-# folder lands), and beside them the queue's suites again with RabbitMQ as the broker (a private vhost on the
-# local server; records and token streams stay on Redis). Much of each waits on processes, leases and
-# timeouts while the others use the cores. The other two sessions' output follows the first's; make test
-# fails when any fails.
+# Four pytest sessions at once, each with its own embedded Redis, workers and temp dir: the suite with Redis as
+# the broker in three parts (the engines' suites, which load vLLM and the HF models in the test process; the
+# gateway's and the workers' suites, which share one vLLM worker and one SmolLM2 worker; and everything else,
+# where any new test folder lands), and beside them the queue's suites again with RabbitMQ as the broker (a
+# private vhost on the local server; records and token streams stay on Redis). Much of each waits on processes,
+# leases and timeouts while the others use the cores, and on a shared machine four runnable sessions get a
+# larger share of it than two or three. The other sessions' output follows the first's; make test fails when
+# any fails.
 AMQP_SUITES := tests/api_client tests/worker tests/faults
-SERVING_SUITES := tests/gateway tests/worker tests/api_client tests/cli
+ENGINE_SUITES := tests/engines
+SERVING_SUITES := tests/gateway tests/worker
 SESSION_TMP := .pytest-sessions
 
 test: install
 	@rm -rf $(SESSION_TMP) && mkdir -p $(SESSION_TMP); \
 	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/amqp --broker amqp $(AMQP_SUITES) > $(SESSION_TMP)/amqp.log 2>&1 & amqp=$$!; \
+	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/engines $(ENGINE_SUITES) > $(SESSION_TMP)/engines.log 2>&1 & engines=$$!; \
 	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/serving $(SERVING_SUITES) > $(SESSION_TMP)/serving.log 2>&1 & serving=$$!; \
-	trap 'kill $$amqp $$serving 2>/dev/null' INT TERM; \
-	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/rest $(addprefix --ignore=,$(SERVING_SUITES)); rest=$$?; \
-	wait $$serving; serving=$$?; wait $$amqp; amqp=$$?; \
-	echo; echo "======== the serving half: pytest $(SERVING_SUITES) ========"; cat $(SESSION_TMP)/serving.log; \
+	trap 'kill $$amqp $$engines $$serving 2>/dev/null' INT TERM; \
+	$(BIN)/python -m pytest --basetemp=$(SESSION_TMP)/rest $(addprefix --ignore=,$(ENGINE_SUITES) $(SERVING_SUITES)); rest=$$?; \
+	wait $$engines; engines=$$?; wait $$serving; serving=$$?; wait $$amqp; amqp=$$?; \
+	echo; echo "======== the engines: pytest $(ENGINE_SUITES) ========"; cat $(SESSION_TMP)/engines.log; \
+	echo; echo "======== the serving side: pytest $(SERVING_SUITES) ========"; cat $(SESSION_TMP)/serving.log; \
 	echo; echo "======== the RabbitMQ pass: pytest --broker amqp $(AMQP_SUITES) ========"; cat $(SESSION_TMP)/amqp.log; \
-	echo "exit codes: the rest $$rest, the serving half $$serving, the RabbitMQ pass $$amqp"; \
-	[ $$rest = 0 ] && [ $$serving = 0 ] && [ $$amqp = 0 ]
+	echo "exit codes: the rest $$rest, the engines $$engines, the serving side $$serving, the RabbitMQ pass $$amqp"; \
+	[ $$rest = 0 ] && [ $$engines = 0 ] && [ $$serving = 0 ] && [ $$amqp = 0 ]
 
 demo: install
 	$(BIN)/inferq demo

@@ -6,10 +6,14 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# vLLM's CPU build: a KV cache size it can take for granted, and both cores for its model threads
-# (otherwise it keeps one of the two for its scheduler). Worker subprocesses inherit these.
+# One compute thread per process, the test process's and every worker's (they inherit these): make test runs
+# four sessions on two cores, and an OpenMP team of two spins at each op's barrier for a partner the
+# scheduler has put aside; on a loaded machine that made a 3 s SmolLM2 test take 60. vLLM's CPU build gets
+# no core binding (it would pin every session's engine to the same cores) and a KV cache size it can take
+# for granted.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "0-1")
 
 import pytest
 
