@@ -14,6 +14,7 @@ from typing import Any
 from api_client.handle import AsyncJobHandle
 from api_client.jobs import (
     chat_job,
+    checked_tags,
     completion_job,
     encode_job,
     idempotent_job_id,
@@ -84,6 +85,7 @@ class AsyncInferQClient:
         quota: OwnerQuota | None = None,
         echo: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        tags: dict[str, str] | None = None,
         **options: Any,
     ) -> AsyncJobHandle:
         """Enqueues a chat job. Options: system, tools, images, videos, audios, adapter, stream (default
@@ -91,9 +93,10 @@ class AsyncInferQClient:
         response_format, logprobs...). With a `quota`, the job is refused (QuotaExceeded) when its owner already
         has that many in flight; `echo` is kept in the job's meta for whoever answers for it later. The same
         `idempotency_key` (per owner) while the job's record is kept is the same job: a retry gets its handle,
-        and the job runs once."""
+        and the job runs once. `tags` ({name: text}, a few short ones) are what Flower shows of the job
+        and finds it by (`kwargs:name=text` in its search); a batch's lines carry their batch and custom_id."""
         job = chat_job(messages, model or self.model, **options)
-        return await self._submit(job, priority, owner, quota, echo, idempotency_key)
+        return await self._submit(job, priority, owner, quota, echo, idempotency_key, tags)
 
     async def submit_completion(
         self,
@@ -104,11 +107,12 @@ class AsyncInferQClient:
         owner: str | None = None,
         quota: OwnerQuota | None = None,
         idempotency_key: str | None = None,
+        tags: dict[str, str] | None = None,
         **options: Any,
     ) -> AsyncJobHandle:
         """Enqueues a raw-prompt completion (no chat template): options as `submit_chat`'s, less the chat's."""
         job = completion_job(prompt, model or self.model, **options)
-        return await self._submit(job, priority, owner, quota, idempotency_key=idempotency_key)
+        return await self._submit(job, priority, owner, quota, idempotency_key=idempotency_key, tags=tags)
 
     async def submit_score(
         self,
@@ -123,9 +127,11 @@ class AsyncInferQClient:
         owner: str | None = None,
         quota: OwnerQuota | None = None,
         idempotency_key: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> AsyncJobHandle:
         """Scores texts as they are, or `conversations` (lists of messages, the answer last) rendered by the
-        worker with the model's own chat template — what a reward model was trained to score."""
+        worker with the model's own chat template — what a reward model was trained to score. `tags` as
+        `submit_chat`'s."""
         job = score_job(
             texts,
             model or self.model,
@@ -134,7 +140,7 @@ class AsyncInferQClient:
             deadline_s=deadline_s,
             max_runtime_s=max_runtime_s,
         )
-        return await self._submit(job, priority, owner, quota, idempotency_key=idempotency_key)
+        return await self._submit(job, priority, owner, quota, idempotency_key=idempotency_key, tags=tags)
 
     async def find_job(self, job_id: str) -> AsyncJobHandle | None:
         """A handle to a job submitted elsewhere (another process), while its record is kept."""
@@ -204,6 +210,7 @@ class AsyncInferQClient:
         quota: OwnerQuota | None,
         echo: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> AsyncJobHandle:
         if priority is not None and (isinstance(priority, bool) or priority not in PRIORITY_STEPS):
             raise InvalidRequest("must be an integer from 0 (highest) to 9 (lowest)", field="priority")
@@ -211,11 +218,12 @@ class AsyncInferQClient:
         if quota is not None and quota.limits_anything and owner is None:
             raise InvalidRequest("a quota counts an owner's jobs: name the owner", field="owner")
         payload = encode_job(job, self.settings.max_payload_bytes)
+        tags = checked_tags(tags)
         if idempotency_key is None:
-            meta = meta_of(new_job_id(), job, owner, echo)
+            meta = meta_of(new_job_id(), job, owner, echo, tags=tags)
             await self.store.save_meta(meta)
         else:
-            meta = meta_of(idempotent_job_id(owner, idempotency_key), job, owner, echo, request_digest(job))
+            meta = meta_of(idempotent_job_id(owner, idempotency_key), job, owner, echo, request_digest(job), tags)
             if (earlier := await self.store.claim_meta(meta)) is not None:
                 return await self._retried(earlier, meta, payload, priority)
         try:
@@ -255,9 +263,9 @@ class AsyncInferQClient:
                 queue=job_queue(self.settings, meta.model),
                 # always explicit: kombu's Redis transport would run a message without one at the top priority
                 priority=broker_priority(self.settings, DEFAULT_PRIORITY if priority is None else priority),
-                # what Flower and the event stream show instead of the prompt
+                # what Flower and the event stream show instead of the prompt; the tags read as kwargs there
                 argsrepr=f"<{meta.kind} job for {meta.model}>",
-                kwargsrepr="{}",
+                kwargsrepr=repr(meta.tags or {}),
             ),
         )
 

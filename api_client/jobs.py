@@ -7,7 +7,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +17,9 @@ from engines.schemas import Message, invalid_from_validation, parse_params
 from tasks.schemas import MAX_DEADLINE_S, ChatJob, JobMeta, ScoreJob
 
 MAX_IDEMPOTENCY_KEY_CHARS = 255  # Stripe's bound, which OpenAI-style APIs follow
+# A job's tags ride in every message and every task event: a few short ones.
+MAX_TAGS = 8
+MAX_TAG_CHARS = 128
 
 
 def new_job_id() -> str:
@@ -135,6 +138,7 @@ def meta_of(
     owner: str | None = None,
     echo: dict[str, Any] | None = None,
     digest: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> JobMeta:
     return JobMeta(
         job_id=job_id,
@@ -145,7 +149,22 @@ def meta_of(
         owner=owner,
         echo=echo,
         request_digest=digest,
+        tags=tags,
     )
+
+
+def checked_tags(tags: Mapping[str, str] | None) -> dict[str, str] | None:
+    """A job's labels, as Flower will show them: a few, each an identifier and a short text."""
+    if not tags:
+        return None
+    if len(tags) > MAX_TAGS:
+        raise InvalidRequest(f"{len(tags)} tags; at most {MAX_TAGS}", field="tags")
+    for name, value in tags.items():
+        if not (isinstance(name, str) and name.isidentifier()):
+            raise InvalidRequest(f"tag name {name!r} is not an identifier", field="tags")
+        if not (isinstance(value, str) and 0 < len(value) <= MAX_TAG_CHARS):
+            raise InvalidRequest(f"must be text of 1 to {MAX_TAG_CHARS} characters", field=f"tags.{name}")
+    return dict(tags)
 
 
 def _validated(model_cls, **fields: Any):

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from api_client import AsyncInferQClient, AsyncJobHandle
-from api_client.jobs import idempotent_job_id
+from api_client.jobs import MAX_TAG_CHARS, idempotent_job_id
 from batch.fleet_share import FleetShare
 from batch.lines import BatchLine
 from engines.errors import InferqError
@@ -49,6 +49,12 @@ class BatchProgress:
 
 def line_key(batch_id: str, custom_id: str) -> str:
     return f"batch:{batch_id}:{custom_id}"
+
+
+def line_tags(batch_id: str, custom_id: str) -> dict[str, str]:
+    """What Flower shows of a line's job and finds the batch's lines by (`kwargs:batch=ID`); a custom_id too
+    long for a tag is cut, never refused."""
+    return {"batch": batch_id, "line": custom_id[:MAX_TAG_CHARS]}
 
 
 async def run_batch(
@@ -114,22 +120,23 @@ async def _submit(
     client: AsyncInferQClient, line: BatchLine, batch_id: str, priority: int, owner: str | None
 ) -> AsyncJobHandle:
     pause_s = QUEUE_FULL_PAUSE_S[0]
+    key, tags = line_key(batch_id, line.custom_id), line_tags(batch_id, line.custom_id)
     while True:
         try:
             if line.url == "/v1/score":
                 return await client.submit_score(
                     line.texts, line.model, conversations=line.conversations, priority=priority, owner=owner,
-                    idempotency_key=line_key(batch_id, line.custom_id), **line.options,
+                    idempotency_key=key, tags=tags, **line.options,
                 )  # fmt: skip
             # unstreamed: nobody reads a line's tokens as they come, and publishing them costs the worker
             if line.url == "/v1/completions":
                 return await client.submit_completion(
                     line.prompt, line.model, priority=priority, owner=owner, stream=False,
-                    idempotency_key=line_key(batch_id, line.custom_id), **line.options,
+                    idempotency_key=key, tags=tags, **line.options,
                 )  # fmt: skip
             return await client.submit_chat(
                 line.messages, line.model, priority=priority, owner=owner, stream=False,
-                idempotency_key=line_key(batch_id, line.custom_id), **line.options,
+                idempotency_key=key, tags=tags, **line.options,
             )  # fmt: skip
         except QueueFull:
             await asyncio.sleep(pause_s)

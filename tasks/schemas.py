@@ -232,6 +232,9 @@ class JobMeta(_Wire):
     request_digest: str | None = Field(
         None, description="an idempotent submit's request, hashed: a retry under the same key must ask the same"
     )
+    tags: dict[str, str] | None = Field(
+        None, description="short labels Flower shows as the task's kwargs and finds it by (kwargs:batch=ID)"
+    )
 
 
 class OwnerQuota(_Wire):

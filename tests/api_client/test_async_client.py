@@ -30,6 +30,13 @@ from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
 
+BAD_TAGS = [
+    ({"not a name": "x"}, "tags"),
+    ({"line": ""}, "tags.line"),
+    ({"line": "x" * 129}, "tags.line"),
+    ({f"tag{i}": "x" for i in range(9)}, "tags"),
+]
+
 
 def ask(text):
     return [{"role": "user", "content": text}]
@@ -283,6 +290,16 @@ async def test_the_same_idempotency_key_is_the_same_job_and_it_runs_once(aclient
     with pytest.raises(InvalidRequest) as refused:
         await aclient.submit_chat(ask("something else"), idempotency_key=key)
     assert refused.value.field == "idempotency_key"
+
+
+async def test_a_jobs_tags_are_kept_in_its_meta_and_bad_ones_are_refused_by_field(aclient, echo_worker):
+    handle = await aclient.submit_chat(ask("tagged"), tags={"batch": "b1", "line": "7"})
+    assert (await aclient.find_job(handle.id)).meta.tags == {"batch": "b1", "line": "7"}  # in Redis, for everyone
+    await handle.result(timeout=120)
+    for tags, field in BAD_TAGS:
+        with pytest.raises(InvalidRequest) as refused:
+            await aclient.submit_chat(ask("tagged"), tags=tags)
+        assert refused.value.field == field
 
 
 async def test_a_retry_sends_the_job_its_first_try_died_before_sending(aclient, echo_worker, redis_url):

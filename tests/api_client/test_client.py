@@ -31,6 +31,13 @@ from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
 
+BAD_TAGS = [
+    ({"not a name": "x"}, "tags"),
+    ({"line": ""}, "tags.line"),
+    ({"line": "x" * 129}, "tags.line"),
+    ({f"tag{i}": "x" for i in range(9)}, "tags"),
+]
+
 
 def ask(text):
     return [{"role": "user", "content": text}]
@@ -284,6 +291,16 @@ def test_the_same_idempotency_key_is_the_same_job_and_it_runs_once(client, echo_
     with pytest.raises(InvalidRequest) as refused:
         client.submit_chat(ask("something else"), "echo", idempotency_key=key)
     assert refused.value.field == "idempotency_key"
+
+
+def test_a_jobs_tags_are_kept_in_its_meta_and_bad_ones_are_refused_by_field(client, echo_worker):
+    handle = client.submit_chat(ask("tagged"), "echo", tags={"batch": "b1", "line": "7"})
+    assert client.find_job(handle.id).meta.tags == {"batch": "b1", "line": "7"}  # in Redis, for everyone
+    handle.result(timeout=120)
+    for tags, field in BAD_TAGS:
+        with pytest.raises(InvalidRequest) as refused:
+            client.submit_chat(ask("tagged"), "echo", tags=tags)
+        assert refused.value.field == field
 
 
 def test_a_retry_sends_the_job_its_first_try_died_before_sending(client, echo_worker, redis_url):
