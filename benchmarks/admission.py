@@ -6,14 +6,13 @@ max_num_seqs). One worker at a time: two vLLM engines would share the cores.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 from rich.progress import Progress
 
 from api_client import AsyncInferQClient
 from benchmarks.config import BenchConfig, EngineSpec
-from benchmarks.engine_queue import VLLM_CPU_ENV, conversations
+from benchmarks.engine_queue import conversations, use_vllm_cpu_env
 from benchmarks.results import Row
 from benchmarks.rig import Rig
 
@@ -21,8 +20,7 @@ FIXED_THREADS = 16
 
 
 async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
-    for key, value in VLLM_CPU_ENV.items():
-        os.environ.setdefault(key, value)
+    use_vllm_cpu_env()
     engine_args = {"enforce_eager": True}
     before = EngineSpec("bench-vllm-fixed", "vllm", config.model, engine_args, FIXED_THREADS)
     after = EngineSpec("bench-vllm-capacity", "vllm", config.model, engine_args, None)

@@ -24,6 +24,7 @@ from batch.fleet_share import FleetShare
 from batch.lines import BatchLine
 from batch.runner import BatchProgress, run_batch
 from benchmarks.config import BenchConfig, EngineSpec
+from benchmarks.engine_queue import use_vllm_cpu_env
 from benchmarks.overhead import NEW_TOKENS, PROMPTS, _timed
 from benchmarks.results import Row, Target, percentile
 from benchmarks.rig import Rig
@@ -33,6 +34,8 @@ ROUNDS = 2  # idle, beside, idle, beside: each round a half of the samples
 
 async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
     spec = config.batch_engine_spec
+    if spec.backend == "vllm":
+        use_vllm_cpu_env()
     rig.worker(spec)
     messages = [{"role": "user", "content": PROMPTS[spec.backend]}]
     params = {"temperature": 0, "max_new_tokens": NEW_TOKENS}

@@ -43,7 +43,7 @@ class BenchConfig:
     stream_rate: float = 100.0
     waiting_jobs: int = 10_000
     bound_requests: int = 16
-    # batch: interactive TTFT beside a batch that keeps `batch_rows` rows busy (hf: SmolLM2; echo: paced)
+    # batch: interactive TTFT beside a batch that keeps `batch_rows` rows busy (hf, vllm: SmolLM2; echo: paced)
     batch_engine: str = "hf"
     batch_rows: int = 8
     batch_samples: int = 20
@@ -74,6 +74,9 @@ class BenchConfig:
         if self.batch_engine == "echo":
             return EngineSpec("bench-echo-batch", "echo", "echo", {"tokens_per_s": self.stream_rate}, self.batch_rows)
         rows = self.batch_rows
+        if self.batch_engine == "vllm":  # its scheduler told each job's priority (on by default in the worker)
+            args = {"enforce_eager": True, "vllm_config": {"max_num_seqs": rows}}
+            return EngineSpec("bench-vllm-batch", "vllm", self.model, args, rows)
         return EngineSpec("bench-hf-batch", "huggingface", self.model, {"max_batch_size": rows}, rows)
 
     @property

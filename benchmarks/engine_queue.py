@@ -24,6 +24,12 @@ TOPICS = ["dragon", "lighthouse", "robot", "garden", "comet", "violin", "desert"
 VLLM_CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}"}
 
 
+def use_vllm_cpu_env() -> None:
+    """VLLM_CPU_ENV where the environment does not say otherwise; the workers started next inherit it."""
+    for key, value in VLLM_CPU_ENV.items():
+        os.environ.setdefault(key, value)
+
+
 class Case(NamedTuple):
     name: str
     unit: str
@@ -47,8 +53,7 @@ async def run_hf(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]
 
 async def run_vllm(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
     """Direct first, then the worker: two vLLM engines at once would share the two cores."""
-    for key, value in VLLM_CPU_ENV.items():
-        os.environ.setdefault(key, value)
+    use_vllm_cpu_env()
     spec = config.vllm
     direct = await rig.direct(spec)
     direct_runs = await _runs(config, progress, direct.chat, "vllm direct")

@@ -21,6 +21,7 @@ from benchmarks.rig import Rig
 PROMPTS = {
     "echo": "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen",
     "huggingface": "Write a short story about a lighthouse.",
+    "vllm": "Write a short story about a lighthouse.",
 }
 NEW_TOKENS = 16
 

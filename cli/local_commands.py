@@ -43,7 +43,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--serve-concurrency", type=int, default=defaults.serve_concurrency, help="serve")
     bench.add_argument("--serve-input-len", type=int, default=defaults.serve_input_len, help="serve: prompt tokens")
     bench.add_argument("--serve-output-len", type=int, default=defaults.serve_output_len, help="serve: answer tokens")
-    bench.add_argument("--batch-engine", choices=["hf", "echo"], default=defaults.batch_engine, help="batch")
+    bench.add_argument("--batch-engine", choices=["hf", "vllm", "echo"], default=defaults.batch_engine, help="batch")
     bench.add_argument("--batch-rows", type=int, default=defaults.batch_rows, help="batch: rows the batch keeps busy")
     bench.add_argument("--batch-samples", type=int, default=defaults.batch_samples, help="batch: chats, each way")
     bench.add_argument("--json", type=Path, default=defaults.json_path)
