@@ -18,10 +18,11 @@ from benchmarks.config import BenchConfig, EngineSpec
 from benchmarks.results import Row, Target, percentile
 from benchmarks.rig import Rig
 
+STORY = "Write a short story about a lighthouse."
 PROMPTS = {
     "echo": "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen",
-    "huggingface": "Write a short story about a lighthouse.",
-    "vllm": "Write a short story about a lighthouse.",
+    "huggingface": STORY,
+    "vllm": STORY,
 }
 NEW_TOKENS = 16
 

@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 from benchmarks.celery_client import CeleryNoopClient
 from benchmarks.config import BenchConfig, EngineSpec
-from benchmarks.engine_queue import VLLM_CPU_ENV
+from benchmarks.engine_queue import use_vllm_cpu_env
 from benchmarks.results import Row, Target, median
 from benchmarks.rig import Rig
 from engines.default_model import resolve_model
@@ -60,9 +60,9 @@ class ServeResult:
 
 
 async def run(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
-    env = {**VLLM_CPU_ENV, "VLLM_TARGET_DEVICE": "cpu", **os.environ}
-    for key, value in env.items():
-        os.environ.setdefault(key, value)  # the worker process inherits them too
+    use_vllm_cpu_env()  # the worker process inherits it too
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    env = dict(os.environ)
     model_dir = resolve_model(config.model)
     results_dir = Path(tempfile.mkdtemp(prefix="inferq-bench-serve-"))
     steps = progress.add_task("serve: vllm serve, then inferq gateway + vLLM worker", total=2)
