@@ -38,7 +38,7 @@ class BenchConfig:
     burst: int = 200
     admission_jobs: int = 64
     repeats: int = 3
-    stream_jobs: int = 64
+    stream_jobs: int = 256
     stream_tokens: int = 256
     stream_rate: float = 100.0
     waiting_jobs: int = 10_000

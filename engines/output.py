@@ -59,6 +59,9 @@ class SequenceReader:
     def feed(self, text: str) -> list[Piece]:
         if not text:
             return []
+        if self._splitter is None and self._parser is None:  # a plain answer, read at every token: all content
+            self._content.append(text)
+            return [ContentPiece(text)]
         pieces = self._splitter.feed(text) if self._splitter is not None else [ContentPiece(text)]
         return self._through_parser(pieces)
 

@@ -23,6 +23,8 @@ class StopStringMatcher:
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Returns (text safe to emit, whether a stop string was found)."""
+        if not self._stop:  # most requests: nothing to find, nothing held (a step's text, every token)
+            return text, False
         pending = self._held + text
         hits = [i for i in (pending.find(s) for s in self._stop) if i >= 0]
         if hits:

@@ -49,23 +49,35 @@ local seq = 0
 if #top > 0 then seq = tonumber(string.match(top[1][1], '-(%d+)$')) end
 """
 
-# KEYS: lease, events. ARGV: token ('' = unfenced), stream ttl, channel, then seq/event pairs.
-# Events at or below the stream's top are skipped, so a retried append (after a timeout whose write
-# went through) is harmless.
-_APPEND = (
-    "if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end"
-    + _TOP_SEQ
-    + """
-for i = 4, #ARGV, 2 do
-  if tonumber(ARGV[i]) > seq then
-    redis.call('xadd', KEYS[2], '0-' .. ARGV[i], 'e', ARGV[i + 1])
-    redis.call('publish', ARGV[3], ARGV[i + 1])
+# Many jobs' events in one round trip. KEYS: each job's lease and events. ARGV: stream ttl, then for each job
+# its token ('' = unfenced), channel and number of events, then its seq/event pairs. Returns each job's 1
+# (written) or 0 (its lease is someone else's: nothing written). Events at or below a stream's top are
+# skipped, so a retried append (after a timeout whose write went through) is harmless.
+_APPEND = """
+local out = {}
+local a = 2
+for j = 1, #KEYS, 2 do
+  local token, channel, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  if token ~= '' and redis.call('get', KEYS[j]) ~= token then
+    out[#out + 1] = 0
+  else
+    local top = redis.call('xrevrange', KEYS[j + 1], '+', '-', 'COUNT', 1)
+    local seq = 0
+    if #top > 0 then seq = tonumber(string.match(top[1][1], '-(%d+)$')) end
+    for i = a, a + 2 * n - 1, 2 do
+      if tonumber(ARGV[i]) > seq then
+        redis.call('xadd', KEYS[j + 1], '0-' .. ARGV[i], 'e', ARGV[i + 1])
+        redis.call('publish', channel, ARGV[i + 1])
+      end
+    end
+    redis.call('expire', KEYS[j + 1], ARGV[1])
+    out[#out + 1] = 1
   end
+  a = a + 2 * n
 end
-redis.call('expire', KEYS[2], ARGV[2])
-return 1
+return out
 """
-)
 
 # KEYS: lease, events, record. ARGV: token ('' = unfenced), record json, record ttl, stream ttl, channel.
 # Returns 1 written, 0 the job already had a record, -1 the lease is no longer ours. The lease is released
@@ -150,6 +162,15 @@ class Admission:
     attempt: int = 0  # this delivery's number: 1 for the first, more when earlier workers died under the job
     cancelled: bool = False  # a cancel was requested before it started
     last_seq: int = 0  # the replay log's last event: an earlier attempt's, which this one voids
+
+
+@dataclass(frozen=True)
+class EventWrite:
+    """One job's events for JobStore.append_many, written only while `lease_token` holds its lease (None: always)."""
+
+    job_id: str
+    events: Sequence[Event]
+    lease_token: str | None = None
 
 
 class JobStore:
@@ -313,11 +334,21 @@ class JobStore:
 
         With `lease_token`, only while that lease is held: raises LeaseLost otherwise.
         """
-        args: list[str | int] = [lease_token or "", self.settings.stream_ttl_s, names.live_channel(job_id)]
-        for event in events:
-            args += [event.seq, event.model_dump_json(exclude_none=True)]  # a token's event: few bytes
-        if not await self._append(keys=[names.lease_key(job_id), names.events_key(job_id)], args=args):
+        if await self.append_many([EventWrite(job_id, events, lease_token)]):
             raise LeaseLost(f"job {job_id}: lease lost; this copy may not publish")
+
+    async def append_many(self, writes: Sequence[EventWrite]) -> list[str]:
+        """`append` for many jobs in one round trip (a worker's streams, flushed together); returns the jobs
+        whose lease was someone else's, of which nothing was written."""
+        keys: list[str] = []
+        args: list[str | int] = [self.settings.stream_ttl_s]
+        for write in writes:
+            keys += [names.lease_key(write.job_id), names.events_key(write.job_id)]
+            args += [write.lease_token or "", names.live_channel(write.job_id), len(write.events)]
+            for event in write.events:
+                args += [event.seq, event.model_dump_json(exclude_none=True)]
+        written = await self._append(keys=keys, args=args)
+        return [write.job_id for write, ok in zip(writes, written, strict=True) if not ok]
 
     async def follow_events(self, job_id: str) -> Follower:
         """Subscribes to the job's live channel; returns once events published from now on will arrive."""

@@ -142,7 +142,9 @@ class JobRun:
         self.lease.on_lost = self.running.stop
         cancelled = admission.cancelled or self.runner.heard_cancel(self.job_id)
         self.timings = Timings(queued_at=job.queued_at, started_at=self.received_at)
-        self.publisher = await JobPublisher.open(self.store, self.lease, admission, settings.redis_outage_s)
+        self.publisher = await JobPublisher.open(
+            self.store, self.runner.events, self.lease, admission, settings.redis_outage_s
+        )
         if self.runner.handing_back:
             return Requeue(HANDED_BACK)
         refusal = self._refusal(job, cancelled or self.running.cancelled)

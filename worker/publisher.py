@@ -1,42 +1,184 @@
-"""One job's events, in order, on its replay log and live channel, under its lease.
+"""Each job's events, in order, on its replay log and live channel, under its lease.
 
-Deltas are pushed without waiting and written by one flusher task: while a write is in flight the
-next deltas gather, so a busy engine publishes a whole step's tokens in one round trip instead of one
-per token, and the job never waits on Redis between engine steps. Each write carries the lease's
-token, so a copy of the job that lost its lease cannot publish; a Redis that restarts or refuses
-writes for a while is ridden out with retries (`redis_outage_s`).
+Deltas are pushed without waiting and written by the worker's one `EventWriter`: while a write is in
+flight the next deltas of every job gather, and what one answer gathered goes out as one event. So a busy
+worker publishes a step of all its streams in one Redis round trip, not one per token per job (on the
+2-core machine the socket calls of those round trips were most of what streaming cost the worker), and a
+job never waits on Redis between engine steps. Each job's write carries its lease's token, so a copy of
+the job that lost its lease cannot publish; a Redis that restarts or refuses writes for a while is ridden
+out with retries (`redis_outage_s`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
+from dataclasses import dataclass, field
 
+from engines.logprobs import TokenLogprob
 from engines.pieces import CallArguments, CallStart, ContentPiece, Piece, ReasoningPiece
 from engines.schemas import Delta, FinishReason
+from tasks.errors import LeaseLost
 from tasks.redis_connection import retry_transient
 from tasks.schemas import JobRecord, RestartEvent, TokenEvent, ToolCallDelta
-from tasks.store import Admission, Event, JobStore
+from tasks.store import Admission, Event, EventWrite, JobStore
 from worker.lease import JobLease
+
+# One script call holds Redis for its whole run: a bound on the jobs in it bounds that (a few ms).
+MAX_JOBS_PER_WRITE = 512
+
+
+class EventWriter:
+    """The worker's one writer of streamed events: the jobs with events waiting are written together."""
+
+    def __init__(self, store: JobStore, outage_s: float) -> None:
+        self._store = store
+        self._outage_s = outage_s
+        self._waiting: dict[JobPublisher, None] = {}  # in the order they first pushed
+        self._writing: set[JobPublisher] = set()
+        self._next: asyncio.Future[None] | None = None  # done when the round that takes `_waiting` ends
+        self._current: asyncio.Future[None] | None = None  # done when the round in flight ends
+        self._flusher: asyncio.Task[None] | None = None
+
+    def schedule(self, publisher: JobPublisher) -> None:
+        self._waiting[publisher] = None
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="inferq-events")
+
+    def forget(self, publisher: JobPublisher) -> None:
+        self._waiting.pop(publisher, None)
+
+    async def written(self, publisher: JobPublisher) -> None:
+        """Returns once nothing of the publisher's waits or is being written."""
+        while True:
+            if publisher in self._writing:
+                await asyncio.shield(self._current)
+            elif publisher in self._waiting:
+                await asyncio.shield(self._next)
+            else:
+                return
+
+    async def aclose(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            publishers = list(itertools.islice(self._waiting, MAX_JOBS_PER_WRITE))
+            for publisher in publishers:
+                del self._waiting[publisher]
+            self._writing, self._current = set(publishers), self._next
+            self._next = loop.create_future() if self._waiting else None
+            writes = [publisher.take() for publisher in publishers]
+            try:
+                write_all = functools.partial(self._store.append_many, writes)
+                refused = await retry_transient(write_all, self._outage_s, "publishing")
+            except Exception as error:  # Redis away for longer than redis_outage_s
+                for publisher in publishers:
+                    publisher.failed(error)
+            else:
+                for publisher in publishers:
+                    if publisher.job_id in refused:
+                        publisher.failed(LeaseLost(f"job {publisher.job_id}: lease lost; this copy may not publish"))
+            finally:
+                self._writing = set()
+                self._current.set_result(None)
+
+
+@dataclass
+class _Call:
+    id: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Gathered:
+    """What one answer streamed since its job's last write: its next event."""
+
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    num_tokens: int = 0
+    finish_reason: FinishReason | None = None
+    calls: dict[int, _Call] = field(default_factory=dict)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    def add(self, pieces: list[Piece], delta: Delta, finish_reason: FinishReason | None) -> None:
+        self.num_tokens += len(delta.token_ids)
+        self.logprobs += delta.logprobs
+        self.finish_reason = finish_reason
+        for piece in pieces:
+            if isinstance(piece, ContentPiece):
+                self.text.append(piece.text)
+            elif isinstance(piece, ReasoningPiece):
+                self.reasoning.append(piece.text)
+            elif isinstance(piece, CallStart):
+                self.calls[piece.index] = _Call(piece.id, piece.name)
+            elif isinstance(piece, CallArguments):
+                self.calls.setdefault(piece.index, _Call()).arguments.append(piece.text)
+
+    def event(self, seq: int, attempt: int, index: int) -> TokenEvent:
+        return TokenEvent(
+            seq=seq,
+            attempt=attempt,
+            index=index,
+            text="".join(self.text),
+            num_tokens=self.num_tokens,
+            finish_reason=self.finish_reason,
+            reasoning="".join(self.reasoning) or None,
+            tool_calls=[
+                ToolCallDelta(index=i, id=call.id, name=call.name, arguments="".join(call.arguments))
+                for i, call in self.calls.items()
+            ]
+            or None,
+            logprobs=self.logprobs or None,
+        )
 
 
 class JobPublisher:
-    def __init__(self, store: JobStore, lease: JobLease, attempt: int, last_seq: int, outage_s: float) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        writer: EventWriter,
+        lease: JobLease,
+        admission: Admission,
+        outage_s: float,
+    ) -> None:
         self._store = store
+        self._writer = writer
         self._lease = lease
-        self._attempt = attempt
-        self._seq = last_seq
+        self._attempt = admission.attempt
+        self._seq = admission.last_seq
         self._outage_s = outage_s
-        self._pending: list[Event] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._restart = False
+        self._gathered: dict[int, _Gathered] = {}  # by answer, in the order they first streamed
         self._error: BaseException | None = None
 
+    @property
+    def job_id(self) -> str:
+        return self._lease.job_id
+
     @classmethod
-    async def open(cls, store: JobStore, lease: JobLease, admission: Admission, outage_s: float) -> JobPublisher:
+    async def open(
+        cls,
+        store: JobStore,
+        writer: EventWriter,
+        lease: JobLease,
+        admission: Admission,
+        outage_s: float,
+    ) -> JobPublisher:
         """Continues the job's sequence after the admission's last seq; a later attempt first voids what
         earlier ones streamed."""
-        publisher = cls(store, lease, admission.attempt, admission.last_seq, outage_s)
+        publisher = cls(store, writer, lease, admission, outage_s)
         if admission.last_seq:
-            await publisher._write([RestartEvent(seq=publisher._next_seq(), attempt=admission.attempt)])
+            publisher._restart = True
+            writer.schedule(publisher)
+            await publisher.drain()
         return publisher
 
     def push(self, delta: Delta, pieces: list[Piece] | None = None, finish_reason: FinishReason | None = None) -> None:
@@ -47,41 +189,22 @@ class JobPublisher:
             raise self._error
         if pieces is None:
             pieces, finish_reason = [ContentPiece(delta.text)], delta.finish_reason
-        calls: dict[int, ToolCallDelta] = {}
-        for piece in pieces:
-            if isinstance(piece, CallStart):
-                calls[piece.index] = ToolCallDelta(index=piece.index, id=piece.id, name=piece.name)
-            elif isinstance(piece, CallArguments):
-                call = calls.get(piece.index) or ToolCallDelta(index=piece.index)
-                calls[piece.index] = call.model_copy(update={"arguments": call.arguments + piece.text})
-        self._pending.append(
-            TokenEvent(
-                seq=self._next_seq(),
-                attempt=self._attempt,
-                index=delta.index,
-                text="".join(piece.text for piece in pieces if isinstance(piece, ContentPiece)),
-                num_tokens=len(delta.token_ids),
-                finish_reason=finish_reason,
-                reasoning="".join(piece.text for piece in pieces if isinstance(piece, ReasoningPiece)) or None,
-                tool_calls=list(calls.values()) or None,
-                logprobs=list(delta.logprobs) or None,
-            )
-        )
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        gathered = self._gathered.get(delta.index)
+        if gathered is None:
+            gathered = self._gathered[delta.index] = _Gathered()
+        gathered.add(pieces, delta, finish_reason)
+        self._writer.schedule(self)
 
     async def drain(self) -> None:
         """Waits until every pushed delta is written."""
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        await self._writer.written(self)
         if self._error is not None:
             raise self._error
 
     async def close(self) -> None:
         """Stops publishing (the job ended another way); nothing more is written."""
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        self._writer.forget(self)
+        self._gathered.clear()
 
     async def finish(self, record: JobRecord) -> bool:
         """Writes the record after every delta (False: someone else wrote the job's record first).
@@ -94,18 +217,21 @@ class JobPublisher:
         lease.released_by_record = True
         return written
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._write(batch)
-            except Exception as error:  # LeaseLost, or Redis away for longer than redis_outage_s
-                self._error = error
-                return
+    def take(self) -> EventWrite:
+        """What gathered since the last write, as events numbered on from there (EventWriter's call)."""
+        events: list[Event] = []
+        if self._restart:
+            self._restart = False
+            events.append(RestartEvent(seq=self._next_seq(), attempt=self._attempt))
+        for index, gathered in self._gathered.items():
+            events.append(gathered.event(self._next_seq(), self._attempt, index))
+        self._gathered = {}
+        return EventWrite(self.job_id, events, self._lease.token)
 
-    async def _write(self, events: list[Event]) -> None:
-        job_id, token = self._lease.job_id, self._lease.token
-        await retry_transient(lambda: self._store.append(job_id, events, token), self._outage_s, "publishing")
+    def failed(self, error: BaseException) -> None:
+        """A write of this job's failed for good (EventWriter's call): nothing more is published."""
+        self._error = error
+        self._gathered = {}
 
     def _next_seq(self) -> int:
         self._seq += 1

@@ -24,6 +24,7 @@ from tasks.hub import RESYNC
 from tasks.schemas import WorkerInfo
 from tasks.store import JobStore
 from worker.metrics import WorkerMetrics
+from worker.publisher import EventWriter
 from worker.recent_cancels import RecentCancels
 from worker.settings import WorkerSettings
 
@@ -58,6 +59,7 @@ class EngineRunner:
         self.loop = asyncio.new_event_loop()
         self.engine: BaseEngine | None = None
         self.store: JobStore | None = None
+        self.events: EventWriter | None = None  # every job's streamed events, written together
         self.running: dict[str, RunningJob] = {}
         self._recent_cancels = RecentCancels()
         self.started_at = time.time()
@@ -133,6 +135,7 @@ class EngineRunner:
         self.metrics.capacity.set(self.slots)
         self.store = JobStore.open(settings, client_name=f"inferq-worker:{self.hostname}")
         await self.store.ping()
+        self.events = EventWriter(self.store, settings.redis_outage_s)
         await self._refuse_a_twin()
         if settings.metrics_port is not None:
             self.metrics.serve(settings.metrics_port)
@@ -146,6 +149,8 @@ class EngineRunner:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self.events is not None:
+            await self.events.aclose()
         if self.store is not None:
             await self.store.retire(self.hostname)
             await self.store.aclose()

@@ -6,7 +6,7 @@ import pytest
 
 from tasks.errors import LeaseLost
 from tasks.schemas import JobMeta, JobRecord, JobStatus, OwnerQuota, Timings, TokenEvent, WorkerInfo
-from tasks.store import Admission
+from tasks.store import Admission, EventWrite
 
 
 def _record(job_id, status=JobStatus.SUCCEEDED):
@@ -32,6 +32,19 @@ async def test_a_retried_append_writes_nothing_twice(store):
     await store.append("retried", [_token(1), _token(2)])
     await store.append("retried", [_token(2), _token(3)])  # the first write went through, its reply was lost
     assert [event.seq for event in await store.events_after("retried", 0)] == [1, 2, 3]
+
+
+async def test_one_append_writes_many_jobs_and_refuses_only_those_whose_lease_is_gone(store):
+    await store.admit("ours", "mine", ttl_s=30)
+    await store.admit("theirs", "someone-else", ttl_s=30)
+    writes = [
+        EventWrite("ours", [_token(1, "a"), _token(2, "b")], lease_token="mine"),
+        EventWrite("theirs", [_token(1, "x")], lease_token="mine"),
+        EventWrite("unfenced", [_token(1, "u")]),
+    ]
+    assert await store.append_many(writes) == ["theirs"]
+    texts = [[event.text for event in await store.events_after(job, 0)] for job in ("ours", "theirs", "unfenced")]
+    assert texts == [["a", "b"], [], ["u"]]
 
 
 async def test_finish_appends_the_final_event_after_the_last(store):

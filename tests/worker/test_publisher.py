@@ -1,14 +1,17 @@
-"""A job's publisher (worker/publisher.py): deltas in order, batched behind one flusher, fenced by the lease."""
+"""A job's publisher and the worker's one event writer (worker/publisher.py): deltas in order, gathered while a
+write is in flight, every job's in one write, each fenced by its own lease."""
 
 import pytest
 
+from engines.pieces import CallArguments, CallStart
 from engines.schemas import Delta
 from tasks import names
 from tasks.errors import LeaseLost
-from tasks.schemas import JobRecord, JobStatus, RestartEvent, Timings
+from tasks.schemas import JobRecord, JobStatus, RestartEvent, Timings, ToolCallDelta
 from tasks.store import Admission
+from worker import publisher as publisher_module
 from worker.lease import JobLease
-from worker.publisher import JobPublisher
+from worker.publisher import EventWriter, JobPublisher
 
 # The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
 pytestmark = pytest.mark.any_broker
@@ -18,25 +21,98 @@ def _record(job_id):
     return JobRecord(job_id=job_id, kind="chat", status=JobStatus.SUCCEEDED, model="m", timings=Timings(queued_at=0))
 
 
+async def _open(store, lease, admission=None):
+    admission = admission or await lease.acquire()
+    return await JobPublisher.open(store, EventWriter(store, outage_s=5), lease, admission, outage_s=5)
+
+
 async def test_pushed_deltas_land_in_order_before_the_record(store):
     lease = JobLease(store, "published", ttl_s=30)
-    admission = await lease.acquire()
-    publisher = await JobPublisher.open(store, lease, admission, outage_s=5)
-    for i in range(100):  # pushed without waiting: they gather while a write is in flight
+    publisher = await _open(store, lease)
+    publisher.push(Delta(0, "t0", (0,)))
+    await publisher.drain()
+    for i in range(1, 100):  # pushed without waiting: they gather into one event
         publisher.push(Delta(0, f"t{i}", (i,)))
+    publisher.push(Delta(0, "", (100,), "stop"))
     assert await publisher.finish(_record("published"))
     events = await store.events_after("published", 0)
-    assert [event.seq for event in events] == list(range(1, 102))
-    assert [event.text for event in events[:-1]] == [f"t{i}" for i in range(100)] and events[-1].type == "final"
+    assert [event.seq for event in events] == [1, 2, 3] and events[-1].type == "final"
+    assert events[0].text == "t0" and events[1].text == "".join(f"t{i}" for i in range(1, 100))
+    assert [events[0].num_tokens, events[1].num_tokens, events[1].finish_reason] == [1, 100, "stop"]
+    await lease.release()
+
+
+async def test_every_jobs_events_go_out_together_each_under_its_own_lease(store, isolated_redis):
+    writer = EventWriter(store, outage_s=5)
+    leases = [JobLease(store, f"together-{i}", ttl_s=30) for i in range(3)]
+    publishers = [await JobPublisher.open(store, writer, lease, await lease.acquire(), 5) for lease in leases]
+    isolated_redis.set(names.lease_key("together-1"), "another-worker")
+    writes = []
+    append_many = store.append_many
+
+    async def counted(job_writes):
+        writes.append([write.job_id for write in job_writes])
+        return await append_many(job_writes)
+
+    store.append_many = counted
+    for i, publisher in enumerate(publishers):
+        publisher.push(Delta(0, f"job {i}", (i,)))
+    await publishers[0].drain()
+    await publishers[2].drain()
+    with pytest.raises(LeaseLost):
+        await publishers[1].drain()
+    assert writes == [["together-0", "together-1", "together-2"]]  # one round trip for the three jobs
+    texts = [[event.text for event in await store.events_after(f"together-{i}", 0)] for i in range(3)]
+    assert texts == [["job 0"], [], ["job 2"]]
+    for lease in leases:
+        await lease.release()
+
+
+async def test_a_crowd_of_jobs_is_written_a_bounded_number_at_a_time(store, monkeypatch):
+    monkeypatch.setattr(publisher_module, "MAX_JOBS_PER_WRITE", 2)
+    writer = EventWriter(store, outage_s=5)
+    leases = [JobLease(store, f"crowd-{i}", ttl_s=30) for i in range(3)]
+    publishers = [await JobPublisher.open(store, writer, lease, await lease.acquire(), 5) for lease in leases]
+    writes = []
+    append_many = store.append_many
+
+    async def counted(job_writes):
+        writes.append([write.job_id for write in job_writes])
+        return await append_many(job_writes)
+
+    store.append_many = counted
+    for i, publisher in enumerate(publishers):
+        publisher.push(Delta(0, f"job {i}", (i,)))
+    await publishers[2].drain()  # the last one waits for the round after the first
+    assert writes == [["crowd-0", "crowd-1"], ["crowd-2"]]
+    for i in range(3):
+        assert [event.text for event in await store.events_after(f"crowd-{i}", 0)] == [f"job {i}"]
+    for lease in leases:
+        await lease.release()
+
+
+async def test_answers_stream_as_their_own_events_tool_calls_joined(store):
+    lease = JobLease(store, "answers", ttl_s=30)
+    publisher = await _open(store, lease)
+    publisher.push(Delta(0, "a", (1,)))
+    publisher.push(Delta(1, "b", (2,)))
+    publisher.push(Delta(1, "", (3,)), [CallStart(0, "call-1", "get_time")], None)
+    publisher.push(Delta(1, "", (4,)), [CallArguments(0, '{"tz": '), CallArguments(0, '"UTC"}')], None)
+    publisher.push(Delta(0, "c", (5,), "stop"))
+    await publisher.drain()
+    first, second = await store.events_after("answers", 0)
+    assert (first.index, first.text, first.num_tokens, first.finish_reason) == (0, "ac", 2, "stop")
+    assert (second.index, second.text, second.num_tokens) == (1, "b", 3)
+    assert second.tool_calls == [ToolCallDelta(index=0, id="call-1", name="get_time", arguments='{"tz": "UTC"}')]
     await lease.release()
 
 
 async def test_a_later_attempt_voids_what_earlier_ones_streamed(store):
     lease = JobLease(store, "again", ttl_s=30)
-    first = await JobPublisher.open(store, lease, await lease.acquire(), outage_s=5)
+    first = await _open(store, lease)
     first.push(Delta(0, "void", (1,)))
     await first.drain()
-    second = await JobPublisher.open(store, lease, Admission("admitted", attempt=2, last_seq=1), outage_s=5)
+    second = await _open(store, lease, Admission("admitted", attempt=2, last_seq=1))
     second.push(Delta(0, "kept", (2,)))
     await second.drain()
     events = await store.events_after("again", 0)
@@ -46,8 +122,7 @@ async def test_a_later_attempt_voids_what_earlier_ones_streamed(store):
 
 async def test_a_copy_that_lost_its_lease_publishes_nothing_more(store, isolated_redis):
     lease = JobLease(store, "fenced", ttl_s=30)
-    admission = await lease.acquire()
-    publisher = await JobPublisher.open(store, lease, admission, outage_s=5)
+    publisher = await _open(store, lease)
     publisher.push(Delta(0, "mine", (1,)))
     await publisher.drain()
     isolated_redis.set(names.lease_key("fenced"), "another-worker")
