@@ -33,6 +33,7 @@ from tasks.schemas import (
     JobMeta,
     JobRecord,
     OwnerQuota,
+    PlainToken,
     RestartEvent,
     TokenEvent,
     WorkerInfo,
@@ -169,7 +170,7 @@ class EventWrite:
     """One job's events for JobStore.append_many, written only while `lease_token` holds its lease (None: always)."""
 
     job_id: str
-    events: Sequence[Event]
+    events: Sequence[Event | PlainToken]
     lease_token: str | None = None
 
 
@@ -346,7 +347,7 @@ class JobStore:
             keys += [names.lease_key(write.job_id), names.events_key(write.job_id)]
             args += [write.lease_token or "", names.live_channel(write.job_id), len(write.events)]
             for event in write.events:
-                args += [event.seq, event.model_dump_json(exclude_none=True)]
+                args += [event.seq, encode_event(event)]
         written = await self._append(keys=keys, args=args)
         return [write.job_id for write, ok in zip(writes, written, strict=True) if not ok]
 
@@ -427,6 +428,12 @@ class JobStore:
     async def worker(self, hostname: str) -> WorkerInfo | None:
         raw = await self._redis.get(names.worker_key(hostname))
         return WorkerInfo.model_validate_json(raw) if raw else None
+
+
+def encode_event(event: Event | PlainToken) -> str:
+    if isinstance(event, PlainToken):
+        return event.json()
+    return event.model_dump_json(exclude_none=True)  # a token's event: few bytes
 
 
 def decode_event(raw: str | bytes) -> Event:

@@ -1,12 +1,14 @@
 """Each job's events, in order, on its replay log and live channel, under its lease.
 
 Deltas are pushed without waiting and written by the worker's one `EventWriter`: while a write is in
-flight the next deltas of every job gather, and what one answer gathered goes out as one event. So a busy
-worker publishes a step of all its streams in one Redis round trip, not one per token per job (on the
-2-core machine the socket calls of those round trips were most of what streaming cost the worker), and a
-job never waits on Redis between engine steps. Each job's write carries its lease's token, so a copy of
-the job that lost its lease cannot publish; a Redis that restarts or refuses writes for a while is ridden
-out with retries (`redis_outage_s`).
+flight the next deltas of every job gather, and all of them go out in the next. So a busy worker publishes
+a step of all its streams in one Redis round trip, not one per job (on the 2-core machine the socket calls
+of those round trips were most of what streaming cost the worker), and a job never waits on Redis between
+engine steps. Each delta stays an event of its own: a client sees the answer token by token, as the engine
+made it, however fast it came; the plain ones, most of a stream, are written without pydantic
+(tasks/schemas.py). Each job's write carries its lease's token, so a copy of the job that lost its lease
+cannot publish; a Redis that restarts or refuses writes for a while is ridden out with retries
+(`redis_outage_s`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from dataclasses import dataclass, field
 
-from engines.logprobs import TokenLogprob
 from engines.pieces import CallArguments, CallStart, ContentPiece, Piece, ReasoningPiece
 from engines.schemas import Delta, FinishReason
 from tasks.errors import LeaseLost
 from tasks.redis_connection import retry_transient
-from tasks.schemas import JobRecord, RestartEvent, TokenEvent, ToolCallDelta
+from tasks.schemas import JobRecord, PlainToken, RestartEvent, TokenEvent, ToolCallDelta
 from tasks.store import Admission, Event, EventWrite, JobStore
 from worker.lease import JobLease
 
@@ -90,73 +90,15 @@ class EventWriter:
                 self._current.set_result(None)
 
 
-@dataclass
-class _Call:
-    id: str | None = None
-    name: str | None = None
-    arguments: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Gathered:
-    """What one answer streamed since its job's last write: its next event."""
-
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    num_tokens: int = 0
-    finish_reason: FinishReason | None = None
-    calls: dict[int, _Call] = field(default_factory=dict)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-
-    def add(self, pieces: list[Piece], delta: Delta, finish_reason: FinishReason | None) -> None:
-        self.num_tokens += len(delta.token_ids)
-        self.logprobs += delta.logprobs
-        self.finish_reason = finish_reason
-        for piece in pieces:
-            if isinstance(piece, ContentPiece):
-                self.text.append(piece.text)
-            elif isinstance(piece, ReasoningPiece):
-                self.reasoning.append(piece.text)
-            elif isinstance(piece, CallStart):
-                self.calls[piece.index] = _Call(piece.id, piece.name)
-            elif isinstance(piece, CallArguments):
-                self.calls.setdefault(piece.index, _Call()).arguments.append(piece.text)
-
-    def event(self, seq: int, attempt: int, index: int) -> TokenEvent:
-        return TokenEvent(
-            seq=seq,
-            attempt=attempt,
-            index=index,
-            text="".join(self.text),
-            num_tokens=self.num_tokens,
-            finish_reason=self.finish_reason,
-            reasoning="".join(self.reasoning) or None,
-            tool_calls=[
-                ToolCallDelta(index=i, id=call.id, name=call.name, arguments="".join(call.arguments))
-                for i, call in self.calls.items()
-            ]
-            or None,
-            logprobs=self.logprobs or None,
-        )
-
-
 class JobPublisher:
-    def __init__(
-        self,
-        store: JobStore,
-        writer: EventWriter,
-        lease: JobLease,
-        admission: Admission,
-        outage_s: float,
-    ) -> None:
+    def __init__(self, store: JobStore, writer: EventWriter, lease: JobLease, admission: Admission, outage_s: float):
         self._store = store
         self._writer = writer
         self._lease = lease
         self._attempt = admission.attempt
         self._seq = admission.last_seq
         self._outage_s = outage_s
-        self._restart = False
-        self._gathered: dict[int, _Gathered] = {}  # by answer, in the order they first streamed
+        self._pending: list[Event | PlainToken] = []
         self._error: BaseException | None = None
 
     @property
@@ -165,35 +107,48 @@ class JobPublisher:
 
     @classmethod
     async def open(
-        cls,
-        store: JobStore,
-        writer: EventWriter,
-        lease: JobLease,
-        admission: Admission,
-        outage_s: float,
+        cls, store: JobStore, writer: EventWriter, lease: JobLease, admission: Admission, outage_s: float
     ) -> JobPublisher:
         """Continues the job's sequence after the admission's last seq; a later attempt first voids what
         earlier ones streamed."""
         publisher = cls(store, writer, lease, admission, outage_s)
         if admission.last_seq:
-            publisher._restart = True
-            writer.schedule(publisher)
+            publisher._queue(RestartEvent(seq=publisher._next_seq(), attempt=admission.attempt))
             await publisher.drain()
         return publisher
 
     def push(self, delta: Delta, pieces: list[Piece] | None = None, finish_reason: FinishReason | None = None) -> None:
-        """Queues a delta, read into `pieces` (engines/output.py; default: its text as it is), for publishing;
-        `finish_reason` as its caller sees it (default: the delta's). Raises what made an earlier write fail
-        for good."""
+        """Queues a delta, read into `pieces` (engines/output.py; default: its text as it is), for publishing
+        as one event; `finish_reason` as its caller sees it (default: the delta's). Raises what made an
+        earlier write fail for good."""
         if self._error is not None:
             raise self._error
         if pieces is None:
             pieces, finish_reason = [ContentPiece(delta.text)], delta.finish_reason
-        gathered = self._gathered.get(delta.index)
-        if gathered is None:
-            gathered = self._gathered[delta.index] = _Gathered()
-        gathered.add(pieces, delta, finish_reason)
-        self._writer.schedule(self)
+        seq, num_tokens = self._next_seq(), len(delta.token_ids)
+        if finish_reason is None and not delta.logprobs and all(type(piece) is ContentPiece for piece in pieces):
+            text = pieces[0].text if len(pieces) == 1 else "".join(piece.text for piece in pieces)
+            self._queue(PlainToken(seq, self._attempt, delta.index, text, num_tokens))
+            return
+        calls: dict[int, ToolCallDelta] = {}
+        for piece in pieces:
+            if isinstance(piece, CallStart):
+                calls[piece.index] = ToolCallDelta(index=piece.index, id=piece.id, name=piece.name)
+            elif isinstance(piece, CallArguments):
+                call = calls.get(piece.index) or ToolCallDelta(index=piece.index)
+                calls[piece.index] = call.model_copy(update={"arguments": call.arguments + piece.text})
+        event = TokenEvent(
+            seq=seq,
+            attempt=self._attempt,
+            index=delta.index,
+            text="".join(piece.text for piece in pieces if isinstance(piece, ContentPiece)),
+            num_tokens=num_tokens,
+            finish_reason=finish_reason,
+            reasoning="".join(piece.text for piece in pieces if isinstance(piece, ReasoningPiece)) or None,
+            tool_calls=list(calls.values()) or None,
+            logprobs=list(delta.logprobs) or None,
+        )
+        self._queue(event)
 
     async def drain(self) -> None:
         """Waits until every pushed delta is written."""
@@ -204,7 +159,7 @@ class JobPublisher:
     async def close(self) -> None:
         """Stops publishing (the job ended another way); nothing more is written."""
         self._writer.forget(self)
-        self._gathered.clear()
+        self._pending = []
 
     async def finish(self, record: JobRecord) -> bool:
         """Writes the record after every delta (False: someone else wrote the job's record first).
@@ -218,20 +173,18 @@ class JobPublisher:
         return written
 
     def take(self) -> EventWrite:
-        """What gathered since the last write, as events numbered on from there (EventWriter's call)."""
-        events: list[Event] = []
-        if self._restart:
-            self._restart = False
-            events.append(RestartEvent(seq=self._next_seq(), attempt=self._attempt))
-        for index, gathered in self._gathered.items():
-            events.append(gathered.event(self._next_seq(), self._attempt, index))
-        self._gathered = {}
+        """The events pushed since the last write (EventWriter's call)."""
+        events, self._pending = self._pending, []
         return EventWrite(self.job_id, events, self._lease.token)
 
     def failed(self, error: BaseException) -> None:
         """A write of this job's failed for good (EventWriter's call): nothing more is published."""
         self._error = error
-        self._gathered = {}
+        self._pending = []
+
+    def _queue(self, event: Event | PlainToken) -> None:
+        self._pending.append(event)
+        self._writer.schedule(self)
 
     def _next_seq(self) -> int:
         self._seq += 1

@@ -1,7 +1,19 @@
+import json
+
 import pytest
 
 from engines.errors import InvalidRequest
-from tasks.schemas import STREAM_EVENT, ChatJob, FinalEvent, JobRecord, ScoreJob, Timings, TokenEvent, parse_job
+from tasks.schemas import (
+    STREAM_EVENT,
+    ChatJob,
+    FinalEvent,
+    JobRecord,
+    PlainToken,
+    ScoreJob,
+    Timings,
+    TokenEvent,
+    parse_job,
+)
 
 
 def test_a_chat_payload_round_trips_through_json():
@@ -41,3 +53,11 @@ def test_stream_events_are_told_apart_by_type():
     final = FinalEvent(seq=2, record=record)
     assert STREAM_EVENT.validate_json(token.model_dump_json()) == token
     assert STREAM_EVENT.validate_json(final.model_dump_json()) == final
+
+
+@pytest.mark.parametrize("text", ["", "plain", ' "quoted" \\ back\nslash\ttab', "é 漢字 \U0001f600", "\x00\x1f"])
+def test_a_plain_token_is_written_as_the_token_event_it_is(text):
+    plain = PlainToken(seq=7, attempt=2, index=1, text=text, num_tokens=3)
+    expected = TokenEvent(seq=7, attempt=2, index=1, text=text, num_tokens=3)
+    assert STREAM_EVENT.validate_json(plain.json()) == expected
+    assert json.loads(plain.json()) == json.loads(expected.model_dump_json(exclude_none=True))

@@ -29,16 +29,12 @@ async def _open(store, lease, admission=None):
 async def test_pushed_deltas_land_in_order_before_the_record(store):
     lease = JobLease(store, "published", ttl_s=30)
     publisher = await _open(store, lease)
-    publisher.push(Delta(0, "t0", (0,)))
-    await publisher.drain()
-    for i in range(1, 100):  # pushed without waiting: they gather into one event
+    for i in range(100):  # pushed without waiting: they gather while a write is in flight
         publisher.push(Delta(0, f"t{i}", (i,)))
-    publisher.push(Delta(0, "", (100,), "stop"))
     assert await publisher.finish(_record("published"))
     events = await store.events_after("published", 0)
-    assert [event.seq for event in events] == [1, 2, 3] and events[-1].type == "final"
-    assert events[0].text == "t0" and events[1].text == "".join(f"t{i}" for i in range(1, 100))
-    assert [events[0].num_tokens, events[1].num_tokens, events[1].finish_reason] == [1, 100, "stop"]
+    assert [event.seq for event in events] == list(range(1, 102))
+    assert [event.text for event in events[:-1]] == [f"t{i}" for i in range(100)] and events[-1].type == "final"
     await lease.release()
 
 
@@ -91,19 +87,23 @@ async def test_a_crowd_of_jobs_is_written_a_bounded_number_at_a_time(store, monk
         await lease.release()
 
 
-async def test_answers_stream_as_their_own_events_tool_calls_joined(store):
-    lease = JobLease(store, "answers", ttl_s=30)
+async def test_every_delta_is_an_event_of_its_own_plain_or_not(store):
+    lease = JobLease(store, "deltas", ttl_s=30)
     publisher = await _open(store, lease)
-    publisher.push(Delta(0, "a", (1,)))
+    publisher.push(Delta(0, 'a "quoted"\nline, é', (1,)))  # plain: written from the template
     publisher.push(Delta(1, "b", (2,)))
-    publisher.push(Delta(1, "", (3,)), [CallStart(0, "call-1", "get_time")], None)
-    publisher.push(Delta(1, "", (4,)), [CallArguments(0, '{"tz": '), CallArguments(0, '"UTC"}')], None)
-    publisher.push(Delta(0, "c", (5,), "stop"))
+    publisher.push(Delta(1, "", (3,)), [CallStart(0, "call-1", "get_time"), CallArguments(0, '{"tz": "UTC"}')], None)
+    publisher.push(Delta(0, "c", (4,), "stop"))
     await publisher.drain()
-    first, second = await store.events_after("answers", 0)
-    assert (first.index, first.text, first.num_tokens, first.finish_reason) == (0, "ac", 2, "stop")
-    assert (second.index, second.text, second.num_tokens) == (1, "b", 3)
-    assert second.tool_calls == [ToolCallDelta(index=0, id="call-1", name="get_time", arguments='{"tz": "UTC"}')]
+    events = await store.events_after("deltas", 0)
+    assert [(event.index, event.text, event.num_tokens) for event in events] == [
+        (0, 'a "quoted"\nline, é', 1),
+        (1, "b", 1),
+        (1, "", 1),
+        (0, "c", 1),
+    ]
+    assert events[2].tool_calls == [ToolCallDelta(index=0, id="call-1", name="get_time", arguments='{"tz": "UTC"}')]
+    assert [event.finish_reason for event in events] == [None, None, None, "stop"]
     await lease.release()
 
 
