@@ -38,11 +38,11 @@ async def test_pushed_deltas_land_in_order_before_the_record(store):
     await lease.release()
 
 
-async def test_every_jobs_events_go_out_together_each_under_its_own_lease(store, isolated_redis):
+async def _publishers(store, job_ids):
+    """Publishers of these jobs on one writer, each under its lease, and the writes' job ids as they are made."""
     writer = EventWriter(store, outage_s=5)
-    leases = [JobLease(store, f"together-{i}", ttl_s=30) for i in range(3)]
+    leases = [JobLease(store, job_id, ttl_s=30) for job_id in job_ids]
     publishers = [await JobPublisher.open(store, writer, lease, await lease.acquire(), 5) for lease in leases]
-    isolated_redis.set(names.lease_key("together-1"), "another-worker")
     writes = []
     append_many = store.append_many
 
@@ -51,6 +51,12 @@ async def test_every_jobs_events_go_out_together_each_under_its_own_lease(store,
         return await append_many(job_writes)
 
     store.append_many = counted
+    return publishers, leases, writes
+
+
+async def test_every_jobs_events_go_out_together_each_under_its_own_lease(store, isolated_redis):
+    publishers, leases, writes = await _publishers(store, [f"together-{i}" for i in range(3)])
+    isolated_redis.set(names.lease_key("together-1"), "another-worker")
     for i, publisher in enumerate(publishers):
         publisher.push(Delta(0, f"job {i}", (i,)))
     await publishers[0].drain()
@@ -66,17 +72,7 @@ async def test_every_jobs_events_go_out_together_each_under_its_own_lease(store,
 
 async def test_a_crowd_of_jobs_is_written_a_bounded_number_at_a_time(store, monkeypatch):
     monkeypatch.setattr(publisher_module, "MAX_JOBS_PER_WRITE", 2)
-    writer = EventWriter(store, outage_s=5)
-    leases = [JobLease(store, f"crowd-{i}", ttl_s=30) for i in range(3)]
-    publishers = [await JobPublisher.open(store, writer, lease, await lease.acquire(), 5) for lease in leases]
-    writes = []
-    append_many = store.append_many
-
-    async def counted(job_writes):
-        writes.append([write.job_id for write in job_writes])
-        return await append_many(job_writes)
-
-    store.append_many = counted
+    publishers, leases, writes = await _publishers(store, [f"crowd-{i}" for i in range(3)])
     for i, publisher in enumerate(publishers):
         publisher.push(Delta(0, f"job {i}", (i,)))
     await publishers[2].drain()  # the last one waits for the round after the first
