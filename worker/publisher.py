@@ -91,7 +91,9 @@ class EventWriter:
 
 
 class JobPublisher:
-    def __init__(self, store: JobStore, writer: EventWriter, lease: JobLease, admission: Admission, outage_s: float):
+    def __init__(
+        self, store: JobStore, writer: EventWriter, lease: JobLease, admission: Admission, outage_s: float
+    ) -> None:
         self._store = store
         self._writer = writer
         self._lease = lease
