@@ -43,18 +43,22 @@ EVENT_FIELD = "e"
 
 Event = TokenEvent | RestartEvent | FinalEvent
 
-# The seq of the stream's newest entry (ids are 0-<seq>), or 0.
+# top_seq(stream): the seq of the stream's newest entry (ids are 0-<seq>), or 0.
 _TOP_SEQ = """
-local top = redis.call('xrevrange', KEYS[2], '+', '-', 'COUNT', 1)
-local seq = 0
-if #top > 0 then seq = tonumber(string.match(top[1][1], '-(%d+)$')) end
+local function top_seq(stream)
+  local top = redis.call('xrevrange', stream, '+', '-', 'COUNT', 1)
+  if #top > 0 then return tonumber(string.match(top[1][1], '-(%d+)$')) end
+  return 0
+end
 """
 
 # Many jobs' events in one round trip. KEYS: each job's lease and events. ARGV: stream ttl, then for each job
 # its token ('' = unfenced), channel and number of events, then its seq/event pairs. Returns each job's 1
 # (written) or 0 (its lease is someone else's: nothing written). Events at or below a stream's top are
 # skipped, so a retried append (after a timeout whose write went through) is harmless.
-_APPEND = """
+_APPEND = (
+    _TOP_SEQ
+    + """
 local out = {}
 local a = 2
 for j = 1, #KEYS, 2 do
@@ -63,9 +67,7 @@ for j = 1, #KEYS, 2 do
   if token ~= '' and redis.call('get', KEYS[j]) ~= token then
     out[#out + 1] = 0
   else
-    local top = redis.call('xrevrange', KEYS[j + 1], '+', '-', 'COUNT', 1)
-    local seq = 0
-    if #top > 0 then seq = tonumber(string.match(top[1][1], '-(%d+)$')) end
+    local seq = top_seq(KEYS[j + 1])
     for i = a, a + 2 * n - 1, 2 do
       if tonumber(ARGV[i]) > seq then
         redis.call('xadd', KEYS[j + 1], '0-' .. ARGV[i], 'e', ARGV[i + 1])
@@ -79,6 +81,7 @@ for j = 1, #KEYS, 2 do
 end
 return out
 """
+)
 
 # KEYS: lease, events, record. ARGV: token ('' = unfenced), record json, record ttl, stream ttl, channel.
 # Returns 1 written, 0 the job already had a record, -1 the lease is no longer ours. The lease is released
@@ -86,7 +89,8 @@ return out
 # not -1: a retried finish whose first try went through (and released the lease) finds the job done.
 # The final event is FinalEvent's own JSON layout, numbered after the last event in the log.
 _FINISH = (
-    """
+    _TOP_SEQ
+    + """
 if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then
   if redis.call('exists', KEYS[3]) == 1 then return 0 end
   return -1
@@ -94,9 +98,7 @@ end
 local written = redis.call('set', KEYS[3], ARGV[2], 'NX', 'EX', ARGV[3])
 if ARGV[1] ~= '' then redis.call('del', KEYS[1]) end
 if not written then return 0 end
-"""
-    + _TOP_SEQ
-    + """
+local seq = top_seq(KEYS[2])
 local final = '{"type":"final","seq":' .. (seq + 1) .. ',"record":' .. ARGV[2] .. '}'
 redis.call('xadd', KEYS[2], '0-' .. (seq + 1), 'e', final)
 redis.call('expire', KEYS[2], ARGV[4])
@@ -139,15 +141,13 @@ return 1
 # {-1} another delivery holds the lease, or {1, delivery number, cancel mark, last seq in the replay log}
 # with the lease taken. Looking at the record and taking the lease in one script leaves no gap between them.
 _ADMIT = (
-    """
+    _TOP_SEQ
+    + """
 if redis.call('exists', KEYS[3]) == 1 then return {0} end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
 local attempt = redis.call('incr', KEYS[4])
 redis.call('expire', KEYS[4], ARGV[3])
-"""
-    + _TOP_SEQ
-    + """
-return {1, attempt, redis.call('exists', KEYS[5]), seq}
+return {1, attempt, redis.call('exists', KEYS[5]), top_seq(KEYS[2])}
 """
 )
 

@@ -129,7 +129,7 @@ class JobPublisher:
             pieces, finish_reason = [ContentPiece(delta.text)], delta.finish_reason
         seq, num_tokens = self._next_seq(), len(delta.token_ids)
         if finish_reason is None and not delta.logprobs and all(type(piece) is ContentPiece for piece in pieces):
-            text = pieces[0].text if len(pieces) == 1 else "".join(piece.text for piece in pieces)
+            text = "".join(piece.text for piece in pieces)
             self._queue(PlainToken(seq, self._attempt, delta.index, text, num_tokens))
             return
         calls: dict[int, ToolCallDelta] = {}
