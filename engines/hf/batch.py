@@ -22,6 +22,7 @@ from engines.hf.detokenizer import IncrementalDetokenizer
 from engines.hf.errors import request_failure
 from engines.hf.grammar import Grammars
 from engines.hf.logprobs import TokenTexts, token_logprobs
+from engines.hf.preemption import StepPreempted
 from engines.hf.sampling import RequestSampler
 from engines.logprobs import TokenLogprob
 from engines.schemas import Delta, FinishReason
@@ -159,14 +160,23 @@ class DecodeBatch:
         return batch, batch._choose_next(logits)
 
     def decode(self, model) -> list[Output]:
+        """One token for every row. A decode stopped between layers (engines/hf/preemption.py) takes back the
+        keys its finished layers cached, so that it runs again later as if it never started."""
+        cached = self.attention_mask.shape[1]
         attention_mask = F.pad(self.attention_mask, (0, 1), value=1)
-        logits = model(
-            input_ids=self.next_input[:, None],
-            attention_mask=attention_mask,
-            position_ids=self.positions[:, None],
-            past_key_values=self.cache,
-            use_cache=True,
-        ).logits[:, -1, :]
+        try:
+            logits = model(
+                input_ids=self.next_input[:, None],
+                attention_mask=attention_mask,
+                position_ids=self.positions[:, None],
+                past_key_values=self.cache,
+                use_cache=True,
+            ).logits[:, -1, :]
+        except StepPreempted:
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[:, :, :cached]
+                layer.values = layer.values[:, :, :cached]
+            raise
         self.attention_mask = attention_mask
         self.positions = self.positions + 1
         return self._choose_next(logits)

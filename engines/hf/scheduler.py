@@ -60,6 +60,9 @@ class Scheduler:
         stream: asyncio.Queue[Delta | EngineError] = asyncio.Queue()
         self._streams[request.request_id] = stream
         self._enqueue(request)
+        if self._stepper.num_rows + request.params.n <= self._max_batch_rows:
+            # it could join at the next step: a step in flight over less urgent rows stops for it
+            self._stepper.preemption.request(request.priority)
         self._ensure_loop()
         self._wake.set()
         unfinished = request.params.n
@@ -77,10 +80,11 @@ class Scheduler:
                 # The caller stopped early (closed the stream, was cancelled, or the step failed).
                 self._abort(request.request_id)
 
-    def _enqueue(self, request: ChatRequest) -> None:
-        """Waiting requests are taken most urgent first (lower priority value), then in arrival order."""
+    def _enqueue(self, request: ChatRequest, *, first_of_its_priority: bool = False) -> None:
+        """Waiting requests are taken most urgent first (lower priority value), then in arrival order; a
+        request handed back by a stopped step goes before those of its priority that arrived after it."""
         for position, waiting in enumerate(self._waiting):
-            if waiting.priority > request.priority:
+            if waiting.priority > request.priority or (first_of_its_priority and waiting.priority == request.priority):
                 self._waiting.insert(position, request)
                 return
         self._waiting.append(request)
@@ -119,14 +123,18 @@ class Scheduler:
                     await self._wake.wait()
                     self._wake.clear()
                     continue
+                self._stepper.preemption.clear()  # whoever waits now is weighed by `_admit`
                 admitted = self._admit()
                 aborted, self._aborted = self._aborted, set()
                 try:
-                    outputs = await loop.run_in_executor(self._executor, self._stepper.step, admitted, aborted)
+                    outcome = await loop.run_in_executor(self._executor, self._stepper.step, admitted, aborted)
                 except Exception as exc:
                     self._fail_step(self._translate_error(exc), admitted)
                     continue
-                for request_id, made in outputs:
+                for request in reversed(outcome.deferred):
+                    if request.request_id in self._streams:  # else its caller left meanwhile
+                        self._enqueue(request, first_of_its_priority=True)
+                for request_id, made in outcome.outputs:
                     if isinstance(made, EngineError):
                         log.warning("HF request %s failed alone: %s", request_id, made)
                     stream = self._streams.get(request_id)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -14,8 +15,16 @@ from engines.hf.detokenizer import IncrementalDetokenizer
 from engines.hf.errors import request_failure
 from engines.hf.grammar import Grammars
 from engines.hf.logprobs import TokenTexts
+from engines.hf.preemption import Preemption, StepPreempted
 from engines.hf.sampling import RequestSampler
 from engines.stopping import StopStringMatcher
+
+
+@dataclass
+class StepOutcome:
+    outputs: list[Output] = field(default_factory=list)
+    # Admitted requests whose prefill a more urgent arrival stopped: nothing of them ran, they wait again.
+    deferred: list[ChatRequest] = field(default_factory=list)
 
 
 class Stepper:
@@ -31,6 +40,7 @@ class Stepper:
             grammars=grammars,
         )
         self._batches: dict[str | None, DecodeBatch] = {}
+        self.preemption = Preemption(model)
 
     @property
     def num_rows(self) -> int:
@@ -48,66 +58,85 @@ class Stepper:
         self._batches.clear()
 
     @torch.inference_mode()
-    def step(self, admitted: list[ChatRequest], aborted: set[str]) -> list[Output]:
+    def step(self, admitted: list[ChatRequest], aborted: set[str]) -> StepOutcome:
         """One decode step of every running batch, then the admitted requests' prefill.
 
         A step that admits a request more urgent than a running row (a chat beside a batch's rows) is a
         prefill only: the running rows skip it, so that the chat's first token waits for its own prefill, not
-        for their decode too (its time to first token stays close to an idle engine's).
+        for their decode too (its time to first token stays close to an idle engine's). A more urgent request
+        that arrives during a step stops it at the next layer (`Preemption`): the rows not decoded yet skip
+        this step, and the requests not prefilled yet are handed back as `deferred`.
 
         No request fails another: a request whose own work fails (its sampling, its prefill) ends with its
         error alone. Only a failed forward pass over a running batch fails that batch's rows, whose caches
         it left half-written; a fault of the device (EngineDead) is raised for the scheduler to end all."""
-        outputs: list[Output] = []
+        outcome = StepOutcome()
         for batch in self._batches.values():
             for sequence in batch.sequences:
                 if sequence.request.request_id in aborted:
-                    outputs.append((sequence.request.request_id, sequence.abort()))
+                    outcome.outputs.append((sequence.request.request_id, sequence.abort()))
             batch.filter()
+        preempted = False
         if not self._admits_urgent(admitted):
-            outputs += self._decode()
+            preempted = self._decode(outcome.outputs)
         for adapter in dict.fromkeys(request.adapter for request in admitted):
             group = [request for request in admitted if request.adapter == adapter]
             # Requests with images prefill one at a time: their pixel values do not stack across processors'
             # shapes, and only the prefill needs them.
-            for alone in [request for request in group if request.model_inputs]:
-                outputs += self._prefill(adapter, [alone])
+            prefills = [[request] for request in group if request.model_inputs]
             plain = [request for request in group if not request.model_inputs]
-            if plain:
-                outputs += self._prefill(adapter, plain)
+            for requests in prefills + ([plain] if plain else []):
+                if not preempted:
+                    try:
+                        outcome.outputs += self._prefill(adapter, requests)
+                        continue
+                    except StepPreempted:
+                        preempted = True
+                outcome.deferred += requests
         for adapter, batch in list(self._batches.items()):
             batch.filter()
             if not batch.sequences:
                 del self._batches[adapter]
-        return outputs
+        return outcome
 
     def _admits_urgent(self, admitted: list[ChatRequest]) -> bool:
         running = [s.request.priority for batch in self._batches.values() for s in batch.sequences]
         return bool(admitted and running) and min(r.priority for r in admitted) < max(running)
 
-    def _decode(self) -> list[Output]:
-        outputs: list[Output] = []
+    def _decode(self, outputs: list[Output]) -> bool:
+        """Decodes every batch into `outputs`; True when a more urgent arrival stopped it (the batches not
+        decoded yet skip this step)."""
         for adapter, batch in list(self._batches.items()):
             if batch.sequences:
+                # Only plain full-attention caches know how to take a half-run step back.
+                priorities = [s.request.priority for s in batch.sequences]
+                stoppable = self.preemption.forward_of(priorities) if batch.can_merge else nullcontext()
                 try:
-                    with self._adapter(adapter):
+                    with self._adapter(adapter), stoppable:
                         outputs += batch.decode(self._model)
+                except StepPreempted:
+                    return True
                 except Exception as exc:
                     error = request_failure(exc)
                     outputs += [(request_id, error) for request_id in {s.request.request_id for s in batch.sequences}]
                     del self._batches[adapter]
-        return outputs
+        return False
 
-    def _prefill(self, adapter: str | None, group: list[ChatRequest]) -> list[Output]:
+    def _prefill(self, adapter: str | None, group: list[ChatRequest], stoppable: bool = True) -> list[Output]:
         """Prefills `group` together and joins it to its adapter's batch. If that fails, each request is
-        prefilled alone, so that a request that cannot run fails alone."""
+        prefilled alone, so that a request that cannot run fails alone. Raises StepPreempted when a more
+        urgent arrival stopped the group's forward (nothing joined); the one-by-one retries run to their end,
+        as some of them may have joined already."""
+        preemptible = self.preemption.forward_of(r.priority for r in group) if stoppable else nullcontext()
         try:
-            with self._adapter(adapter):
+            with self._adapter(adapter), preemptible:
                 joined, first_tokens = DecodeBatch.prefill(self._model, group, self._new_sequence, self._helpers)
+        except StepPreempted:
+            raise
         except Exception as exc:
             if len(group) == 1:
                 return [(group[0].request_id, request_failure(exc))]
-            return [output for request in group for output in self._prefill(adapter, [request])]
+            return [output for request in group for output in self._prefill(adapter, [request], stoppable=False)]
         running = self._batches.get(adapter)
         if running is not None and running.sequences:
             running.merge(joined)

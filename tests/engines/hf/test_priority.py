@@ -21,20 +21,20 @@ def test_a_step_admitting_a_more_urgent_request_is_its_prefill_alone(tiny_engine
     chat = tiny_engine.prepare_chat(QUESTION, max_new_tokens=6, request_id="chat", priority=CHAT, **GREEDY)
     peer = tiny_engine.prepare_chat(QUESTION, max_new_tokens=6, request_id="peer", priority=BATCH, **GREEDY)
 
-    first = stepper.step([line], set())
+    first = stepper.step([line], set()).outputs
     assert [rid for rid, _ in first] == ["line"]
-    urgent_step = stepper.step([chat], set())
+    urgent_step = stepper.step([chat], set()).outputs
     assert [rid for rid, _ in urgent_step] == ["chat"]  # the batch row waited one step
-    equal_step = stepper.step([peer], set())
+    equal_step = stepper.step([peer], set()).outputs
     assert sorted(rid for rid, _ in equal_step) == ["chat", "line", "peer"]  # no one is more urgent: all move
 
     outputs = first + urgent_step + equal_step
     while stepper.num_rows:
-        outputs += stepper.step([], set())
+        outputs += stepper.step([], set()).outputs
     solo = Stepper(tiny_engine.model, tiny_engine.tokenizer, has_adapters=False, grammars=None)
     alone = []
     while not alone or solo.num_rows:
-        alone += solo.step([line] if not alone else [], set())
+        alone += solo.step([line] if not alone else [], set()).outputs
     assert _tokens(outputs, "line") == _tokens(alone, "line")  # waiting a step changed nothing in its answer
     assert len(_tokens(outputs, "chat")) == 6 and len(_tokens(outputs, "peer")) == 6
 
