@@ -1,13 +1,16 @@
-"""Flower, started as a user would, sees the fleet, and finds a batch's lines by their tags."""
+"""Flower, started as a user would, sees the fleet, finds a batch's lines by their tags, and shows each running
+batch's progress in its Batches tab."""
 
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 
 import pytest
 
@@ -16,6 +19,8 @@ from api_client.jobs import idempotent_job_id
 from batch import BatchLine, BatchProgress, run_batch
 from batch.runner import line_key
 from harness.embedded_redis import free_port
+from tasks.config import QueueSettings
+from tasks.store import JobStore
 from tests.waiting import until
 from worker.orphan_guard import die_with_parent
 
@@ -40,9 +45,14 @@ def flower(redis_url):
 
 def _read(url: str):
     """Flower's answer, or None while it is not up yet."""
+    page = _page(url)
+    return None if page is None else json.loads(page)
+
+
+def _page(url: str) -> str | None:
     try:
         with urllib.request.urlopen(url, timeout=10) as reply:
-            return json.load(reply)
+            return reply.read().decode()
     except OSError:
         return None
 
@@ -100,3 +110,38 @@ async def test_flower_finds_a_batchs_lines_by_its_tag_and_nothing_else(flower, c
 async def _search(flower: str, query: str) -> dict:
     """Flower's tasks matching a query of its search syntax (its UI's search box takes the same)."""
     return await asyncio.to_thread(_read, f"{flower}/api/tasks?{urllib.parse.urlencode({'search': query})}") or {}
+
+
+async def test_flowers_batches_tab_shows_each_running_batchs_progress(flower, redis_url):
+    """The batch is written as the gateway's coordinator writes one (tasks/batch_store.py); Flower reads it
+    from Redis, on its page and in its API."""
+    store = JobStore.open(QueueSettings(redis_url=redis_url))
+    batch_id = f"batch_flowertab{uuid.uuid4().hex[:8]}"
+    created_at = int(time.time()) - 90
+    endpoint = "/v1/chat/completions"
+    fields = {"id": batch_id, "status": "in_progress", "endpoint": endpoint, "created_at": str(created_at)}
+    progress = {"total": 40, "completed": 10, "failed": 2, "in_flight": 8, "output_tokens": 640, "eta_s": 125.0}
+    try:
+        await store.batches.add_batch(batch_id, "alice", created_at, fields)
+        await store.batches.update_batch(batch_id, {name: str(value) for name, value in progress.items()})
+
+        async def listed() -> dict | None:
+            found = (await asyncio.to_thread(_read, f"{flower}/api/batches") or {}).get("batches", [])
+            return next((batch for batch in found if batch["id"] == batch_id), None)
+
+        await until(listed, "Flower never listed the batch", BOUND_S)
+        shown = await listed()
+        assert {name: shown[name] for name in progress} == progress and shown["owner"] == "alice"
+
+        page = await asyncio.to_thread(_page, f"{flower}/batches")
+        row = re.search(rf'<tr id="{batch_id}">(.*?)</tr>', page, re.S).group(1)
+        cells = dict(re.findall(r'<td class="batch-([a-z-]+)">([^<]*)</td>', row))
+        assert cells == {"completed": "10", "failed": "2", "in-flight": "8", "total": "40", "tokens": "640",
+                         "eta": "2:05"}  # fmt: skip
+        assert 'aria-valuenow="30"' in row  # 12 of 40 lines ended
+        # the tab is in Flower's own navigation bar, on its other pages too
+        workers_page = await asyncio.to_thread(_page, f"{flower}/workers")
+        assert re.search(r'href="/batches"\s*>Batches</a>', workers_page)
+    finally:
+        await store.batches.retire_batch(batch_id)
+        await store.aclose()
