@@ -1,35 +1,46 @@
-"""Makes docs/gateway-page.png: the gateway's chat page with a real SmolLM2 answer, as a user would see it.
+"""Makes the README's pictures of the product at work, as a user would see it:
+- docs/gateway-page.png: the gateway's chat page with a real SmolLM2 answer;
+- docs/flower-batches.png: Flower's Batches tab while a Batch API batch of SmolLM2 chats runs.
 
 `.venv/bin/python docs/screenshot.py` from the repository root (needs /usr/bin/chromium, as the page test does).
-It starts an embedded Redis, one SmolLM2 worker (the HF engine) and a gateway, asks one question on the page
-and waits for the whole answer, then stops everything it started.
+It starts an embedded Redis, one SmolLM2 worker (the HF engine), a gateway and Flower, asks one question on
+the page and waits for the whole answer, sends a batch through the `openai` package and waits for some of
+its lines, then stops everything it started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import os
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
+import openai
 from playwright.async_api import async_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.embedded_redis import EmbeddedRedis  # noqa: E402
+from harness.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from harness.gateway_process import GatewayProcess  # noqa: E402
 from harness.worker_process import WorkerProcess  # noqa: E402
 
 QUESTION = "What is the capital of France, and what is it famous for?"
 CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+BATCH_TOPICS = ["rivers", "bridges", "owls", "tea", "comets", "maps", "bees", "glass", "tides", "violins"]
+LINES_SHOWN_DONE = 12  # the picture is taken once this many lines are answered: a batch well under way
 
 
 async def shoot(gateway_url: str, out: Path) -> None:
     async with async_playwright() as driver:
-        browser = await driver.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+        browser = await driver.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1100, "height": 640})
             page.set_default_timeout(300_000)
@@ -47,18 +58,68 @@ async def shoot(gateway_url: str, out: Path) -> None:
             await browser.close()
 
 
+async def shoot_batches(gateway_url: str, flower_url: str, out: Path) -> None:
+    """A batch of 80 short SmolLM2 chats through the Batch API, pictured on Flower's Batches tab mid-way."""
+    oai = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="unused")
+    lines = [
+        {"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "smollm2", "max_tokens": 48, "temperature": 0,
+                  "messages": [{"role": "user", "content": f"Write one sentence about {topic} (#{i})."}]}}
+        for i, topic in enumerate(BATCH_TOPICS * 8)
+    ]  # fmt: skip
+    data = io.BytesIO("".join(json.dumps(line) + "\n" for line in lines).encode())
+    uploaded = await oai.files.create(file=("questions.jsonl", data), purpose="batch")
+    batch = await oai.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    while (await oai.batches.retrieve(batch.id)).request_counts.completed < LINES_SHOWN_DONE:
+        await asyncio.sleep(0.5)
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1600, "height": 400})
+            await page.goto(f"{flower_url}/batches")
+            await page.wait_for_selector(f"tr[id='{batch.id}']")
+            await page.screenshot(path=str(out), full_page=True)
+        finally:
+            await browser.close()
+    await oai.batches.cancel(batch.id)
+
+
+def start_flower(redis_url: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "celery", "-A", "tasks.monitor", "flower", f"--port={port}", "--address=127.0.0.1"]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, env={**os.environ, "INFERQ_REDIS_URL": redis_url}, stdout=log,
+                                   stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/healthcheck", timeout=2).close()
+            return process, url
+        except OSError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"Flower did not start:\n{log_path.read_text()}")
+
+
 def main() -> None:
-    out = ROOT / "docs" / "gateway-page.png"
+    page_out, batches_out = ROOT / "docs" / "gateway-page.png", ROOT / "docs" / "flower-batches.png"
     logs = Path(tempfile.mkdtemp(prefix="inferq-screenshot-"))
     with EmbeddedRedis() as redis:
         worker = WorkerProcess(redis.url, "smollm2", "smollm2", logs, concurrency=4).start()
         gateway = GatewayProcess(redis.url, logs / "gateway.log").start()
+        flower, flower_url = start_flower(redis.url, logs / "flower.log")
         try:
-            asyncio.run(shoot(gateway.url, out))
+            asyncio.run(shoot(gateway.url, page_out))
+            asyncio.run(shoot_batches(gateway.url, flower_url, batches_out))
         finally:
+            flower.terminate()
+            flower.wait(timeout=30)
             gateway.stop()
             worker.stop()
-    print(f"wrote {out}")
+    print(f"wrote {page_out} and {batches_out}")
 
 
 if __name__ == "__main__":
