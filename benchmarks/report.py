@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import sys
+import textwrap
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +18,7 @@ from benchmarks.config import BenchConfig
 from benchmarks.results import Row
 
 MET_MARK = {True: "[green]yes[/]", False: "[red]no[/]", None: ""}
+LABEL_WIDTH = 44  # characters of a row's name per line in the plot: long names wrap instead of leaving the figure
 
 
 def machine() -> str:
@@ -63,14 +65,17 @@ def write_plot(rows: list[Row], title: str, path: Path) -> None:
 
     compared = [row for row in rows if row.ratio is not None]
     plumbing = [row for row in rows if row.part == "plumbing" and row.load is not None]
-    figure, axes = plt.subplots(1, 2 if plumbing else 1, figsize=(16 if plumbing else 10, 0.35 * len(compared) + 2))
+    figure, axes = plt.subplots(1, 2 if plumbing else 1, figsize=(16 if plumbing else 10, 0.4 * len(compared) + 2))
     ratios = axes[0] if plumbing else axes
     colours = {True: "tab:green", False: "tab:red", None: "tab:gray"}
-    labels = [f"{row.part}: {row.case}" for row in compared]
-    ratios.barh(labels, [row.ratio for row in compared], color=[colours[row.met] for row in compared])
+    labels = [textwrap.fill(f"{row.part}: {row.case}", LABEL_WIDTH) for row in compared]
+    lengths, floor = bar_lengths([row.ratio for row in compared])
+    bars = ratios.barh(labels, lengths, color=[colours[row.met] for row in compared])
+    ratios.bar_label(bars, [f"{row.ratio:.2f}x" for row in compared], padding=3, fontsize=7)
     ratios.axvline(1.0, color="black", linewidth=0.8)
     ratios.invert_yaxis()
     ratios.set_xscale("log")
+    ratios.set_xlim(left=floor / 2, right=max(lengths, default=1.0) * 3)
     ratios.set_xlabel("measured / baseline; colour: the row's target (green met, red missed, grey none)")
     ratios.tick_params(axis="y", labelsize=7)
     if plumbing:
@@ -86,8 +91,16 @@ def write_plot(rows: list[Row], title: str, path: Path) -> None:
     figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")  # long row names stay inside the picture
     plt.close(figure)
+
+
+def bar_lengths(ratios: list[float]) -> tuple[list[float], float]:
+    """Each ratio's bar on the plot's log axis, and the axis' floor. A ratio at or below zero (a difference that
+    came out negative: the queue added nothing) has no place on a log axis: its bar is drawn at the floor, a
+    quarter of the smallest positive ratio (each bar's label says its ratio)."""
+    floor = min((ratio for ratio in ratios if ratio > 0), default=1.0) / 4
+    return [max(ratio, floor) for ratio in ratios], floor
 
 
 def print_summary(console: Console, rows: list[Row]) -> None:
