@@ -3,9 +3,12 @@
 An HF step cannot be interrupted from outside, and on a slow device a batch's step is as long as a chat's
 whole prefill: a chat that arrives just after a step started would wait for it (its time to first token
 doubled beside a batch, measured). So every decoder layer checks, before it runs, whether a request more
-urgent than the forward's rows is waiting; if one is, the forward stops there and the step hands its rows
-back (a decode takes back the keys its finished layers cached, a prefill's requests wait again). The work
-of the layers already run is lost, which is the price a batch pays for interactive traffic.
+urgent than every row of the forward is waiting; if one is, the forward stops there and the step hands its
+rows back (a decode takes back the keys its finished layers cached, a prefill's requests wait again). The
+work of the layers already run is lost, which is the price a batch pays for interactive traffic.
+
+A forward that carries a row as urgent as the arrival (chats already answering beside the batch) runs on:
+stopping it would cost those rows their step, and a stream of arrivals could then stop every decode.
 
 The flag is written by the event loop and read by the compute thread between layers: a plain attribute is
 enough, as one late read only costs one layer.
@@ -27,7 +30,7 @@ class StepPreempted(Exception):
 class Preemption:
     def __init__(self, model: Any) -> None:
         self._urgent: int | None = None  # the priority of the most urgent request waiting since the step began
-        self._running: int | None = None  # the least urgent row of the forward in flight; None: not stoppable
+        self._running: int | None = None  # the most urgent row of the forward in flight; None: not stoppable
         self.preempted_forwards = 0
         for layer in _decoder_layers(model):
             layer.register_forward_pre_hook(self._check)
@@ -43,8 +46,8 @@ class Preemption:
 
     @contextmanager
     def forward_of(self, priorities: Iterable[int]) -> Iterator[None]:
-        """A forward pass over rows of these priorities, stoppable by a more urgent request."""
-        self._running = max(priorities)
+        """A forward pass over rows of these priorities, stoppable by a request more urgent than all of them."""
+        self._running = min(priorities)
         try:
             yield
         except StepPreempted:

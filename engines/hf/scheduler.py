@@ -61,7 +61,7 @@ class Scheduler:
         self._streams[request.request_id] = stream
         self._enqueue(request)
         if self._stepper.num_rows + request.params.n <= self._max_batch_rows:
-            # it could join at the next step: a step in flight over less urgent rows stops for it
+            # it could join at the next step: a step in flight over rows all less urgent stops for it
             self._stepper.preemption.request(request.priority)
         self._ensure_loop()
         self._wake.set()

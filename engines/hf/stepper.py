@@ -63,9 +63,10 @@ class Stepper:
 
         A step that admits a request more urgent than a running row (a chat beside a batch's rows) is a
         prefill only: the running rows skip it, so that the chat's first token waits for its own prefill, not
-        for their decode too (its time to first token stays close to an idle engine's). A more urgent request
-        that arrives during a step stops it at the next layer (`Preemption`): the rows not decoded yet skip
-        this step, and the requests not prefilled yet are handed back as `deferred`.
+        for their decode too (its time to first token stays close to an idle engine's). A request more urgent
+        than every row of the forward in flight that arrives during a step stops it at the next layer
+        (`Preemption`): the rows not decoded yet skip this step, and the requests not prefilled yet are handed
+        back as `deferred`.
 
         No request fails another: a request whose own work fails (its sampling, its prefill) ends with its
         error alone. Only a failed forward pass over a running batch fails that batch's rows, whose caches

@@ -120,3 +120,16 @@ async def test_a_chat_arriving_mid_step_is_prefilled_before_the_batch_row_moves_
     assert stepper.preemption.preempted_forwards == 1
     assert arrivals[before] == "chat"  # without the stop, the held decode's token came first
     assert tokens["line"] == _alone(tiny_engine, line_req) and tokens["chat"] == _alone(tiny_engine, chat_req)
+
+
+def test_a_forward_carrying_a_row_as_urgent_as_the_arrival_runs_on(tiny_engine):
+    """Chats already answering beside a batch keep their step: only a forward whose rows are all less urgent
+    stops, so a stream of chats cannot stop every decode."""
+    line = tiny_engine.prepare_chat(QUESTION, max_new_tokens=6, request_id="line", priority=BATCH, **GREEDY)
+    chat = tiny_engine.prepare_chat(QUESTION, max_new_tokens=6, request_id="chat", priority=CHAT, **GREEDY)
+    stepper = _stepper(tiny_engine)
+    stepper.step([line], set())
+    stepper.step([chat], set())  # the chat's prefill joins it to the line's batch
+    stepper.preemption.request(CHAT)
+    assert sorted(rid for rid, _ in stepper.step([], set()).outputs) == ["chat", "line"]
+    assert stepper.preemption.preempted_forwards == 0
