@@ -13,12 +13,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import openai
@@ -27,7 +23,8 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from harness.embedded_redis import EmbeddedRedis  # noqa: E402
+from harness.flower_process import FlowerProcess  # noqa: E402
 from harness.gateway_process import GatewayProcess  # noqa: E402
 from harness.worker_process import WorkerProcess  # noqa: E402
 
@@ -86,37 +83,18 @@ async def shoot_batches(gateway_url: str, flower_url: str, out: Path) -> None:
     await oai.batches.cancel(batch.id)
 
 
-def start_flower(redis_url: str, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [sys.executable, "-m", "celery", "-A", "tasks.monitor", "flower", f"--port={port}", "--address=127.0.0.1"]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, env={**os.environ, "INFERQ_REDIS_URL": redis_url}, stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/healthcheck", timeout=2).close()
-            return process, url
-        except OSError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"Flower did not start:\n{log_path.read_text()}")
-
-
 def main() -> None:
     page_out, batches_out = ROOT / "docs" / "gateway-page.png", ROOT / "docs" / "flower-batches.png"
     logs = Path(tempfile.mkdtemp(prefix="inferq-screenshot-"))
     with EmbeddedRedis() as redis:
         worker = WorkerProcess(redis.url, "smollm2", "smollm2", logs, concurrency=4).start()
         gateway = GatewayProcess(redis.url, logs / "gateway.log").start()
-        flower, flower_url = start_flower(redis.url, logs / "flower.log")
+        flower = FlowerProcess(redis.url, logs / "flower.log").start()
         try:
             asyncio.run(shoot(gateway.url, page_out))
-            asyncio.run(shoot_batches(gateway.url, flower_url, batches_out))
+            asyncio.run(shoot_batches(gateway.url, flower.url, batches_out))
         finally:
-            flower.terminate()
-            flower.wait(timeout=30)
+            flower.stop()
             gateway.stop()
             worker.stop()
     print(f"wrote {page_out} and {batches_out}")

@@ -3,10 +3,7 @@ batch's progress in its Batches tab."""
 
 import asyncio
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -18,29 +15,21 @@ from api_client import AsyncInferQClient
 from api_client.jobs import idempotent_job_id
 from batch import BatchLine, BatchProgress, run_batch
 from batch.runner import line_key
-from harness.embedded_redis import free_port
+from harness.flower_process import FlowerProcess
 from tasks.config import QueueSettings
 from tasks.store import JobStore
 from tests.waiting import until
-from worker.orphan_guard import die_with_parent
 
 BOUND_S = 180  # a bound for failure only
 
 
 @pytest.fixture(scope="module")
-def flower(redis_url):
+def flower(redis_url, tmp_path_factory):
     """Flower's base URL; one Flower for the module, its API open (the tests read it as a script would)."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks.monitor", "flower", f"--port={port}", "--address=127.0.0.1"],
-        env={**os.environ, "INFERQ_REDIS_URL": redis_url, "FLOWER_UNAUTHENTICATED_API": "true"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=die_with_parent,
-    )
-    yield f"http://127.0.0.1:{port}"
-    process.terminate()
-    process.wait(timeout=30)
+    log_path = tmp_path_factory.mktemp("flower") / "flower.log"
+    process = FlowerProcess(redis_url, log_path, env={"FLOWER_UNAUTHENTICATED_API": "true"}).start()
+    yield process.url
+    process.stop()
 
 
 def _read(url: str):
