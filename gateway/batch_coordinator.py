@@ -33,8 +33,8 @@ from batch.runner import BatchProgress, line_key, run_batch
 from engines.errors import InferqError
 from gateway.batch_lines import openai_lines
 from gateway.batch_outputs import answered_line, failed_line, refused_line
-from tasks.errors import NoSuchModel
-from tasks.schemas import JobRecord
+from tasks.errors import NoSuchModel, error_from_info
+from tasks.schemas import JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -153,17 +153,17 @@ class BatchCoordinator:
         todo = [line for line in lines if line.custom_id not in answered]
         todo = await self._unserved_answered(batch_id, todo, owner)
         progress = BatchProgress(total=len(todo))
-        started: set[str] = set()
+        in_flight: dict[str, BatchLine] = {}
 
         def feed() -> Iterator[BatchLine]:
             for line in todo:
-                started.add(line.custom_id)
+                in_flight[line.custom_id] = line
                 yield line
 
         async def on_result(line: BatchLine, job_id: str, record: JobRecord | None, error: InferqError | None):
             answer = answered_line(line, record) if record is not None else failed_line(line, job_id, error)
             await self._store.record_line(batch_id, line.custom_id, json.dumps(answer), succeeded=record is not None)
-            started.discard(line.custom_id)
+            in_flight.pop(line.custom_id, None)
 
         runner = asyncio.create_task(run_batch(self._client, feed(), batch_id=batch_id, progress=progress,
                                                on_result=on_result, window=self._window, owner=owner,
@@ -177,7 +177,7 @@ class BatchCoordinator:
                 if status == "cancelling" or expired:
                     runner.cancel()
                     await asyncio.gather(runner, return_exceptions=True)
-                    await self._stop_jobs(batch_id, owner, started)
+                    await self._stop_jobs(batch_id, owner, in_flight)
                     if expired and status != "cancelling":
                         answered = await self._store.answered_ids(batch_id)
                         await self._expire(batch_id, [line for line in todo if line.custom_id not in answered])
@@ -210,11 +210,22 @@ class BatchCoordinator:
             "output_tokens": progress.output_tokens, "eta_s": "" if eta is None else f"{eta:.1f}",
         })  # fmt: skip
 
-    async def _stop_jobs(self, batch_id: str, owner: str, custom_ids: set[str]) -> None:
-        for custom_id in custom_ids:
+    async def _stop_jobs(self, batch_id: str, owner: str, in_flight: dict[str, BatchLine]) -> None:
+        """Cancels the jobs of the lines in flight. A job that ended before the cancel reached it keeps its
+        answer: the runner, stopped, may not have written it yet, and a line a worker answered is never dropped."""
+        for custom_id, line in in_flight.items():
             handle = await self._client.find_job(idempotent_job_id(owner, line_key(batch_id, custom_id)))
-            if handle is not None:
-                await handle.cancel()
+            if handle is None:
+                continue
+            await handle.cancel()  # a finished job stays as it is
+            record = await handle.record()
+            if record is None or record.status == JobStatus.CANCELLED:
+                continue
+            if record.error is None:
+                answer, succeeded = answered_line(line, record), True
+            else:
+                answer, succeeded = failed_line(line, handle.id, error_from_info(record.error, record)), False
+            await self._store.record_line(batch_id, custom_id, json.dumps(answer), succeeded=succeeded)
 
     async def _expire(self, batch_id: str, unanswered: list[BatchLine]) -> None:
         """OpenAI's expiry: every line not answered in time gets a `batch_expired` error line."""

@@ -15,9 +15,13 @@ import pytest
 import redis
 
 from api_client.jobs import idempotent_job_id
+from batch.file_store import LocalFileStore
+from batch.lines import BatchLine
 from batch.runner import line_key
+from gateway.batch_coordinator import BatchCoordinator
 from gateway.tenants import bare_key_tenant
 from tasks import names
+from tasks.errors import JobCancelled
 from tests.gateway.conftest import API_KEY
 from tests.waiting import until
 
@@ -165,9 +169,11 @@ async def test_cancel_stops_the_lines_in_flight_and_keeps_the_answered_ones(oai,
                                        completion_window="24h")  # fmt: skip
     owner = bare_key_tenant(API_KEY)
     held = [idempotent_job_id(owner, line_key(created.id, f"held{i}")) for i in range(4)]
+    done = idempotent_job_id(owner, line_key(created.id, "done"))
 
-    async def all_running() -> bool:
-        return all([await inferq.store.is_running(job_id) for job_id in held])
+    async def all_running() -> bool:  # and "done" answered: whether or not the batch has written it yet, it stays
+        running = all([await inferq.store.is_running(job_id) for job_id in held])
+        return running and await inferq.store.record(done) is not None
 
     await until(all_running, "the held lines never ran")
     assert (await oai.batches.cancel(created.id)).status in ("cancelling", "cancelled")
@@ -180,15 +186,52 @@ async def test_cancel_stops_the_lines_in_flight_and_keeps_the_answered_ones(oai,
     assert (await oai.batches.cancel(created.id)).status == "cancelled"  # again: the same answer
 
 
+async def test_a_line_whose_job_ended_before_a_cancel_keeps_its_answer_though_the_batch_had_not_written_it(
+    inferq, echo_worker, tmp_path
+):
+    # The coordinator's own stop, as a cancel runs it, over two lines in flight whose answers it never heard:
+    # one whose job has ended (the runner, stopped, had not written it yet) and one whose job holds.
+    batch_id, owner = "batch_stopped_beside_an_answer", "tenant-of-the-stop"
+    texts = {"ended": "answered in time", "held": "still going [hold]"}
+    lines = {
+        custom_id: BatchLine(
+            custom_id=custom_id,
+            index=i,
+            url="/v1/chat/completions",
+            model="echo",
+            messages=[{"role": "user", "content": text}],
+        )
+        for i, (custom_id, text) in enumerate(texts.items())
+    }
+    handles = {
+        custom_id: await inferq.submit_chat(
+            line.messages, "echo", owner=owner, idempotency_key=line_key(batch_id, custom_id)
+        )
+        for custom_id, line in lines.items()
+    }
+    await handles["ended"].result(timeout=120)
+    await until(lambda: inferq.store.is_running(handles["held"].id), "the held line never ran")
+    coordinator = BatchCoordinator(inferq, LocalFileStore(str(tmp_path)), lease_s=15, scan_s=1, window=2)
+    await coordinator._stop_jobs(batch_id, owner, lines)
+    answered = {custom_id: json.loads(line) async for custom_id, line in inferq.store.batches.lines(batch_id, True)}
+    assert list(answered) == ["ended"]
+    assert answered["ended"]["response"]["body"]["choices"][0]["message"]["content"] == "answered in time"
+    assert [line async for line in inferq.store.batches.lines(batch_id, False)] == []
+    with pytest.raises(JobCancelled):
+        await handles["held"].result(timeout=120)
+
+
 async def test_a_batch_past_its_window_expires_and_its_unanswered_lines_say_so(oai, inferq, gateway, redis_url):
     lines = [chat_line("quick", "in time")] + [chat_line(f"late{i}", f"too slow [hold] {i}") for i in range(2)]
     uploaded = await oai.files.create(file=("late.jsonl", jsonl(lines)), purpose="batch")
     created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
                                        completion_window="1h")  # fmt: skip
     late = [idempotent_job_id(bare_key_tenant(API_KEY), line_key(created.id, f"late{i}")) for i in range(2)]
+    quick = idempotent_job_id(bare_key_tenant(API_KEY), line_key(created.id, "quick"))
 
-    async def held_lines_run() -> bool:
-        return all([await inferq.store.is_running(job_id) for job_id in late])
+    async def held_lines_run() -> bool:  # and "quick" answered in time
+        running = all([await inferq.store.is_running(job_id) for job_id in late])
+        return running and await inferq.store.record(quick) is not None
 
     await until(held_lines_run, "the held lines never ran")
     # the window has passed (an hour is long to wait for: its end is moved instead)
@@ -226,12 +269,14 @@ async def test_a_2000_line_batch_outlives_a_sigkilled_worker_and_a_sigkilled_gat
             return counts.completed >= 200
 
         await until(some_done, "the batch never got going")
-    running = _status_of_batch(redis_url, created.id)  # `inferq status` shows it, with its progress
-    assert (running["status"], running["total"], running["owner"]) == ("in_progress", 2000, bare_key_tenant(API_KEY))
-    assert running["completed"] >= 200
     doomed.kill()
     first.kill()
     at_the_kill = redis.Redis.from_url(redis_url).hlen(names.batch_lines_key(created.id, True))
+    # `inferq status` shows it with its progress; asked now, while no gateway drives it, since a cold start of the
+    # command on a loaded machine can take as long as the rest of the batch would
+    running = _status_of_batch(redis_url, created.id)
+    assert (running["status"], running["total"], running["owner"]) == ("in_progress", 2000, bare_key_tenant(API_KEY))
+    assert running["completed"] >= 200
     second = start_gateway(api_keys=API_KEY, env=env)
     async with openai.AsyncOpenAI(base_url=f"{second.url}/v1", api_key=API_KEY, max_retries=0) as oai:
         batch = await finished(oai, created.id)
