@@ -226,7 +226,8 @@ async def test_a_chat_timeout_stops_the_wait_and_the_job(aclient, echo_worker, l
 
 async def test_a_stream_timeout_stops_the_stream_and_the_job(aclient, echo_worker, latest_job_id):
     with pytest.raises(JobTimeout):
-        async for _ in aclient.astream_chat(ask("tick [hold]"), timeout=1):
+        # 5 s: time for a loaded machine to start the job and stream "tick" before the timeout
+        async for _ in aclient.astream_chat(ask("tick [hold]"), timeout=5):
             pass
     handle = await aclient.find_job(latest_job_id())
     with pytest.raises(JobCancelled) as caught:

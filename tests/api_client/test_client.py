@@ -219,7 +219,8 @@ def test_a_chat_timeout_stops_the_wait_and_the_job(client, echo_worker, latest_j
 
 def test_a_stream_timeout_stops_the_stream_and_the_job(client, echo_worker, latest_job_id):
     with pytest.raises(JobTimeout):
-        for _ in client.stream_chat(ask("tick [hold]"), "echo", timeout=1):
+        # 5 s: time for a loaded machine to start the job and stream "tick" before the timeout
+        for _ in client.stream_chat(ask("tick [hold]"), "echo", timeout=5):
             pass
     with pytest.raises(JobCancelled) as caught:
         client.find_job(latest_job_id()).result(timeout=60)

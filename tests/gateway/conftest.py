@@ -57,7 +57,7 @@ async def inferq(client_settings):
         yield client
 
 
-async def leave_while_waiting(gateway, inferq, redis_url, path, body):
+async def leave_while_waiting(gateway, inferq, redis_url, path, body, *, job_streams: bool):
     """Sends `body` (a job that holds), waits until its job runs, then drops the connection: the job must
     end cancelled in its engine, with the text it had. The tenant's quota set says which job it is."""
     owned = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -68,7 +68,10 @@ async def leave_while_waiting(gateway, inferq, redis_url, path, body):
         waiting = asyncio.create_task(http.post(path, json=body))
         await until(lambda: set(owned.zrange(quota_set, 0, -1)) - known, "the request never made a job")
         [job_id] = set(owned.zrange(quota_set, 0, -1)) - known
-        await until(lambda: inferq.store.is_running(job_id), "the job never started")
+        if job_streams:  # its first words out, not only its lease taken: a drop before them would keep no text
+            await until(lambda: inferq.store.events_after(job_id, 0), "the job never streamed")
+        else:  # an unstreamed job shows nothing before its record; its first words follow its lease within a step
+            await until(lambda: inferq.store.is_running(job_id), "the job never started")
         waiting.cancel()  # the client goes away: its connection closes
         with pytest.raises(asyncio.CancelledError):
             await waiting

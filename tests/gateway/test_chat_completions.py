@@ -105,7 +105,12 @@ async def test_a_client_that_disconnects_cancels_its_job_in_the_engine(oai, infe
 
 async def test_a_client_that_leaves_while_waiting_for_a_whole_answer_cancels_its_job(gateway, inferq, redis_url):
     await leave_while_waiting(
-        gateway, inferq, redis_url, "/v1/chat/completions", {"model": "echo", "messages": ask("kept [hold] never")}
+        gateway,
+        inferq,
+        redis_url,
+        "/v1/chat/completions",
+        {"model": "echo", "messages": ask("kept [hold] never")},
+        job_streams=False,
     )
 
 

@@ -59,7 +59,7 @@ async def test_a_streamed_response_numbers_its_events_and_ends_completed(oai):
 
 async def test_a_client_that_leaves_a_foreground_response_cancels_its_job(gateway, inferq, redis_url):
     await leave_while_waiting(
-        gateway, inferq, redis_url, "/v1/responses", {"model": "echo", "input": "kept [hold] never"}
+        gateway, inferq, redis_url, "/v1/responses", {"model": "echo", "input": "kept [hold] never"}, job_streams=True
     )
 
 

@@ -62,6 +62,11 @@ async def test_another_tenants_responses_are_404s_like_responses_that_never_were
             assert await _not_found(b.responses.retrieve, response_id, stream=True) == as_ghost
         # B's attempts changed nothing: A's response still runs, and A can cancel it
         assert (await a.responses.retrieve(held.id)).status in ("queued", "in_progress")
+        stream = await a.responses.retrieve(held.id, stream=True)
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                break  # running, its first word out: the cancel keeps it
+        await stream.close()
         cancelled = await a.responses.cancel(held.id)
         assert (cancelled.status, cancelled.output_text) == ("cancelled", "mine")
 
@@ -137,14 +142,14 @@ async def test_batch_progress_is_in_the_metrics_for_admins_only(shared):
                                        completion_window="24h")  # fmt: skip
         async with httpx.AsyncClient(base_url=shared.url) as http:
 
-            async def scraped() -> str:
-                text = (await http.get("/metrics", headers={"Authorization": f"Bearer {OPS}"})).text
-                return text if f'batch="{batch.id}",owner="team-b",state="in_flight"}} 2.0' in text else ""
+            def line(state: str, count: int) -> str:
+                return f'inferq_batch_lines{{batch="{batch.id}",owner="team-b",state="{state}"}} {count}.0'
 
-            await until(scraped, "the held lines never showed in the metrics")
-            text = await scraped()
-            assert f'inferq_batch_lines{{batch="{batch.id}",owner="team-b",state="completed"}} 1.0' in text
-            assert f'inferq_batch_lines{{batch="{batch.id}",owner="team-b",state="total"}} 3.0' in text
+            async def scraped() -> bool:  # one scrape with both: 2 in flight is also where the batch begins
+                text = (await http.get("/metrics", headers={"Authorization": f"Bearer {OPS}"})).text
+                return line("in_flight", 2) in text and line("completed", 1) in text and line("total", 3) in text
+
+            await until(scraped, "the batch's progress (1 answered, 2 held) never showed in the metrics")
             refused = await http.get("/metrics", headers={"Authorization": f"Bearer {TEAM_B}"})
             assert refused.status_code == 403 and refused.json()["error"]["code"] == "admin_only"
         cancelled = await b.batches.cancel(batch.id)

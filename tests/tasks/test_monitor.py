@@ -40,7 +40,8 @@ def _read(url: str):
 
 def _page(url: str) -> str | None:
     try:
-        with urllib.request.urlopen(url, timeout=10) as reply:
+        # a refused connection (Flower not up yet) returns at once; the bound is for a loaded machine's slow answer
+        with urllib.request.urlopen(url, timeout=120) as reply:
             return reply.read().decode()
     except OSError:
         return None
