@@ -59,14 +59,14 @@ class Scheduler:
             raise EngineError(f"request id {request.request_id!r} is already running", field="request_id")
         stream: asyncio.Queue[Delta | EngineError] = asyncio.Queue()
         self._streams[request.request_id] = stream
-        self._enqueue(request)
-        if self._stepper.num_rows + request.params.n <= self._max_batch_rows:
-            # it could join at the next step: a step in flight over rows all less urgent stops for it
-            self._stepper.preemption.request(request.priority)
-        self._ensure_loop()
-        self._wake.set()
         unfinished = request.params.n
         try:
+            self._enqueue(request)
+            if self._would_admit(request):
+                # it joins at the next step: a step in flight over rows all less urgent stops for it
+                self._stepper.preemption.request(request.priority)
+            self._ensure_loop()
+            self._wake.set()
             while unfinished:
                 item = await stream.get()
                 if isinstance(item, EngineError):
@@ -79,6 +79,16 @@ class Scheduler:
             if unfinished:
                 # The caller stopped early (closed the stream, was cancelled, or the step failed).
                 self._abort(request.request_id)
+
+    def _would_admit(self, request: ChatRequest) -> bool:
+        """Whether the next step's `_admit` takes `request` (it heads the queue and fits): only then may it stop
+        the step in flight, or one that can never be admitted beside the batch would stop every decode."""
+        return (
+            self._waiting[0] is request
+            and self._stepper.num_rows + request.params.n <= self._max_batch_rows
+            and request.prompt_length <= self._max_prefill_tokens
+            and self._stepper.can_join(request.adapter)
+        )
 
     def _enqueue(self, request: ChatRequest, *, first_of_its_priority: bool = False) -> None:
         """Waiting requests are taken most urgent first (lower priority value), then in arrival order; a
@@ -100,15 +110,20 @@ class Scheduler:
             self._wake.set()
             return
         self._waiting.remove(queued)
-        stream = self._streams.get(request_id)
-        for index in range(queued.params.n if stream is not None else 0):
+        self._end_aborted(queued)
+
+    def _end_aborted(self, request: ChatRequest) -> None:
+        """A request aborted before any row of it ran: each of its answers ends empty, as `abort`."""
+        stream = self._streams.get(request.request_id)
+        for index in range(request.params.n if stream is not None else 0):
             stream.put_nowait(Delta(index, "", (), "abort"))
 
     async def close(self) -> None:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        self._fail_all(EngineDead("the engine was shut down"))
+        self._dead = EngineDead("the engine was shut down")  # a later generate says so, not a stale executor's error
+        self._fail_all(self._dead)
 
     def _ensure_loop(self) -> None:
         if self._loop_task is None or self._loop_task.done():
@@ -132,7 +147,10 @@ class Scheduler:
                     self._fail_step(self._translate_error(exc), admitted)
                     continue
                 for request in reversed(outcome.deferred):
-                    if request.request_id in self._streams:  # else its caller left meanwhile
+                    if request.request_id in self._aborted:  # aborted while its step ran: it never reaches a row
+                        self._aborted.discard(request.request_id)
+                        self._end_aborted(request)
+                    elif request.request_id in self._streams:  # else its caller left meanwhile
                         self._enqueue(request, first_of_its_priority=True)
                 for request_id, made in outcome.outputs:
                     if isinstance(made, EngineError):

@@ -44,7 +44,8 @@ class Stepper:
 
     @property
     def num_rows(self) -> int:
-        return sum(len(batch.sequences) for batch in self._batches.values())
+        # read by the event loop while the compute thread may add or drop a batch: a snapshot (one C call)
+        return sum(len(batch.sequences) for batch in list(self._batches.values()))
 
     def can_join(self, adapter: str | None) -> bool:
         batch = self._batches.get(adapter)
@@ -87,9 +88,11 @@ class Stepper:
             prefills = [[request] for request in group if request.model_inputs]
             plain = [request for request in group if not request.model_inputs]
             for requests in prefills + ([plain] if plain else []):
-                if not preempted:
+                # a cache that cannot take rows in (a sliding window) once a prefill of this step made it: later
+                # groups wait for its batch to end, as `_admit` has them do across steps
+                if not preempted and self.can_join(adapter):
                     try:
-                        outcome.outputs += self._prefill(adapter, requests)
+                        outcome.outputs += self._prefill(adapter, requests, outcome.deferred)
                         continue
                     except StepPreempted:
                         preempted = True
@@ -105,8 +108,9 @@ class Stepper:
         return bool(admitted and running) and min(r.priority for r in admitted) < max(running)
 
     def _decode(self, outputs: list[Output]) -> bool:
-        """Decodes every batch into `outputs`; True when a more urgent arrival stopped it (the batches not
-        decoded yet skip this step)."""
+        """Decodes every batch into `outputs`; True when a more urgent arrival stopped one. Each batch is weighed
+        on its own (one with a row as urgent as the arrival, another adapter's chats, still takes its step)."""
+        preempted = False
         for adapter, batch in list(self._batches.items()):
             if batch.sequences:
                 # Only plain full-attention caches know how to take a half-run step back.
@@ -116,18 +120,21 @@ class Stepper:
                     with self._adapter(adapter), stoppable:
                         outputs += batch.decode(self._model)
                 except StepPreempted:
-                    return True
+                    preempted = True
                 except Exception as exc:
                     error = request_failure(exc)
                     outputs += [(request_id, error) for request_id in {s.request.request_id for s in batch.sequences}]
                     del self._batches[adapter]
-        return False
+        return preempted
 
-    def _prefill(self, adapter: str | None, group: list[ChatRequest], stoppable: bool = True) -> list[Output]:
+    def _prefill(
+        self, adapter: str | None, group: list[ChatRequest], deferred: list[ChatRequest], stoppable: bool = True
+    ) -> list[Output]:
         """Prefills `group` together and joins it to its adapter's batch. If that fails, each request is
-        prefilled alone, so that a request that cannot run fails alone. Raises StepPreempted when a more
-        urgent arrival stopped the group's forward (nothing joined); the one-by-one retries run to their end,
-        as some of them may have joined already."""
+        prefilled alone, so that a request that cannot run fails alone (those a cache that cannot take rows in
+        would refuse go to `deferred`). Raises StepPreempted when a more urgent arrival stopped the group's
+        forward (nothing joined); the one-by-one retries run to their end, as some of them may have joined
+        already."""
         preemptible = self.preemption.forward_of(r.priority for r in group) if stoppable else nullcontext()
         try:
             with self._adapter(adapter), preemptible:
@@ -137,7 +144,13 @@ class Stepper:
         except Exception as exc:
             if len(group) == 1:
                 return [(group[0].request_id, request_failure(exc))]
-            return [output for request in group for output in self._prefill(adapter, [request], stoppable=False)]
+            outputs: list[Output] = []
+            for request in group:
+                if self.can_join(adapter):
+                    outputs += self._prefill(adapter, [request], deferred, stoppable=False)
+                else:
+                    deferred.append(request)
+            return outputs
         running = self._batches.get(adapter)
         if running is not None and running.sequences:
             running.merge(joined)

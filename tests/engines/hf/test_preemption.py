@@ -133,3 +133,82 @@ def test_a_forward_carrying_a_row_as_urgent_as_the_arrival_runs_on(tiny_engine):
     stepper.preemption.request(CHAT)
     assert sorted(rid for rid, _ in stepper.step([], set()).outputs) == ["chat", "line"]
     assert stepper.preemption.preempted_forwards == 0
+
+
+def _held_first_layer(engine, *, prefill_only: bool):
+    """A hook that holds the first decoder layer of the next forward (a prefill's, with `prefill_only`) once
+    `holding` is set, until `release`; `inside` tells that it holds."""
+    layers = [m for m in engine.model.modules() if type(m).__name__.endswith("DecoderLayer")]
+    holding, inside, release = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(module, args, kwargs):
+        hidden = args[0] if args else kwargs["hidden_states"]
+        if holding.is_set() and not inside.is_set() and (hidden.shape[1] > 1 or not prefill_only):
+            inside.set()
+            release.wait(HANG_S)
+
+    return layers[0].register_forward_pre_hook(hold, with_kwargs=True), holding, inside, release
+
+
+async def _collected(stream) -> list:
+    return [delta async for delta in stream]
+
+
+async def test_an_abort_that_arrives_while_its_prefill_is_stopped_ends_it_unrun(tiny_engine):
+    """The peer's prefill is held inside its first layer; a chat arrives (the prefill stops at the next layer
+    and the peer is handed back) and the peer is aborted meanwhile: it ends as `abort`, never prefilled again."""
+    stepper = _stepper(tiny_engine)
+    scheduler = Scheduler(stepper, ThreadPoolExecutor(1), translate_error, max_batch_rows=4, max_prefill_tokens=4096)
+    handle, holding, inside, release = _held_first_layer(tiny_engine, prefill_only=True)
+    line_req = tiny_engine.prepare_chat(QUESTION, max_new_tokens=12, request_id="line", priority=BATCH, **GREEDY)
+    peer_req = tiny_engine.prepare_chat(QUESTION, max_new_tokens=8, request_id="peer", priority=BATCH, **GREEDY)
+    chat_req = tiny_engine.prepare_chat(QUESTION, max_new_tokens=4, request_id="chat", priority=CHAT, **GREEDY)
+    try:
+        line = scheduler.generate(line_req)
+        line_tokens = list((await line.__anext__()).token_ids)  # a running row: its steps are decodes
+        holding.set()
+        peer = asyncio.ensure_future(_collected(scheduler.generate(peer_req)))
+        assert await asyncio.to_thread(inside.wait, HANG_S)  # the peer's prefill is inside its first layer
+        chat = asyncio.ensure_future(_collected(scheduler.generate(chat_req)))
+        await asyncio.sleep(0)  # the chat is queued and the flag raised
+        await scheduler.abort("peer")
+        release.set()
+        peer_deltas, chat_deltas, rest = await asyncio.wait_for(asyncio.gather(peer, chat, _collected(line)), HANG_S)
+    finally:
+        release.set()
+        handle.remove()
+        await scheduler.close()
+    assert stepper.preemption.preempted_forwards == 1
+    assert [(d.finish_reason, d.token_ids) for d in peer_deltas] == [("abort", ())]
+    assert [t for d in chat_deltas for t in d.token_ids] == _alone(tiny_engine, chat_req)
+    assert line_tokens + [t for d in rest for t in d.token_ids] == _alone(tiny_engine, line_req)
+
+
+async def test_a_chat_that_cannot_join_the_next_step_does_not_stop_the_step_in_flight(tiny_engine):
+    """A prompt over the prefill budget waits for the batch to drain: stopping the line's decodes for it would
+    gain it nothing, and each such arrival would stop them again."""
+    stepper = _stepper(tiny_engine)
+    long_prompt = [{"role": "user", "content": "word " * 40}]
+    oversized = tiny_engine.prepare_chat(long_prompt, max_new_tokens=2, request_id="long", priority=CHAT, **GREEDY)
+    line_req = tiny_engine.prepare_chat(QUESTION, max_new_tokens=6, request_id="line", priority=BATCH, **GREEDY)
+    budget = oversized.prompt_length - 1
+    assert line_req.prompt_length <= budget
+    scheduler = Scheduler(stepper, ThreadPoolExecutor(1), translate_error, max_batch_rows=4, max_prefill_tokens=budget)
+    handle, holding, inside, release = _held_first_layer(tiny_engine, prefill_only=False)
+    try:
+        line = scheduler.generate(line_req)
+        line_tokens = list((await line.__anext__()).token_ids)
+        holding.set()
+        following = asyncio.ensure_future(_collected(line))
+        assert await asyncio.to_thread(inside.wait, HANG_S)  # a decode of the line is inside its first layer
+        waiting = asyncio.ensure_future(_collected(scheduler.generate(oversized)))
+        await asyncio.sleep(0)  # queued behind the line's batch
+        release.set()
+        rest, long_deltas = await asyncio.wait_for(asyncio.gather(following, waiting), HANG_S)
+    finally:
+        release.set()
+        handle.remove()
+        await scheduler.close()
+    assert stepper.preemption.preempted_forwards == 0
+    assert line_tokens + [t for d in rest for t in d.token_ids] == _alone(tiny_engine, line_req)
+    assert [t for d in long_deltas for t in d.token_ids] == _alone(tiny_engine, oversized)
