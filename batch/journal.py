@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from batch.lines import json_lines
+
 
 class Manifest(BaseModel):
     """What `inferq batch resume` needs to carry on with the same batch (and the same job ids)."""
@@ -42,11 +44,12 @@ class Journal:
         self._files = {}
 
     def done(self) -> set[str]:
-        """custom_ids of lines already answered or refused (refused lines with no custom_id: their index)."""
+        """custom_ids of lines already answered or failed, and the ids of refused lines (`batch_req_line-N`):
+        a refusal is its line's, not its custom_id's, which a refused duplicate shares with a line that runs."""
         found = set()
         for path in (self.output, self.errors):
             for line in _whole_lines(path):
-                found.add(line["custom_id"] if line["custom_id"] is not None else line["id"])
+                found.add(line["id"] if line["response"] is None else line["custom_id"])
         return found
 
     def answered(self) -> dict[str, dict[str, Any]]:
@@ -73,4 +76,4 @@ def _whole_lines(path: Path) -> list[dict[str, Any]]:
         with path.open("r+b") as file:
             file.truncate(len(whole))
             os.fsync(file.fileno())
-    return [json.loads(line) for line in whole.decode().splitlines() if line.strip()]
+    return [json.loads(line) for line in json_lines(whole.decode()) if line.strip()]

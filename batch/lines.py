@@ -9,6 +9,12 @@ from pydantic import BaseModel, ConfigDict
 from engines.schemas import Message
 
 
+def json_lines(text: str) -> list[str]:
+    """A JSON-lines text's lines, split at "\n" alone: `str.splitlines` also splits at U+2028, U+2029, U+0085
+    and other separators, which a JSON string may hold raw (an answer, a prompt)."""
+    return text.split("\n")
+
+
 class BatchLine(BaseModel):
     """A chat (`messages`), a completion (a raw `prompt`) or a scoring (`texts` or `conversations`) request,
     ready for the client."""

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from batch.lines import BatchLine, LineError
+from batch.lines import BatchLine, LineError, json_lines
 from engines.errors import InvalidRequest
 from engines.schemas import Message
 
@@ -85,7 +85,7 @@ def _examples(path: Path) -> Iterator[Any]:
     if text.lstrip().startswith("["):
         yield from json.loads(text)
         return
-    for raw in text.splitlines():
+    for raw in json_lines(text):
         if raw.strip():
             try:
                 yield json.loads(raw)

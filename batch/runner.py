@@ -1,20 +1,22 @@
 """Runs batch lines as jobs: the lowest priority, a bounded window in flight, a job id per line.
 
-Each line is submitted with the idempotency key `batch:<batch id>:<custom_id>`, so its job id is fixed by
-the batch and the line: a run that dies and is resumed submits the lines it had in flight again and gets
-their jobs back (finished, running or queued) instead of new ones; no line runs twice. A full queue is
-waited out (the window keeps the batch from filling it again), never reported as the line's failure.
+Each line is submitted with the idempotency key `batch:<batch id>:<custom_id>` (the custom_id's SHA-256 where
+that would pass the key's 255 characters), so its job id is fixed by the batch and the line: a run that dies
+and is resumed submits the lines it had in flight again and gets their jobs back (finished, running or
+queued) instead of new ones; no line runs twice. A full queue is waited out (the window keeps the batch from
+filling it again), never reported as the line's failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from api_client import AsyncInferQClient, AsyncJobHandle
-from api_client.jobs import MAX_TAG_CHARS, idempotent_job_id
+from api_client.jobs import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TAG_CHARS, idempotent_job_id
 from batch.fleet_share import FleetShare
 from batch.lines import BatchLine
 from engines.errors import InferqError
@@ -48,7 +50,10 @@ class BatchProgress:
 
 
 def line_key(batch_id: str, custom_id: str) -> str:
-    return f"batch:{batch_id}:{custom_id}"
+    key = f"batch:{batch_id}:{custom_id}"
+    if len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        return key
+    return f"batch:{batch_id}:sha256:{hashlib.sha256(custom_id.encode()).hexdigest()}"  # a custom_id takes 512
 
 
 def line_tags(batch_id: str, custom_id: str) -> dict[str, str]:
@@ -76,6 +81,7 @@ async def run_batch(
     share = share or FleetShare(client)
     slots = asyncio.Semaphore(window)
     running: set[asyncio.Task] = set()
+    broken: list[Exception] = []  # what a line's task met outside its answer (Redis, the journal's disk)
 
     async def run_one(line: BatchLine) -> None:
         try:
@@ -92,6 +98,8 @@ async def run_batch(
             outcome = on_result(line, job_id, record, error)
             if outcome is not None:
                 await outcome
+        except Exception as failure:  # its answer was not kept: the loop raises it before feeding another line
+            broken.append(failure)
         finally:
             progress.in_flight -= 1
             share.leave(line.model)
@@ -100,6 +108,9 @@ async def run_batch(
     try:
         for line in lines:
             await slots.acquire()  # a million lines never become a million tasks, nor queued messages
+            if broken:  # a line's answer could not be kept: stop here, and a resume carries on
+                slots.release()
+                raise broken[0]
             try:
                 await share.enter(line.model)  # and never take the rows kept for interactive chats
             except BaseException:
@@ -110,6 +121,8 @@ async def run_batch(
             running.add(task)
             task.add_done_callback(running.discard)
         await asyncio.gather(*running)
+        if broken:
+            raise broken[0]
     finally:
         for task in running:  # interrupted: the jobs go on, and a resume finds them by their ids
             task.cancel()

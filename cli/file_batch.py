@@ -9,7 +9,7 @@ from pathlib import Path
 
 from api_client import AsyncInferQClient
 from batch.journal import Journal, Manifest, dumps
-from batch.lines import BatchLine, LineError
+from batch.lines import BatchLine, LineError, json_lines
 from batch.llamafactory_lines import dataset_lines
 from batch.predictions import prediction
 from batch.runner import BatchProgress, run_batch
@@ -21,7 +21,7 @@ from tasks.schemas import JobRecord
 
 def read_lines(manifest: Manifest) -> tuple[list[BatchLine], list[LineError]]:
     if manifest.dataset_dir is None and _is_openai_jsonl(Path(manifest.input)):
-        found = list(openai_lines(Path(manifest.input).read_text().splitlines(), manifest.model))
+        found = list(openai_lines(json_lines(Path(manifest.input).read_text()), manifest.model))
     else:
         if manifest.model is None:
             raise InvalidRequest("a dataset's examples need the model to run on", field="model")
@@ -49,7 +49,7 @@ async def run_file_batch(
         done = journal.done()
         for refusal in refusals:
             line = refused_line(refusal)
-            if (refusal.custom_id or line["id"]) not in done:
+            if line["id"] not in done:
                 journal.write(line, succeeded=False)
         todo = [line for line in lines if line.custom_id not in done]
         progress = BatchProgress(total=len(todo))

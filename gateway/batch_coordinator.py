@@ -16,6 +16,7 @@ writes each remaining line once, whatever the first still had in flight.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -28,10 +29,11 @@ from api_client import AsyncInferQClient
 from api_client.jobs import idempotent_job_id
 from batch.file_store import FileStore
 from batch.fleet_share import FleetShare
-from batch.lines import BatchLine, LineError
+from batch.lines import BatchLine, LineError, json_lines
 from batch.runner import BatchProgress, line_key, run_batch
 from engines.errors import InferqError
 from gateway.batch_lines import openai_lines
+from gateway.batch_objects import ENDED
 from gateway.batch_outputs import answered_line, failed_line, refused_line
 from tasks.errors import NoSuchModel, error_from_info
 from tasks.schemas import JobRecord, JobStatus
@@ -118,6 +120,9 @@ class BatchCoordinator:
         fields = await self._store.batch(batch_id)
         if fields is None:
             return
+        if fields["status"] in ENDED:  # its driver died between ending it and retiring it
+            await self._store.retire_batch(batch_id)
+            return
         lines, refusals = await self._read(fields)
         if lines is None and fields["status"] in ("validating", "in_progress"):
             await self._fail(batch_id, "input_file_missing", f"input file {fields['input_file_id']} is gone")
@@ -134,6 +139,9 @@ class BatchCoordinator:
             await self._store.transition(batch_id, "finalizing", _now(), ("in_progress",))
             # finalizing now, or as a cancel (cancelling) or the expiry (finalizing) left it
             fields = await self._store.batch(batch_id)
+        if fields["status"] == "cancelling" and lines:  # a cancel its last driver may not have carried out
+            answered = await self._store.answered_ids(batch_id)
+            await self._stop_jobs(batch_id, fields["owner"], self._maybe_started(lines, answered))
         if fields["status"] in ("finalizing", "cancelling"):
             await self._finalize(batch_id, fields, lines or [], refusals)
 
@@ -142,7 +150,7 @@ class BatchCoordinator:
         if raw is None:
             return None, []
         lines, refusals = [], []
-        text = raw.decode("utf-8", errors="replace").splitlines()
+        text = json_lines(raw.decode("utf-8", errors="replace"))
         for line in openai_lines(text, default_model=None, endpoint=fields["endpoint"]):
             (lines if isinstance(line, BatchLine) else refusals).append(line)
         return lines, refusals
@@ -187,20 +195,33 @@ class BatchCoordinator:
             runner.cancel()
         await self._note_progress(batch_id, progress)
 
+    def _maybe_started(self, lines: list[BatchLine], answered: set[str]) -> dict[str, BatchLine]:
+        """The unanswered lines that can have jobs: a driver feeds the unanswered lines in input order with a
+        window in flight, so they are among the first `window` of them, whoever drove the batch before."""
+        unanswered = (line for line in lines if line.custom_id not in answered)
+        return {line.custom_id: line for line in itertools.islice(unanswered, self._window)}
+
     async def _unserved_answered(self, batch_id: str, lines: list[BatchLine], owner: str) -> list[BatchLine]:
         """Answers the lines whose model no live worker serves with the routes' 404 at once, rather than after
-        the fleet's grace period each; returns the others."""
+        the fleet's grace period each; returns the others. A line a driver before this one had submitted keeps
+        its job (it may have run, or run once a worker is back), which answers it as any job is answered."""
         fleet = self._client.store.fleet
         unserved = {model for model in {line.model for line in lines} if not await fleet.serving(model)}
+        maybe_started = self._maybe_started(lines, answered=set())  # `lines` are the unanswered ones
+        kept = []
         for line in lines:
-            if line.model in unserved:
-                job_id = idempotent_job_id(owner, line_key(batch_id, line.custom_id))
-                error = NoSuchModel(
-                    f"no live worker serves model {line.model!r} (served: {', '.join(sorted(fleet.served()))})"
-                )
-                await self._store.record_line(batch_id, line.custom_id, json.dumps(failed_line(line, job_id, error)),
-                                              succeeded=False)  # fmt: skip
-        return [line for line in lines if line.model not in unserved]
+            job_id = idempotent_job_id(owner, line_key(batch_id, line.custom_id))
+            if line.model not in unserved or (
+                line.custom_id in maybe_started and await self._client.find_job(job_id) is not None
+            ):
+                kept.append(line)
+                continue
+            error = NoSuchModel(
+                f"no live worker serves model {line.model!r} (served: {', '.join(sorted(fleet.served()))})"
+            )
+            await self._store.record_line(batch_id, line.custom_id, json.dumps(failed_line(line, job_id, error)),
+                                          succeeded=False)  # fmt: skip
+        return kept
 
     async def _note_progress(self, batch_id: str, progress: BatchProgress) -> None:
         completed, failed = await self._store.line_counts(batch_id)

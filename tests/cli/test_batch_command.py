@@ -36,13 +36,14 @@ def _batch(redis_url, *args):
     return subprocess.run(_inferq_args(*args), env=_env(redis_url), capture_output=True, text=True, timeout=PATIENCE_S)
 
 
-def _lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def _lines(path):  # split at "\n" alone, as JSON lines are: an answer may hold U+2028 raw
+    return [json.loads(line) for line in path.read_text().split("\n") if line]
 
 
 def _chat(custom_id, text, model="batch-echo"):
     body = {"model": model, "messages": [{"role": "user", "content": text}]}
-    return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body})
+    line = {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+    return json.dumps(line, ensure_ascii=False)
 
 
 def test_an_openai_batch_file_answers_each_line_once_and_reports_bad_lines(
@@ -53,13 +54,18 @@ def test_an_openai_batch_file_answers_each_line_once_and_reports_bad_lines(
         json.dumps({"custom_id": "s", "url": "/v1/score", "body": {"model": "echo-rm", "messages": ["a b c"]}})
     )
     lines += ["{broken", _chat("q3", "again"), _chat("lost", "hello", model="nobody-serves-this")]
+    # a custom_id at the format's 512 characters (its job's key is hashed), and raw line separators in JSON
+    lines += [_chat("x" * 512, "a long id"), _chat("separators", "one\u2028two\u2029three")]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     output = tmp_path / "out.jsonl"
     result = _batch(redis_url, "run", str(tmp_path / "in.jsonl"), "-o", str(output), "--window", "4")
     assert result.returncode == 0, result.stderr
     answered = {line["custom_id"]: line for line in _lines(output)}
-    assert len(_lines(output)) == len(answered) == 21
+    assert len(_lines(output)) == len(answered) == 23
     assert answered["q7"]["response"]["body"]["choices"][0]["message"]["content"] == "answer 7"
+    assert answered["x" * 512]["response"]["body"]["choices"][0]["message"]["content"] == "a long id"
+    # the echo engine splits words at any whitespace, U+2028 and U+2029 included: the line ran whole
+    assert answered["separators"]["response"]["body"]["choices"][0]["message"]["content"] == "one two three"
     assert answered["s"]["response"]["body"]["scores"] == [3.0]
     errors = _lines(tmp_path / "out.jsonl.errors.jsonl")
     assert [
@@ -71,7 +77,7 @@ def test_an_openai_batch_file_answers_each_line_once_and_reports_bad_lines(
     [lost] = [line for line in errors if line["response"] is not None]
     assert lost["custom_id"] == "lost" and lost["response"]["status_code"] == 404
     assert lost["response"]["body"]["error"]["code"] == "model_not_found"
-    assert "24 lines: 21 answered" in result.stdout
+    assert "26 lines: 23 answered" in result.stdout
 
 
 def test_a_dataset_batch_killed_halfway_resumes_without_running_a_line_twice(redis_url, batch_worker, tmp_path):

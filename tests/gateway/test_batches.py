@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import openai
 import pytest
@@ -219,6 +220,40 @@ async def test_a_line_whose_job_ended_before_a_cancel_keeps_its_answer_though_th
     assert [line async for line in inferq.store.batches.lines(batch_id, False)] == []
     with pytest.raises(JobCancelled):
         await handles["held"].result(timeout=120)
+
+
+async def test_a_gateway_taking_over_a_batch_cancelled_while_nobody_drove_it_stops_its_jobs(
+    start_gateway, echo_worker, inferq
+):
+    env = {"INFERQ_GATEWAY_BATCH_LEASE_S": "2", "INFERQ_GATEWAY_BATCH_SCAN_S": "0.2"}  # a dead driver's lease lapses
+    first = start_gateway(api_keys=API_KEY, env=env)
+    lines = [chat_line("done", "quick")] + [chat_line(f"held{i}", f"wait [hold] {i}") for i in range(2)]
+    async with openai.AsyncOpenAI(base_url=f"{first.url}/v1", api_key=API_KEY, max_retries=0) as oai:
+        uploaded = await oai.files.create(file=("orphan.jsonl", jsonl(lines)), purpose="batch")
+        created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                           completion_window="24h")  # fmt: skip
+    owner = bare_key_tenant(API_KEY)
+    held = [idempotent_job_id(owner, line_key(created.id, f"held{i}")) for i in range(2)]
+    done = idempotent_job_id(owner, line_key(created.id, "done"))
+
+    async def all_running() -> bool:
+        running = all([await inferq.store.is_running(job_id) for job_id in held])
+        return running and await inferq.store.record(done) is not None
+
+    await until(all_running, "the held lines never ran")
+    first.kill()
+    # the cancel route's own move, made while no gateway drives the batch
+    assert await inferq.store.batches.transition(created.id, "cancelling", int(time.time()), ("in_progress",))
+    second = start_gateway(api_keys=API_KEY, env=env)
+    async with openai.AsyncOpenAI(base_url=f"{second.url}/v1", api_key=API_KEY, max_retries=0) as oai:
+        batch = await finished(oai, created.id)
+        answered = [line["custom_id"] for line in await lines_of(oai, batch.output_file_id)]
+    second.stop()
+    assert batch.status == "cancelled" and answered == ["done"]
+    for job_id in held:  # stopped by the gateway that took the batch over, not left running
+        handle = await inferq.find_job(job_id)
+        with pytest.raises(JobCancelled):
+            await handle.result(timeout=120)
 
 
 async def test_a_batch_past_its_window_expires_and_its_unanswered_lines_say_so(oai, inferq, gateway, redis_url):
