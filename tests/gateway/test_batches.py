@@ -256,6 +256,24 @@ async def test_a_gateway_taking_over_a_batch_cancelled_while_nobody_drove_it_sto
             await handle.result(timeout=120)
 
 
+async def test_a_batch_whose_driver_died_between_ending_it_and_retiring_it_is_retired(oai, inferq, gateway, redis_url):
+    uploaded = await oai.files.create(file=("one.jsonl", jsonl([chat_line("only", "one line")])), purpose="batch")
+    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h")  # fmt: skip
+    ended = await finished(oai, created.id)
+    assert ended.status == "completed"
+    # what a gateway killed just after the status moved leaves: the batch still among the active ones
+    redis.Redis.from_url(redis_url).zadd(names.ACTIVE_BATCHES_KEY, {created.id: int(time.time())})
+
+    async def retired() -> bool:
+        return created.id not in await inferq.store.batches.active_batches()
+
+    await until(retired, "the ended batch stayed active (and in inferq status) for ever")
+    again = await oai.batches.retrieve(created.id)
+    assert (again.status, again.request_counts.completed) == ("completed", 1)
+    assert [line["custom_id"] for line in await lines_of(oai, again.output_file_id)] == ["only"]
+
+
 async def test_a_batch_past_its_window_expires_and_its_unanswered_lines_say_so(oai, inferq, gateway, redis_url):
     lines = [chat_line("quick", "in time")] + [chat_line(f"late{i}", f"too slow [hold] {i}") for i in range(2)]
     uploaded = await oai.files.create(file=("late.jsonl", jsonl(lines)), purpose="batch")
