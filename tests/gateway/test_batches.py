@@ -163,20 +163,27 @@ async def test_a_gateway_with_an_s3_bucket_keeps_its_batch_files_there(start_gat
         assert s3_server.object("inferq-files", f"gateway/{file_id}")
 
 
-async def test_cancel_stops_the_lines_in_flight_and_keeps_the_answered_ones(oai, inferq, gateway):
-    lines = [chat_line("done", "quick")] + [chat_line(f"held{i}", f"wait [hold] {i}") for i in range(4)]
+async def _batch_held_beside_an_answer(oai, inferq, held_lines: int):
+    """A batch of one quick line ("done") and `held_lines` that hold, once the held ones run and "done" is
+    answered (whether or not the batch has written it yet); returns the batch and the held lines' job ids."""
+    lines = [chat_line("done", "quick")] + [chat_line(f"held{i}", f"wait [hold] {i}") for i in range(held_lines)]
     uploaded = await oai.files.create(file=("held.jsonl", jsonl(lines)), purpose="batch")
     created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
                                        completion_window="24h")  # fmt: skip
     owner = bare_key_tenant(API_KEY)
-    held = [idempotent_job_id(owner, line_key(created.id, f"held{i}")) for i in range(4)]
+    held = [idempotent_job_id(owner, line_key(created.id, f"held{i}")) for i in range(held_lines)]
     done = idempotent_job_id(owner, line_key(created.id, "done"))
 
-    async def all_running() -> bool:  # and "done" answered: whether or not the batch has written it yet, it stays
+    async def all_running() -> bool:
         running = all([await inferq.store.is_running(job_id) for job_id in held])
         return running and await inferq.store.record(done) is not None
 
     await until(all_running, "the held lines never ran")
+    return created, held
+
+
+async def test_cancel_stops_the_lines_in_flight_and_keeps_the_answered_ones(oai, inferq, gateway):
+    created, held = await _batch_held_beside_an_answer(oai, inferq, held_lines=4)
     assert (await oai.batches.cancel(created.id)).status in ("cancelling", "cancelled")
     batch = await finished(oai, created.id)
     assert batch.status == "cancelled" and batch.cancelled_at
@@ -227,20 +234,8 @@ async def test_a_gateway_taking_over_a_batch_cancelled_while_nobody_drove_it_sto
 ):
     env = {"INFERQ_GATEWAY_BATCH_LEASE_S": "2", "INFERQ_GATEWAY_BATCH_SCAN_S": "0.2"}  # a dead driver's lease lapses
     first = start_gateway(api_keys=API_KEY, env=env)
-    lines = [chat_line("done", "quick")] + [chat_line(f"held{i}", f"wait [hold] {i}") for i in range(2)]
     async with openai.AsyncOpenAI(base_url=f"{first.url}/v1", api_key=API_KEY, max_retries=0) as oai:
-        uploaded = await oai.files.create(file=("orphan.jsonl", jsonl(lines)), purpose="batch")
-        created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                           completion_window="24h")  # fmt: skip
-    owner = bare_key_tenant(API_KEY)
-    held = [idempotent_job_id(owner, line_key(created.id, f"held{i}")) for i in range(2)]
-    done = idempotent_job_id(owner, line_key(created.id, "done"))
-
-    async def all_running() -> bool:
-        running = all([await inferq.store.is_running(job_id) for job_id in held])
-        return running and await inferq.store.record(done) is not None
-
-    await until(all_running, "the held lines never ran")
+        created, held = await _batch_held_beside_an_answer(oai, inferq, held_lines=2)
     first.kill()
     # the cancel route's own move, made while no gateway drives the batch
     assert await inferq.store.batches.transition(created.id, "cancelling", int(time.time()), ("in_progress",))
