@@ -7,6 +7,7 @@ shared subscriber for every job it follows (tasks/hub.py), and a small producer 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,6 +37,10 @@ from tasks.store import JobStore
 # Celery's send_task blocks on the broker: one thread does it, with one producer (two Redis sockets:
 # kombu's connection and its channel). More threads did not submit faster on a 2-core machine.
 SEND_THREADS = 1
+# An idempotent submit's first try sends its message within this long of its submit, or it died trying: then
+# one retry sends it. A retry meanwhile looks every SENT_POLL_S.
+SEND_GRACE_S = 30.0
+SENT_POLL_S = 0.05
 
 
 class AsyncInferQClient:
@@ -224,8 +229,10 @@ class AsyncInferQClient:
             await self.store.save_meta(meta)
         else:
             meta = meta_of(idempotent_job_id(owner, idempotency_key), job, owner, echo, request_digest(job), tags)
-            if (earlier := await self.store.claim_meta(meta)) is not None:
-                return await self._retried(earlier, meta, payload, priority)
+            while (earlier := await self.store.claim_meta(meta)) is not None:
+                if (retried := await self._retried(earlier, meta, payload, priority)) is not None:
+                    return retried
+                # its first try was refused meanwhile (a quota, a full queue): this one claims the key anew
         try:
             # after the claim: a retry of a job already queued gets its handle even when the queue is full
             await self._check_capacity(job.model)
@@ -236,22 +243,31 @@ class AsyncInferQClient:
             # Never queued: the job does not exist (nor counts against its owner's quota).
             await asyncio.shield(self.store.forget_meta(meta.job_id))
             raise
+        if idempotency_key is not None:
+            await self.store.mark_sent(meta.job_id)
         await self.store.confirm_submitted(meta.job_id)
         return AsyncJobHandle(self.store, meta, just_submitted=True)
 
     async def _retried(
         self, earlier: JobMeta, meta: JobMeta, payload: dict[str, Any], priority: int | None
-    ) -> AsyncJobHandle:
-        """A submit under a key that already made a job: that job's handle. Its message is sent again while it
-        has no record, in case the first try died between saving the meta and sending: a worker runs a job id
-        once (a second delivery finds the record or waits on the lease), so the spare copy is let go."""
+    ) -> AsyncJobHandle | None:
+        """A submit under a key that already made a job: that job's handle, sending nothing. Only a first try
+        that died between saving the meta and sending (nothing sent `SEND_GRACE_S` after its submit) has its
+        message sent again, by one retry. A first try still on its way (its quota, its queue's cap) is waited
+        for; None if it was refused meanwhile (its meta is gone), so that this submit makes the job itself,
+        under the same checks. A retry never queues a second copy of a job, nor one past its owner's quota."""
         if earlier.request_digest != meta.request_digest:
             raise InvalidRequest(
                 "this key was used for another request: a retry must ask the same", field="idempotency_key"
             )
-        if await self.store.record(earlier.job_id) is None:
-            await self._send(earlier, payload, priority)
-        return AsyncJobHandle(self.store, earlier)
+        while (state := await self.store.submit_state(earlier.job_id)) == "unsent":
+            if time.time() >= earlier.queued_at + SEND_GRACE_S:
+                if await self.store.claim_resend(earlier.job_id):
+                    await self._send(earlier, payload, priority)
+                    await self.store.mark_sent(earlier.job_id)
+                break
+            await asyncio.sleep(SENT_POLL_S)
+        return None if state == "gone" else AsyncJobHandle(self.store, earlier)
 
     async def _send(self, meta: JobMeta, payload: dict[str, Any], priority: int | None) -> None:
         await asyncio.get_running_loop().run_in_executor(

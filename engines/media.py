@@ -87,10 +87,28 @@ def public_address(host: str, port: int, field: str) -> str:
         raise InvalidRequest(f"cannot resolve {host!r}: {exc.strerror}", field=field) from None
     addresses = [info[4][0] for info in infos]
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global or ip.is_multicast:
+        if not _is_public(ipaddress.ip_address(address.split("%")[0])):
             raise InvalidRequest(f"{host!r} resolves to {address}, which is not a public address", field=field)
     return addresses[0]
+
+
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits, which Python's `is_global` does not look into:
+# NAT64's well-known prefix, and the deprecated IPv4-compatible form.
+_EMBEDDING_V4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Global and not multicast; an IPv6 address that reaches an IPv4 one (IPv4-mapped, 6to4, Teredo, NAT64)
+    only if that IPv4 address is public too: `64:ff9b::a9fe:a9fe` is 169.254.169.254 behind a NAT64."""
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and any(ip in network for network in _EMBEDDING_V4):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _is_public(embedded)
+    return True
 
 
 def _fetch(url: str, policy: MediaPolicy, field: str) -> bytes:

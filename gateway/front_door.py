@@ -5,7 +5,8 @@ FastAPI checks a dependency only after it has read and parsed the body, so a key
 the gateway buffer and parse any amount of JSON before its 401. Here, before the app sees a request:
 1. the key is checked from the headers alone (401, connection closed, body never read);
 2. a declared `Content-Length` over the cap is refused at once (413), and a body without one is counted
-   as it streams in and refused the moment it passes the cap: at most the cap is ever buffered;
+   as it streams in and refused the moment it passes the cap: at most the cap is ever buffered (the paths
+   open without a key, the page and /health, take no body at all);
 3. the body must arrive within `body_timeout_s` (408), so a slow sender cannot hold the request open;
 then the app gets the body from memory, and the caller's tenant in `request.state.tenant`.
 """
@@ -43,13 +44,15 @@ class FrontDoor:
             return
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         path = scope["path"]
-        if path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIXES):
+        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        if not public:
             tenant = self._keys.tenant_of(headers.get("authorization", ""))
             if tenant is None:
                 await _refuse(send, 401, "missing or unknown API key", "authentication_error", "invalid_api_key")
                 return
             scope.setdefault("state", {})["tenant"] = tenant
-        cap = self._max_file_bytes if path == UPLOAD_PATH else self._max_body_bytes
+        # the page, its files and /health take no body: nothing is read for a caller without a key
+        cap = 0 if public else self._max_file_bytes if path == UPLOAD_PATH else self._max_body_bytes
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > cap):
             await self._too_large(send, cap)
@@ -83,14 +86,12 @@ class FrontDoor:
                 return b"".join(chunks)
 
     async def _too_large(self, send: Send, cap: int) -> None:
-        setting = "MAX_FILE_BYTES" if cap == self._max_file_bytes else "MAX_BODY_BYTES"
-        await _refuse(
-            send,
-            413,
-            f"the request body is larger than {cap} bytes (INFERQ_GATEWAY_{setting})",
-            "invalid_request_error",
-            "request_too_large",
-        )
+        if cap == 0:
+            message = "this path takes no request body"
+        else:
+            setting = "MAX_FILE_BYTES" if cap == self._max_file_bytes else "MAX_BODY_BYTES"
+            message = f"the request body is larger than {cap} bytes (INFERQ_GATEWAY_{setting})"
+        await _refuse(send, 413, message, "invalid_request_error", "request_too_large")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

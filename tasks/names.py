@@ -62,6 +62,16 @@ def cancel_key(job_id: str) -> str:
     return f"{PREFIX}cancel:{job_id}"
 
 
+def sent_key(job_id: str) -> str:
+    """Set once an idempotent submit has sent its job's message: a retry under the same key sends nothing."""
+    return f"{PREFIX}sent:{job_id}"
+
+
+def resend_key(job_id: str) -> str:
+    """Taken by the one retry that sends again the message of a first try that died before sending it."""
+    return f"{PREFIX}resend:{job_id}"
+
+
 def lease_key(job_id: str) -> str:
     """Held by the one worker running the job; a second delivery waits on it instead of running twice."""
     return f"{LEASE_KEY_PREFIX}{job_id}"

@@ -301,6 +301,23 @@ class JobStore:
             if raw is not None:  # else it expired between the two commands: claim it again
                 return JobMeta.model_validate_json(raw)
 
+    async def mark_sent(self, job_id: str) -> None:
+        await self._redis.set(names.sent_key(job_id), "1", ex=self.settings.record_ttl_s)
+
+    async def submit_state(self, job_id: str) -> Literal["sent", "recorded", "unsent", "gone"]:
+        """Where an idempotent submit's first try stands, in one round trip: its message sent, its job recorded,
+        neither yet (its meta alone), or nothing (it was refused and forgot its meta)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(names.sent_key(job_id))
+            pipe.exists(names.record_key(job_id))
+            pipe.exists(names.job_key(job_id))
+            sent, recorded, known = await pipe.execute()
+        return "sent" if sent else "recorded" if recorded else "unsent" if known else "gone"
+
+    async def claim_resend(self, job_id: str) -> bool:
+        """True for the one caller that may send a dead first try's message again."""
+        return bool(await self._redis.set(names.resend_key(job_id), "1", nx=True, ex=self.settings.record_ttl_s))
+
     async def forget_meta(self, job_id: str) -> None:
         """For a job refused after its meta was written: it never existed."""
         await self._redis.delete(names.job_key(job_id))

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 
 import pytest
@@ -29,6 +30,7 @@ from api_client import (
 from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
+from tests.waiting import until
 
 BAD_TAGS = [
     ({"not a name": "x"}, "tags"),
@@ -293,6 +295,41 @@ async def test_the_same_idempotency_key_is_the_same_job_and_it_runs_once(aclient
     assert refused.value.field == "idempotency_key"
 
 
+async def test_retries_of_a_queued_job_send_nothing_and_it_runs_once(aclient, start_worker):
+    worker = start_worker("echo", "idem-held", engine="echo", concurrency=1)
+    holder = await aclient.submit_chat(ask("the only slot [hold]"), "idem-held")
+    await until(lambda: aclient.store.is_running(holder.id), "the holder never ran")
+    key = f"order-{uuid.uuid4().hex}"
+    first = await aclient.submit_chat(ask("queued once"), "idem-held", idempotency_key=key)
+    for _ in range(5):  # a producer retrying while the job waits, each time at the top priority
+        again = await aclient.submit_chat(ask("queued once"), "idem-held", idempotency_key=key, priority=0)
+        assert again.id == first.id
+    assert (await aclient.store.queues.info("idem-held")).depth == 1  # one message, not six
+    await holder.cancel()
+    assert (await first.result(timeout=120)).attempt == 1
+    worker.stop()
+
+
+async def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(aclient, echo_worker, redis_url):
+    """The retry finds the first try's meta, unsent, and waits; the first try is refused and forgets it; the
+    retry then claims the key itself and meets the same quota: no job runs past it."""
+    quota, owner = OwnerQuota(max_jobs=1), f"quota-{uuid.uuid4().hex}"
+    held = await aclient.submit_chat(ask("the quota's one job [hold]"), owner=owner, quota=quota)
+    key = f"order-{uuid.uuid4().hex}"
+    job = chat_job(ask("one too many"), "echo")
+    first_try = meta_of(idempotent_job_id(owner, key), job, owner, digest=request_digest(job))
+    store = redis.Redis.from_url(redis_url)
+    store.set(names.job_key(first_try.job_id), first_try.model_dump_json(), ex=3600)  # claimed, not yet sent
+    retry = asyncio.ensure_future(aclient.submit_chat(ask("one too many"), owner=owner, quota=quota,
+                                                      idempotency_key=key))  # fmt: skip
+    await asyncio.sleep(0)
+    store.delete(names.job_key(first_try.job_id))  # the first try's refusal
+    with pytest.raises(QuotaExceeded):
+        await asyncio.wait_for(retry, 120)
+    assert await aclient.store.record(first_try.job_id) is None and not store.exists(names.sent_key(first_try.job_id))
+    await held.cancel()
+
+
 async def test_a_jobs_tags_are_kept_in_its_meta_and_bad_ones_are_refused_by_field(aclient, echo_worker):
     handle = await aclient.submit_chat(ask("tagged"), tags={"batch": "b1", "line": "7"})
     assert (await aclient.find_job(handle.id)).meta.tags == {"batch": "b1", "line": "7"}  # in Redis, for everyone
@@ -307,6 +344,7 @@ async def test_a_retry_sends_the_job_its_first_try_died_before_sending(aclient, 
     key = f"order-{uuid.uuid4().hex}"
     job = chat_job(ask("sent at last"), "echo")
     meta = meta_of(idempotent_job_id(None, key), job, digest=request_digest(job))
+    meta = meta.model_copy(update={"queued_at": time.time() - 60})  # a minute ago, past the send grace
     redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)  # all it did
     handle = await aclient.submit_chat(ask("sent at last"), idempotency_key=key)
     assert handle.id == meta.job_id

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 
 import pytest
@@ -308,6 +309,7 @@ def test_a_retry_sends_the_job_its_first_try_died_before_sending(client, echo_wo
     key = f"order-{uuid.uuid4().hex}"
     job = chat_job(ask("sent at last"), "echo")
     meta = meta_of(idempotent_job_id(None, key), job, digest=request_digest(job))
+    meta = meta.model_copy(update={"queued_at": time.time() - 60})  # a minute ago, past the send grace
     redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)  # all it did
     handle = client.submit_chat(ask("sent at last"), "echo", idempotency_key=key)
     assert handle.id == meta.job_id

@@ -37,6 +37,11 @@ def test_a_data_url_is_always_an_image():
         ("http://169.254.169.254/latest/meta-data", OPEN, "not a public address"),
         ("http://10.0.0.7/cat.png", OPEN, "not a public address"),
         ("http://[::1]/cat.png", OPEN, "not a public address"),
+        # IPv6 forms of private IPv4 addresses, which Python's `is_global` passes: NAT64, 6to4, IPv4-compatible
+        ("http://[64:ff9b::a9fe:a9fe]/latest/meta-data", OPEN, "not a public address"),
+        ("http://[2002:a00:1::]/cat.png", OPEN, "not a public address"),
+        ("http://[::127.0.0.1]/cat.png", OPEN, "not a public address"),
+        ("http://[::ffff:10.0.0.7]/cat.png", OPEN, "not a public address"),
     ],
 )
 def test_what_the_policy_refuses_is_refused_by_field(reference, policy, complaint):
@@ -54,6 +59,8 @@ def test_a_host_with_any_private_address_is_refused_and_a_public_one_is_pinned(m
         public_address("rebinding.example", 80, "f")  # one private address among public ones is enough
     monkeypatch.setattr(socket, "getaddrinfo", resolving_to("93.184.215.14"))
     assert public_address("public.example", 80, "f") == "93.184.215.14"
+    monkeypatch.setattr(socket, "getaddrinfo", resolving_to("64:ff9b::5db8:d70e"))  # 93.184.215.14 behind NAT64
+    assert public_address("nat64.example", 80, "f") == "64:ff9b::5db8:d70e"
 
 
 class _Images(http.server.BaseHTTPRequestHandler):

@@ -105,3 +105,11 @@ def test_the_openapi_schema_is_behind_the_key(gateway):
 def test_the_page_and_the_health_check_need_no_key(gateway):
     assert httpx.get(f"{gateway.url}/").status_code == 200
     assert httpx.get(f"{gateway.url}/health").status_code == 200
+
+
+def test_the_paths_open_without_a_key_take_no_body(gateway):
+    before = _rss(gateway)
+    assert _raw_request(gateway, _head("/health", key=None, length=8 * MIB)) == 413  # refused from its length
+    flood = (b"x" * MIB for _ in range(50))  # and a chunked one at its first byte
+    assert _raw_request(gateway, _head("/", key=None, length=None), flood, chunked=True) == 413
+    assert _rss(gateway) - before < MEMORY_SLACK
