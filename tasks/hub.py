@@ -77,7 +77,11 @@ class EventHub:
                 self._to_subscribe.add(channel)
                 self._schedule_flush()
         followers.add(follower)
-        await self._confirmed[channel].wait()
+        try:
+            await self._confirmed[channel].wait()
+        except BaseException:  # cancelled while Redis had not confirmed (a timeout, a client gone): never left behind
+            await self.unfollow(follower)
+            raise
         return follower
 
     async def unfollow(self, follower: Follower) -> None:

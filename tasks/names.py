@@ -81,6 +81,11 @@ def deliveries_key(job_id: str) -> str:
     return f"{PREFIX}deliveries:{job_id}"
 
 
+def handbacks_key(job_id: str) -> str:
+    """Deliveries a worker gave back whole (its shutdown's grace ran out): not deaths, never held against the job."""
+    return f"{PREFIX}handbacks:{job_id}"
+
+
 def worker_key(hostname: str) -> str:
     return f"{PREFIX}worker:{hostname}"
 

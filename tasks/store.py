@@ -136,23 +136,38 @@ redis.call('expire', KEYS[1], ARGV[5])
 return 1
 """
 
-# KEYS: lease, events, record, deliveries, cancel mark. ARGV: token, lease ttl (ms), deliveries ttl (s).
-# Everything a delivery needs to know before it runs, in one round trip: {0} the job has a record (done),
-# {-1} another delivery holds the lease, or {1, delivery number, cancel mark, last seq in the replay log}
-# with the lease taken. Looking at the record and taking the lease in one script leaves no gap between them.
+# KEYS: lease, events, record, deliveries, cancel mark, hand-backs. ARGV: token, lease ttl (ms), deliveries ttl
+# (s). Everything a delivery needs to know before it runs, in one round trip: {0} the job has a record (done),
+# {-1} another delivery holds the lease, or {1, delivery number, cancel mark, last seq in the replay log,
+# deliveries handed back} with the lease taken. Looking at the record and taking the lease in one script leaves
+# no gap between them. Run again with the token that holds the lease (redis-py retries a call whose reply was
+# lost), it answers the same admission: it neither waits on its own lease nor counts a second delivery.
 _ADMIT = (
     _TOP_SEQ
     + """
 if redis.call('exists', KEYS[3]) == 1 then return {0} end
-if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
-local attempt = redis.call('incr', KEYS[4])
-redis.call('expire', KEYS[4], ARGV[3])
-return {1, attempt, redis.call('exists', KEYS[5]), top_seq(KEYS[2])}
+local attempt
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  attempt = tonumber(redis.call('get', KEYS[4]) or 1)  -- this delivery's own, retried after a lost reply
+else
+  if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-1} end
+  attempt = redis.call('incr', KEYS[4])
+  redis.call('expire', KEYS[4], ARGV[3])
+end
+return {1, attempt, redis.call('exists', KEYS[5]), top_seq(KEYS[2]), tonumber(redis.call('get', KEYS[6]) or 0)}
 """
 )
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+# KEYS: lease, hand-backs. ARGV: token, "1" when the delivery is handed back whole, the hand-backs' ttl (s).
+_RELEASE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '1' then
+  redis.call('incr', KEYS[2])
+  redis.call('expire', KEYS[2], ARGV[3])
+end
+return redis.call('del', KEYS[1])
+"""
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,7 @@ class Admission:
     attempt: int = 0  # this delivery's number: 1 for the first, more when earlier workers died under the job
     cancelled: bool = False  # a cancel was requested before it started
     last_seq: int = 0  # the replay log's last event: an earlier attempt's, which this one voids
+    handed_back: int = 0  # of the earlier deliveries, those a worker gave back whole at its shutdown (not deaths)
 
 
 @dataclass(frozen=True)
@@ -411,19 +427,24 @@ class JobStore:
             names.record_key(job_id),
             names.deliveries_key(job_id),
             names.cancel_key(job_id),
+            names.handbacks_key(job_id),
         ]
         reply = await self._admit(keys=keys, args=[token, int(ttl_s * 1000), self.settings.record_ttl_s])
         if reply[0] != 1:
             return Admission("recorded" if reply[0] == 0 else "held")
-        _, attempt, cancelled, last_seq = reply
-        return Admission("admitted", attempt=int(attempt), cancelled=bool(cancelled), last_seq=int(last_seq))
+        _, attempt, cancelled, last_seq, handed_back = reply
+        return Admission("admitted", attempt=int(attempt), cancelled=bool(cancelled), last_seq=int(last_seq),
+                         handed_back=int(handed_back))  # fmt: skip
 
     async def renew_lease(self, job_id: str, token: str, ttl_s: float) -> bool:
         """False when the lease is no longer this token's (it lapsed, and maybe another worker took it)."""
         return bool(await self._renew(keys=[names.lease_key(job_id)], args=[token, int(ttl_s * 1000)]))
 
-    async def release_lease(self, job_id: str, token: str) -> None:
-        await self._release(keys=[names.lease_key(job_id)], args=[token])
+    async def release_lease(self, job_id: str, token: str, *, handed_back: bool = False) -> None:
+        """Lets the lease go (if still this delivery's); `handed_back`: the job goes back to the queue whole, and
+        this delivery is not held against it as a death."""
+        keys = [names.lease_key(job_id), names.handbacks_key(job_id)]
+        await self._release(keys=keys, args=[token, "1" if handed_back else "0", self.settings.record_ttl_s])
 
     async def is_running(self, job_id: str) -> bool:
         return bool(await self._reads.read("exists", names.lease_key(job_id)))

@@ -108,6 +108,8 @@ class JobRun:
     timings: Timings | None = None
     payload_bytes: int = 0
     attempt: int = 0
+    deaths: int = 0  # the earlier deliveries that died with their worker (not those handed back whole)
+    handing_back: bool = False  # this delivery goes back to the queue whole (a shutdown's grace ran out)
     lease: JobLease | None = None
     publisher: JobPublisher | None = None
     builder: ResponseBuilder | None = None
@@ -134,6 +136,7 @@ class JobRun:
         if admission.outcome == "recorded":
             return Skipped("the job already has a record")
         self.attempt = admission.attempt
+        self.deaths = admission.attempt - 1 - admission.handed_back
         # No await between the admission and the registration: a cancel the listener hears from here on
         # finds the job registered; one heard before, the runner remembers.
         self.running = RunningJob(self.job_id, abort=lambda: self.runner.engine.abort(self.job_id))
@@ -146,14 +149,18 @@ class JobRun:
             self.store, self.runner.events, self.lease, admission, settings.redis_outage_s
         )
         if self.runner.handing_back:
-            return Requeue(HANDED_BACK)
+            return self._handed_back()
         refusal = self._refusal(job, cancelled or self.running.cancelled)
         record = self.record(error=refusal) if refusal else await self._execute(job)
         if self.lease.lost.is_set():
             raise LeaseLost(f"job {self.job_id}: lease lost while it ran")
         if self.running.handed_back:
-            return Requeue(HANDED_BACK)
+            return self._handed_back()
         return await self.finish(record)
+
+    def _handed_back(self) -> Requeue:
+        self.handing_back = True  # released as such: the next delivery does not count this one as a death
+        return Requeue(HANDED_BACK)
 
     async def finish(self, record: JobRecord) -> Finished:
         if self.publisher is not None:
@@ -172,13 +179,14 @@ class JobRun:
         if self.publisher is not None:
             await self.publisher.close()
         if self.lease is not None:
-            await self.lease.release()
+            await self.lease.release(handed_back=self.handing_back)
 
     def _refusal(self, job: ChatJob | ScoreJob, cancelled: bool) -> InferqError | None:
         """Why the job must not run now, if it must not."""
-        if self.attempt > self.runner.settings.max_deliveries:
+        if self.deaths >= self.runner.settings.max_deliveries:
             return JobFailed(
-                f"delivered {self.attempt} times; every earlier attempt died with its worker (out of memory?)"
+                f"delivered {self.attempt} times; {self.deaths} earlier attempts died with their worker "
+                "(out of memory?)"
             )
         if cancelled:
             return JobCancelled("cancelled before it started")
@@ -272,6 +280,8 @@ class JobRun:
                 return [engine.render_for_scoring(conversation) for conversation in job.conversations]
 
             texts = await self.runner.prepare(render, small=self.payload_bytes <= INLINE_PREPARE_BYTES)
+        if self.running.stopped:  # cancelled while its texts were rendered (the engine's abort found nothing)
+            return self.record(error=JobCancelled("cancelled before scoring"))
         extra = {} if job.max_length is None else {"max_length": job.max_length}
         scoring = asyncio.ensure_future(engine.get_scores(texts, **extra))
 

@@ -52,14 +52,14 @@ class JobLease:
             self._renewer = asyncio.create_task(self._keep(), name=f"inferq-lease-{self.job_id}")
         return admission
 
-    async def release(self) -> None:
+    async def release(self, *, handed_back: bool = False) -> None:
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
         if not self.lost.is_set() and not self.released_by_record:
             with contextlib.suppress(RedisError):  # unreleased, it lapses by itself
-                await self._store.release_lease(self.job_id, self.token)
+                await self._store.release_lease(self.job_id, self.token, handed_back=handed_back)
 
     async def _keep(self) -> None:
         loop = asyncio.get_running_loop()

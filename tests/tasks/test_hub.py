@@ -49,3 +49,15 @@ async def test_after_a_reconnect_every_follower_is_told_to_resync(store, redis_u
 async def test_a_quiet_channel_times_out(store):
     follower = await store.follow_events("quiet")
     assert await asyncio.wait_for(follower.get(timeout=0.05), 10) is None
+
+
+async def test_a_follow_cancelled_before_redis_confirmed_it_leaves_nothing_subscribed(store):
+    following = asyncio.ensure_future(store.follow_events("abandoned"))
+    await asyncio.sleep(0)  # it has asked to subscribe; Redis's confirmation is a round trip away
+    assert store.hub.num_channels == 1
+    following.cancel()  # a timeout, or a client gone, while it waits
+    await asyncio.gather(following, return_exceptions=True)
+    assert store.hub.num_channels == 0
+    held = await store.follow_events("abandoned")  # and the channel can be followed again
+    await store.append("abandoned", [_token(1)])
+    assert decode_event(await held.get(timeout=None)).seq == 1

@@ -68,6 +68,14 @@ async def test_an_admission_takes_the_lease_counts_the_delivery_and_reads_the_ma
     assert (await store.admit("admitted", "late", ttl_s=30)).outcome == "recorded"
 
 
+async def test_an_admission_run_again_by_its_holder_is_the_same_and_a_hand_back_is_no_death(store):
+    first = await store.admit("retried", "mine", ttl_s=30)
+    assert await store.admit("retried", "mine", ttl_s=30) == first  # a retried call: no wait, no second count
+    await store.release_lease("retried", "mine", handed_back=True)  # its worker's shutdown gave it back whole
+    second = await store.admit("retried", "next", ttl_s=30)
+    assert (second.attempt, second.handed_back) == (2, 1)  # the second delivery, after no death
+
+
 async def test_writes_under_a_lease_stop_when_the_lease_is_someone_elses(store):
     assert (await store.admit("fenced", "mine", ttl_s=30)).outcome == "admitted"
     await store.append("fenced", [_token(1)], lease_token="mine")
