@@ -38,7 +38,8 @@ def restore_orphans(app: Celery, lease_ttl_s: float, is_running: Callable[[str],
             job_id = headers["id"]
             if is_running(job_id):
                 continue
-            channel.qos.restore_by_tag(tag, client, leftmost=True)
+            # kombu pushes on the left and pops from the right: the right end is the head of the queue
+            channel.qos.restore_by_tag(tag, client, leftmost=False)
             restored.append(job_id)
     for job_id in restored:
         log.warning("job %s lost its worker; back on its queue", job_id)
