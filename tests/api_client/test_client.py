@@ -295,6 +295,40 @@ def test_the_same_idempotency_key_is_the_same_job_and_it_runs_once(client, echo_
     assert refused.value.field == "idempotency_key"
 
 
+def test_retries_of_a_queued_job_send_nothing_and_it_runs_once(client, start_worker, redis_url):
+    worker = start_worker("echo", "idem-held-sync", engine="echo", concurrency=1)
+    holder = client.submit_chat(ask("the only slot [hold]"), "idem-held-sync")
+    assert next(holder.stream()) == "the"  # running: it holds the one slot
+    key = f"order-{uuid.uuid4().hex}"
+    first = client.submit_chat(ask("queued once"), "idem-held-sync", idempotency_key=key)
+    for _ in range(5):  # a producer retrying while the job waits, each time at the top priority
+        assert client.submit_chat(ask("queued once"), "idem-held-sync", idempotency_key=key, priority=0).id == first.id
+    [queue] = [info for info in client.queues() if info.model == "idem-held-sync"]
+    assert queue.depth == 1  # one message, not six
+    holder.cancel()
+    assert first.result(timeout=120).attempt == 1
+    worker.stop()
+
+
+def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(client, echo_worker, redis_url):
+    """The retry finds the first try's meta, unsent, and waits; the first try is refused and forgets it (here at
+    once, as the retry starts); the retry then claims the key itself and meets the same quota."""
+    quota, owner = OwnerQuota(max_jobs=1), f"quota-{uuid.uuid4().hex}"
+    held = client.submit_chat(ask("the quota's one job [hold]"), "echo", owner=owner, quota=quota)
+    key = f"order-{uuid.uuid4().hex}"
+    job = chat_job(ask("one too many"), "echo")
+    first_try = meta_of(idempotent_job_id(owner, key), job, owner, digest=request_digest(job))
+    store = redis.Redis.from_url(redis_url)
+    store.set(names.job_key(first_try.job_id), first_try.model_dump_json(), ex=3600)  # claimed, not yet sent
+    refusal = threading.Timer(0.2, store.delete, [names.job_key(first_try.job_id)])  # the first try's refusal
+    refusal.start()
+    with pytest.raises(QuotaExceeded):
+        client.submit_chat(ask("one too many"), "echo", owner=owner, quota=quota, idempotency_key=key)
+    refusal.join()
+    assert not store.exists(names.sent_key(first_try.job_id)) and not store.exists(names.record_key(first_try.job_id))
+    held.cancel()
+
+
 def test_a_jobs_tags_are_kept_in_its_meta_and_bad_ones_are_refused_by_field(client, echo_worker):
     handle = client.submit_chat(ask("tagged"), "echo", tags={"batch": "b1", "line": "7"})
     assert client.find_job(handle.id).meta.tags == {"batch": "b1", "line": "7"}  # in Redis, for everyone
