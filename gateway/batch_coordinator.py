@@ -207,13 +207,16 @@ class BatchCoordinator:
         its job (it may have run, or run once a worker is back), which answers it as any job is answered."""
         fleet = self._client.store.fleet
         unserved = {model for model in {line.model for line in lines} if not await fleet.serving(model)}
+        if not unserved:
+            return lines
         maybe_started = self._maybe_started(lines, answered=set())  # `lines` are the unanswered ones
         kept = []
         for line in lines:
+            if line.model not in unserved:
+                kept.append(line)
+                continue
             job_id = idempotent_job_id(owner, line_key(batch_id, line.custom_id))
-            if line.model not in unserved or (
-                line.custom_id in maybe_started and await self._client.find_job(job_id) is not None
-            ):
+            if line.custom_id in maybe_started and await self._client.find_job(job_id) is not None:
                 kept.append(line)
                 continue
             error = NoSuchModel(
