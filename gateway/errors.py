@@ -58,7 +58,17 @@ def api_error_of(error: InferqError, field_names: dict[str, str] | None = None) 
     for cls, status, kind, code in _STATUS_OF:
         if isinstance(error, cls):
             return ApiError(status, message, type=kind, param=param, code=code)
-    return ApiError(500, f"{type(error).__name__}: {message}", type="server_error", param=param, code="job_failed")
+    return ApiError(500, _internal_message(error), type="server_error", code="job_failed")
+
+
+def _internal_message(error: InferqError) -> str:
+    """What a tenant learns of a failure outside the tree: the job's id, never the exception's text, which
+    may quote another tenant's data or the worker's paths. The operator finds the cause by the id in the
+    worker's log and in the record, which keeps it (the Python client is the operator's)."""
+    record = getattr(error, "record", None)
+    if record is None:
+        return "the server had an error while running the job"
+    return f"the server had an error while running job {record.job_id}; its operator can look it up by that id"
 
 
 def _client_field(field: str | None, field_names: dict[str, str]) -> str | None:

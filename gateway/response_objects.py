@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from engines.schemas import Response
+from gateway.errors import api_error_of
 from gateway.openai_shapes import responses_logprobs
+from tasks.errors import error_from_info
 from tasks.schemas import JobMeta, JobRecord, JobStatus
 
 RESPONSE_PREFIX = "resp_"
@@ -140,7 +142,10 @@ def _ended(meta: JobMeta, record: JobRecord, output: list[dict[str, Any]] | None
             "total_tokens": record.usage.total_tokens,
         }
     if record.error is not None and record.status != JobStatus.CANCELLED:
-        fields["error"] = {"code": "server_error", "message": f"{record.error.type}: {record.error.message}"}
+        # The message the gateway would answer with (no exception text from the worker); the code stays
+        # `server_error`, the one value of the schema's enum that every such failure fits.
+        answer = api_error_of(error_from_info(record.error, record))
+        fields["error"] = {"code": "server_error", "message": answer.message}
     return fields
 
 

@@ -201,6 +201,17 @@ async def test_a_job_over_its_time_limit_is_a_504(oai):
     assert caught.value.status_code == 504 and caught.value.code == "time_limit_exceeded"
 
 
+async def test_a_job_that_fails_inside_the_worker_is_a_500_naming_the_job_not_the_exception(oai):
+    with pytest.raises(openai.InternalServerError) as caught:
+        await oai.chat.completions.create(model="echo", messages=ask("fine until [fail]"))
+    assert caught.value.status_code == 500 and caught.value.code == "job_failed"
+    assert "job " in caught.value.message and "RuntimeError" not in caught.value.message
+    stream = await oai.chat.completions.create(model="echo", messages=ask("fine until [fail]"), stream=True)
+    with pytest.raises(openai.APIError) as streamed:
+        _ = [chunk async for chunk in stream]
+    assert "the server had an error" in streamed.value.message and "directive" not in streamed.value.message
+
+
 async def test_scores_from_a_reward_model(gateway):
     async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
         reply = await http.post("/v1/score", json={"model": "echo-rm", "messages": ["two words", "and three words"]})

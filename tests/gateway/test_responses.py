@@ -32,6 +32,13 @@ async def test_a_foreground_response_with_instructions_and_an_output_cap(oai):
     assert response.usage.input_tokens == 8  # "system: terse" + "user: a b c d" + "assistant:"
 
 
+async def test_a_response_whose_job_failed_says_so_without_the_workers_exception(oai):
+    created = await oai.responses.create(model="echo", input="fine until [fail]", background=True)
+    done = await _until_ended(oai, created.id)
+    assert (done.status, done.error.code) == ("failed", "server_error")
+    assert created.id.removeprefix("resp_") in done.error.message and "RuntimeError" not in done.error.message
+
+
 async def test_cancel_stops_a_background_response_and_keeps_its_partial_text(oai):
     created = await oai.responses.create(model="echo", input="kept [hold] never", background=True)
     stream = await oai.responses.retrieve(created.id, stream=True)
