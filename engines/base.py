@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from engines.constraints import DecodingConstraint
@@ -34,7 +34,7 @@ from engines.schemas import (
 )
 from engines.tool_schemas import parse_tools
 from engines.tools.choice import check_choice, forced_constraint
-from engines.tools.formats import ToolFormatName
+from engines.tools.formats import FORMATS, ToolFormatName
 
 __all__ = ["BaseEngine", "ChatRequest", "Delta", "GenerationParams", "Message", "Response", "ResponseBuilder"]
 
@@ -137,6 +137,8 @@ class BaseEngine(ABC):
             vocab_size=self.vocab_size,
             tool_constraint=forced_constraint(choice, offered, parallel),
         )
+        if offered and FORMATS[self.tool_format].marker_is_special and job_params.skip_special_tokens is None:
+            resolved = replace(resolved, skip_special_tokens=False)
         if resolved.constraint is not None:
             self.check_constraint(resolved.constraint)
         images = tuple(load_image(ref, self.media_policy, field) for ref, field in media.get("image", ()))
@@ -147,8 +149,10 @@ class BaseEngine(ABC):
             tool_format=self.tool_format if offered else None,
             tool_choice=choice if offered else None,
             parallel_tool_calls=parallel,
-            thinks=self.thinks,
-            thinks_from_the_start=self.thinks and prompt_opens_thinking(prompt_text),
+            # A grammar binds the output from its first token, so a constrained answer never thinks (a
+            # prompt that opens `<think>` would otherwise file the forced JSON as reasoning).
+            thinks=self.thinks and resolved.constraint is None,
+            thinks_from_the_start=self.thinks and resolved.constraint is None and prompt_opens_thinking(prompt_text),
         )
         return ChatRequest(
             request_id=request_id or uuid.uuid4().hex,

@@ -96,6 +96,15 @@ def resolve(
     min_tokens = pick("min_tokens") or 0
     if min_tokens > max_new_tokens:
         raise InvalidRequest(f"more than the {max_new_tokens} new tokens the answer may have", field="min_tokens")
+    constraint = _constraint(pick("response_format"), tool_constraint)
+    ignore_eos = bool(pick("ignore_eos"))
+    if constraint is not None and (min_tokens or ignore_eos):
+        # Once the grammar's output is whole it allows only the end, which these forbid: every token would be
+        # masked (greedy then writes token 0 past the JSON; sampling fails on NaN).
+        raise InvalidRequest(
+            f"cannot be combined with {constraint.reason}: a constrained answer ends where its grammar does",
+            field="min_tokens" if min_tokens else "ignore_eos",
+        )
     logit_bias = tuple(sorted((pick("logit_bias") or {}).items()))
     if vocab_size is not None and logit_bias and logit_bias[-1][0] >= vocab_size:
         raise InvalidRequest(f"token id {logit_bias[-1][0]} is past the vocabulary ({vocab_size})", field="logit_bias")
@@ -116,9 +125,9 @@ def resolve(
         frequency_penalty=pick("frequency_penalty") or 0.0,
         min_p=pick("min_p") or 0.0,
         logit_bias=logit_bias,
-        ignore_eos=bool(pick("ignore_eos")),
+        ignore_eos=ignore_eos,
         min_tokens=min_tokens,
-        constraint=_constraint(pick("response_format"), tool_constraint),
+        constraint=constraint,
     )
 
 

@@ -12,6 +12,7 @@ A worker overrides the choice with `engine_args.tool_format`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -48,10 +49,22 @@ class ToolFormat:
     prompt: Callable[[list[FunctionTool]], str]  # the tools, for a system message
     calls_text: Callable[[list[ToolCall]], str]  # an assistant turn's calls, as this family writes them
     result_text: Callable[[str], str]  # a tool's result, as a user turn
+    # The call marker is a special token (Mistral's `[TOOL_CALLS]`): decoding must keep special tokens, or
+    # the parser never sees the marker (vLLM's Mistral parser turns skip_special_tokens off for the same).
+    marker_is_special: bool = False
+    # A call's id as this family's own template takes it back (in an assistant turn and a tool turn alike).
+    template_call_id: Callable[[str], str] = str
 
 
 def _json_tools(tools: list[FunctionTool], separator: str = "\n") -> str:
     return "".join(separator + json.dumps(tool.as_template_tool(), ensure_ascii=False) for tool in tools)
+
+
+def _nine_alphanumerics(call_id: str) -> str:
+    """Mistral's templates refuse any call id but nine letters and digits; OpenAI's and inferq's are longer.
+    The last nine of its letters and digits (as vLLM keeps), zero-padded: the same id maps the same way in
+    the assistant's call and in the tool's answer to it."""
+    return re.sub(r"[^A-Za-z0-9]", "", call_id)[-9:].rjust(9, "0")
 
 
 def _react_tools(tools: list[FunctionTool]) -> str:
@@ -92,6 +105,8 @@ FORMATS: dict[ToolFormatName, ToolFormat] = {
             + "]"
         ),
         lambda result: f"[TOOL_RESULTS] {result}[/TOOL_RESULTS]",
+        marker_is_special=True,
+        template_call_id=lambda call_id: _nine_alphanumerics(call_id),
     ),
     "react": ToolFormat(
         "react",

@@ -24,6 +24,8 @@ from engines.pieces import CallArguments, CallStart, ContentPiece, Piece, held_p
 from engines.tool_schemas import ToolCall
 from engines.tools.scanning import CallObjectScanner, JsonValueEnd
 
+_SEPARATORS = " \n\t;,[]"  # what may stand between bare JSON calls (Llama's `;`, a JSON array's)
+
 
 def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
@@ -49,8 +51,8 @@ class ToolCallParser(ABC):
 
     # -- one call at a time --------------------------------------------------------------------
 
-    def _open_call(self, argument_keys: tuple[str, ...] = ("arguments", "parameters")) -> None:
-        self._scanner = CallObjectScanner(argument_keys)
+    def _open_call(self, needs_arguments: bool = False) -> None:
+        self._scanner = CallObjectScanner(needs_arguments=needs_arguments)
 
     def _feed_call(self, text: str) -> list[Piece]:
         name, arguments = self._scanner.feed(text)
@@ -66,7 +68,7 @@ class ToolCallParser(ABC):
     def _close_call(self, raw: str) -> list[Piece]:
         """Ends the open call; one that never had a name is no call: its text (`raw`) is the answer's."""
         scanner, self._scanner = self._scanner, None
-        if scanner.name is None:
+        if not scanner.is_call:
             return [ContentPiece(raw)] if raw else []
         self._calls.append(ToolCall(id=self._current_id, name=scanner.name, arguments=scanner.arguments))
         return []
@@ -123,7 +125,10 @@ class JsonCallsParser(ToolCallParser):
         self._marker = marker
         self._optional_prefix = optional_prefix
         self._mode = "calls" if always_calls else "undecided"
+        # Bare JSON that may be the answer itself (Llama 3): only an object with arguments is a call.
+        self._maybe_answer = marker is None and not always_calls
         self._buffer = ""
+        self._between = ""  # what was skipped since the last object: the answer's, if that was no call
         self._object_end: JsonValueEnd | None = None
 
     def feed(self, text: str) -> list[Piece]:
@@ -144,10 +149,12 @@ class JsonCallsParser(ToolCallParser):
         if self._mode == "content":
             pieces += [ContentPiece(self._buffer)] if self._buffer else []
         elif self._scanner is not None:  # cut off inside a call
-            pieces += self._close_call(self._scanner.text)
-        elif self._buffer.strip(" \n\t;,[]"):
-            pieces.append(ContentPiece(self._buffer))  # something after the calls that is no call
-        self._buffer = ""
+            pieces += self._close_call(self._between + self._scanner.text)
+        else:
+            rest = self._between + self._buffer
+            if rest.strip(_SEPARATORS) or (rest and not self._calls):
+                pieces.append(ContentPiece(rest))  # no call at all (kept whole), or something after the calls
+        self._buffer = self._between = ""
         return pieces
 
     def _decide(self) -> list[Piece]:
@@ -187,11 +194,12 @@ class JsonCallsParser(ToolCallParser):
         pieces: list[Piece] = []
         while self._buffer:
             if self._scanner is None:
-                skipped = len(self._buffer) - len(self._buffer.lstrip(" \n\t;,[]"))
+                skipped = len(self._buffer) - len(self._buffer.lstrip(_SEPARATORS))
+                self._between += self._buffer[:skipped]
                 self._buffer = self._buffer[skipped:]
                 if not self._buffer or self._buffer[0] != "{":
                     return pieces  # between calls, or something that is no call (finish() decides)
-                self._open_call()
+                self._open_call(needs_arguments=self._maybe_answer)
                 self._object_end = JsonValueEnd()
             self._object_end.read(self._buffer)
             end = self._object_end.end
@@ -201,7 +209,8 @@ class JsonCallsParser(ToolCallParser):
             self._object_end.position -= len(readable)  # its place, in the text that is left
             if end is None:
                 return pieces
-            pieces += self._close_call(self._scanner.text)
+            pieces += self._close_call(self._between + self._scanner.text)
+            self._between = ""
         return pieces
 
 
@@ -233,8 +242,13 @@ class ReActParser(ToolCallParser):
                 self._open_call()
             if self._name is None:
                 match = self._INPUT.search(self._buffer)
-                if match is None:
-                    return pieces
+                if match is None or match.end() == len(self._buffer):
+                    return pieces  # the input's first character decides
+                if self._buffer[match.end()] != "{":
+                    # No JSON object of arguments: as LLaMA-Factory's extractor, the text is the answer's.
+                    pieces.append(ContentPiece(self._ACTION + self._buffer[: match.end()]))
+                    self._buffer, self._scanner = self._buffer[match.end() :], None
+                    continue
                 self._name = self._buffer[: match.start()].strip()
                 self._buffer = self._buffer[match.end() :]
                 pieces += self._feed_call(f'{{"name": {json.dumps(self._name)}, "arguments": ')

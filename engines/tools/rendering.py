@@ -29,7 +29,10 @@ def template_turns(
     content as the template takes it (text, or parts with media placeholders)."""
     turns: list[dict[str, Any]] = [{"role": "system", "content": system}] if system is not None else []
     for message in messages:
-        turns.append(_native_turn(message, content_of) if native else _text_turn(message, tool_format, content_of))
+        turn = (
+            _native_turn(message, tool_format, content_of) if native else _text_turn(message, tool_format, content_of)
+        )
+        turns.append(turn)
     if native or not tools:
         return turns, [tool.as_template_tool() for tool in tools] if native and tools else None
     prompt = tool_format.prompt(tools)
@@ -40,15 +43,20 @@ def template_turns(
     return turns, None
 
 
-def _native_turn(message: Message, content_of: Any) -> dict[str, Any]:
+def _native_turn(message: Message, tool_format: ToolFormat, content_of: Any) -> dict[str, Any]:
     turn: dict[str, Any] = {"role": message.role, "content": content_of(message)}
+    call_id = tool_format.template_call_id
     if message.tool_calls:
         turn["tool_calls"] = [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": _loaded(call.arguments)}}
+            {
+                "id": call_id(call.id),
+                "type": "function",
+                "function": {"name": call.name, "arguments": _loaded(call.arguments)},
+            }
             for call in message.tool_calls
         ]
     if message.tool_call_id is not None:
-        turn["tool_call_id"] = message.tool_call_id
+        turn["tool_call_id"] = call_id(message.tool_call_id)
     return turn
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_STRING_VALUE = re.compile(r'\s*"((?:[^"\\]|\\.)*)"')  # a JSON string value, the whitespace before it
 
 
 class JsonValueEnd:
@@ -61,32 +61,86 @@ class JsonValueEnd:
             self.position += 1
 
 
+class TopLevelKeys:
+    """Where the value of each top-level key of one growing JSON object starts, keeping its place between
+    feeds. Keys inside nested values (an argument called `name`) are not the object's own."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.values: dict[str, int] = {}  # a top-level key -> where its value starts (just past the colon)
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+        self._string_start = 0
+        self._expects_key = False
+        self._key: str | None = None  # a top-level key read, its colon not yet
+
+    def read(self, text: str) -> None:
+        while self.position < len(text):
+            char = text[self.position]
+            if self._in_string:
+                if self._escaped:
+                    self._escaped = False
+                elif char == "\\":
+                    self._escaped = True
+                elif char == '"':
+                    self._in_string = False
+                    if self._depth == 1 and self._expects_key:
+                        self._key = text[self._string_start + 1 : self.position]
+                        self._expects_key = False
+            elif char == '"':
+                self._in_string, self._string_start = True, self.position
+            elif char in "{[":
+                self._depth += 1
+                self._expects_key = self._depth == 1 and char == "{"
+            elif char in "}]":
+                self._depth -= 1
+            elif char == "," and self._depth == 1:
+                self._expects_key = True
+            elif char == ":" and self._depth == 1 and self._key is not None:
+                self.values.setdefault(self._key, self.position + 1)
+                self._key = None
+            self.position += 1
+
+
 @dataclass
 class CallObjectScanner:
     """One call object, `{"name": ..., "arguments": {...}}` (or `"parameters"`), as its text grows: the name
-    once it is whole, then the arguments' raw text as it arrives. Arguments written before the name are
-    held until the name is known (a call's first delta carries its name)."""
+    once it is whole, then the arguments' raw text as it arrives. Only the object's own top-level keys
+    count. Arguments written before the name are held until the name is known (a call's first delta
+    carries its name). `needs_arguments`: an object without an arguments key is no call (where bare JSON
+    may be a call or an answer, Llama 3's `{"name": "Bob", "age": 3}` is an answer); the name is then held
+    until the arguments key shows."""
 
     argument_keys: tuple[str, ...] = ("arguments", "parameters")
+    needs_arguments: bool = False
     text: str = ""
     name: str | None = None
     arguments_sent: int = 0
     _arguments_start: int | None = None
+    _keys: TopLevelKeys = field(default_factory=TopLevelKeys)
     _arguments_end: JsonValueEnd = field(default_factory=JsonValueEnd)
-
-    def __post_init__(self) -> None:
-        keys = "|".join(map(re.escape, self.argument_keys))
-        self._arguments_key = re.compile(rf'"(?:{keys})"\s*:\s*')
+    _name_told: bool = False
 
     def feed(self, more: str) -> tuple[str | None, str]:
         """Returns (the name, if it became known now; the arguments' text that arrived, if the name is known)."""
         self.text += more
+        self._keys.read(self.text)
+        if self.name is None and "name" in self._keys.values:
+            if match := _STRING_VALUE.match(self.text, self._keys.values["name"]):
+                self.name = match.group(1)
+        if self._arguments_start is None:
+            self._arguments_start = min(
+                (self._keys.values[key] for key in self.argument_keys if key in self._keys.values), default=None
+            )
         new_name = None
-        if self.name is None and (match := _NAME.search(self.text)):
-            self.name = new_name = match.group(1)
-        if self._arguments_start is None and (match := self._arguments_key.search(self.text)):
-            self._arguments_start = match.end()
-        if self.name is None or self._arguments_start is None:
+        if (
+            self.name is not None
+            and not self._name_told
+            and (self._arguments_start is not None or not self.needs_arguments)
+        ):
+            self._name_told, new_name = True, self.name
+        if not self._name_told or self._arguments_start is None:
             return new_name, ""
         value = self.text[self._arguments_start :]
         self._arguments_end.read(value)
@@ -96,6 +150,11 @@ class CallObjectScanner:
         piece = value[max(self.arguments_sent, self._arguments_end.start) : readable]
         self.arguments_sent = readable
         return new_name, piece
+
+    @property
+    def is_call(self) -> bool:
+        """Whether the object, as far as it was read, is a call (else its text is the answer's)."""
+        return self.name is not None and (self._arguments_start is not None or not self.needs_arguments)
 
     @property
     def arguments(self) -> str:

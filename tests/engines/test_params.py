@@ -77,3 +77,11 @@ def test_length_penalty_other_than_one_is_refused():
 def test_stop_strings_and_end_of_turn_tokens_pass_through():
     resolved = _resolve({"stop": ["\n\n", "END"]})
     assert resolved.stop == ("\n\n", "END") and resolved.stop_token_ids == (2,)
+
+
+@pytest.mark.parametrize(("held", "field"), [({"min_tokens": 5}, "min_tokens"), ({"ignore_eos": True}, "ignore_eos")])
+def test_what_holds_the_end_back_is_refused_beside_a_json_constraint(held, field):
+    with pytest.raises(InvalidRequest) as caught:
+        _resolve({**held, "response_format": {"type": "json_object"}})
+    assert caught.value.field == field and "response_format" in caught.value.message
+    assert _resolve(held).constraint is None  # alone, each is fine

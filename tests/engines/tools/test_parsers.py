@@ -68,6 +68,41 @@ CASES = [
         id="llama3-text",
     ),
     pytest.param(
+        lambda: JsonCallsParser(optional_prefix="<|python_tag|>"),
+        '{"user": {"name": "Bob", "age": 3}}',  # a nested `name` is an argument's, not the call's
+        '{"user": {"name": "Bob", "age": 3}}',
+        [],
+        id="llama3-json-answer",
+    ),
+    pytest.param(
+        lambda: JsonCallsParser(optional_prefix="<|python_tag|>"),
+        '{"name": "Bob", "age": 3}',  # a name but no parameters: an answer, not a call
+        '{"name": "Bob", "age": 3}',
+        [],
+        id="llama3-json-answer-with-a-name",
+    ),
+    pytest.param(
+        lambda: JsonCallsParser(optional_prefix="<|python_tag|>"),
+        '[{"a": 1}, {"b": 2}]',
+        '[{"a": 1}, {"b": 2}]',  # brackets and commas kept
+        [],
+        id="llama3-json-array-answer",
+    ),
+    pytest.param(
+        lambda: JsonCallsParser(optional_prefix="<|python_tag|>"),
+        "[1] Smith et al. wrote",
+        "[1] Smith et al. wrote",
+        [],
+        id="llama3-citation",
+    ),
+    pytest.param(
+        TaggedParser,
+        '<tool_call>{"arguments": {"name": "Bob"}, "name": "get_user"}</tool_call>',
+        "",
+        [("get_user", {"name": "Bob"})],
+        id="hermes-name-inside-the-arguments",
+    ),
+    pytest.param(
         lambda: JsonCallsParser("[TOOL_CALLS]"),
         'Sure. [TOOL_CALLS] [{"name": "a", "arguments": {"k": "v"}}, {"name": "b", "arguments": {}}]',
         "Sure. ",
@@ -87,6 +122,13 @@ CASES = [
         "I will look.\n",
         [("get_weather", {"location": "SF"})],
         id="react",
+    ),
+    pytest.param(
+        ReActParser,
+        "Action: get_weather\nAction Input: Paris is nice",  # no JSON object: no call, as LLaMA-Factory reads it
+        "Action: get_weather\nAction Input: Paris is nice",
+        [],
+        id="react-no-json",
     ),
     pytest.param(
         lambda: NamedCallParser("get_weather"),
