@@ -114,12 +114,15 @@ def sampling_kwargs(params: ResolvedParams) -> dict[str, Any]:
     return kwargs
 
 
-def engine_prompt(request: ChatRequest) -> dict[str, Any]:
-    """What AsyncLLM.generate takes for `request`: its token ids; with images, the templated text and the images,
-    for vLLM's own processor to place them (the ids alone would lack the image's patches)."""
+def engine_prompt(request: ChatRequest) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What AsyncLLM.generate takes for `request`, and its tokenization_kwargs: its token ids; with images, the
+    templated text and the images, for vLLM's own processor to place them (the ids alone would lack the
+    image's patches), tokenized without special tokens, since the template already wrote them (as vLLM's own
+    chat server does; else a template that writes BOS gets two)."""
     if request.images:
-        return {"prompt": request.prompt_text, "multi_modal_data": {"image": list(request.images)}}
-    return {"prompt_token_ids": request.prompt_ids}
+        prompt = {"prompt": request.prompt_text, "multi_modal_data": {"image": list(request.images)}}
+        return prompt, {"add_special_tokens": False}
+    return {"prompt_token_ids": request.prompt_ids}, None
 
 
 def token_logprobs(position_logprobs: Any, token_ids: Any, top: int) -> tuple[TokenLogprob, ...]:
@@ -188,10 +191,12 @@ class VllmEngine(BaseEngine):
             kwargs["structured_outputs"] = StructuredOutputsParams(**kwargs["structured_outputs"])
         top = request.params.logprobs
         sampling = SamplingParams(**kwargs, output_kind=RequestOutputKind.DELTA)
+        prompt, tokenization_kwargs = engine_prompt(request)
         outputs = self._engine.generate(
-            engine_prompt(request),
+            prompt,
             sampling,
             request.request_id,
+            tokenization_kwargs=tokenization_kwargs,
             lora_request=self._loras.get(request.adapter),
             priority=request.priority if self._by_priority else 0,
         )

@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import importlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -102,6 +103,9 @@ class SGLangEngine(BaseEngine):
         )
         kwargs.update(getattr(args, self.overrides_field))
         log.info("starting %s engine: %s", self.name, kwargs)
+        # The contract's logprobs are the model's own (engines/logprobs.py); SGLang's sampler returns them after
+        # temperature unless told. Its scheduler process inherits this.
+        os.environ.setdefault("SGLANG_RETURN_ORIGINAL_LOGPROB", "1")
         with contained_launch() as launched:
             self._engine = engine_module.Engine(**kwargs)
         # Its shutdown kills every child of this process; close() stops only SGLang's own.
@@ -173,9 +177,11 @@ class SGLangEngine(BaseEngine):
                     yield Delta(index, text, token_ids, reason, logprobs)
             for index in sorted(unfinished):
                 yield Delta(index, "", (), "abort")
-            unfinished.clear()
         finally:
-            if unfinished:  # the consumer went away: the sglang-kt fork does not abort by itself
+            # Answers SGLang did not end (the consumer went away, or an abort came before every child of an
+            # n > 1 request had a rid we know): the sglang-kt fork does not abort by itself, so every rid seen
+            # by now is aborted again.
+            if unfinished:
                 self._abort_rids(running.rids)
             del self._running[request.request_id]
 

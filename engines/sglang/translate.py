@@ -23,6 +23,10 @@ def sampling_params(params: ResolvedParams, *, seeds_honoured: bool) -> dict[str
             "SGLang honours seeds only with engine_args.sglang_config.enable_deterministic_inference=true",
             field="seed",
         )
+    if params.min_tokens and params.stop:
+        # SGLang's min_new_tokens only holds the end-of-turn tokens back; its stop strings end an answer at once.
+        raise InvalidRequest("SGLang does not hold stop strings back for min_tokens; send one or the other",
+                             field="min_tokens")  # fmt: skip
     mapped = {
         "max_new_tokens": params.max_new_tokens,
         "min_new_tokens": params.min_tokens,
@@ -115,12 +119,13 @@ class SequenceStream:
         self._mode = mode
         self._text_seen = 0
         self._ids_seen = 0
+        self._emitted = 0  # characters given out
         self._matcher = StopStringMatcher(stop) if stop else None
 
     def feed(self, chunk: dict[str, Any]) -> tuple[str, tuple[int, ...], FinishReason | None]:
         raw_reason = chunk["meta_info"].get("finish_reason")
         reason = finish_reason(raw_reason)
-        text = chunk.get("text") or ""
+        whole = text = chunk.get("text") or ""
         if not self._mode.text_is_delta:
             # A final text can be shorter than an earlier one (SGLang trims a matched stop string).
             text, self._text_seen = text[self._text_seen :], max(self._text_seen, len(text))
@@ -128,12 +133,26 @@ class SequenceStream:
         if not self._mode.ids_are_delta:
             output_ids, self._ids_seen = output_ids[self._ids_seen :], max(self._ids_seen, len(output_ids))
         if self._matcher is not None:
-            text, hit = self._matcher.feed(text)
-            if hit:
-                reason = "stop"
-            elif reason is not None and not _matched_stop_string(raw_reason):
-                text += self._matcher.flush()  # what was held back turned out to be no stop string
+            if _matched_stop_string(raw_reason):
+                text = self._after_sglangs_stop(whole, text, raw_reason["matched"])
+            else:
+                text, hit = self._matcher.feed(text)
+                if hit:
+                    reason = "stop"
+                elif reason is not None:
+                    text += self._matcher.flush()  # what was held back turned out to be no stop string
+        self._emitted += len(text)
         return text, tuple(output_ids), reason
+
+    def _after_sglangs_stop(self, whole: str, delta: str, matched: str) -> str:
+        """The rest of an answer SGLang ended at a stop string it trimmed: what the matcher held back is the
+        answer's unless it was that stop string's beginning."""
+        held = self._matcher.flush()
+        if not self._mode.text_is_delta:
+            return whole[self._emitted :]  # the final text is the answer, trimmed
+        pending = held + delta
+        start = next((k for k in range(min(len(matched), len(pending)), 0, -1) if pending.endswith(matched[:k])), 0)
+        return pending[: len(pending) - start]
 
 
 def _matched_stop_string(raw_reason: Any) -> bool:

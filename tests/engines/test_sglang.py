@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,13 @@ def test_sampling_params_use_sglangs_names():
     assert mapped["sampling_seed"] == 7 and "seed" not in mapped
     assert (mapped["top_k"], mapped["stop"], mapped["stop_token_ids"]) == (-1, ["END"], [2])
     assert sampling_params(PARAMS, seeds_honoured=False)["stop"] is None
+
+
+def test_min_tokens_beside_stop_strings_is_refused_since_sglang_would_stop_at_once():
+    with pytest.raises(InvalidRequest) as caught:
+        sampling_params(dataclasses.replace(PARAMS, min_tokens=5, stop=("END",)), seeds_honoured=False)
+    assert caught.value.field == "min_tokens"
+    assert sampling_params(dataclasses.replace(PARAMS, min_tokens=5), seeds_honoured=False)["min_new_tokens"] == 5
 
 
 def test_a_seed_sglang_would_ignore_is_refused():
@@ -102,6 +110,20 @@ def test_a_stop_string_sglang_streams_before_trimming_never_leaks():
     assert "".join(pieces) + final[0] == "It is " and final[2] == "stop"
 
 
+@pytest.mark.parametrize("incremental", [False, True])
+def test_text_held_for_another_stop_string_is_the_answers_when_sglang_stops_at_its_own(incremental):
+    stream = SequenceStream(StreamMode(incremental, incremental), stop=("Paris", "is Q"))
+    # SGLang's chunks: deltas, or the text so far (its last one trimmed of the stop string it matched)
+    texts = (
+        ["The capital of France", " is", " "]
+        if incremental
+        else ["The capital of France", "The capital of France is", "The capital of France is "]
+    )
+    pieces = [stream.feed({"text": text, "output_ids": [], **_meta()})[0] for text in texts[:2]]
+    final = stream.feed({"text": texts[2], "output_ids": [], **_meta({"type": "stop", "matched": "Paris"})})
+    assert "".join(pieces) + final[0] == "The capital of France is " and final[2] == "stop"
+
+
 def test_held_text_is_released_when_an_end_of_turn_token_ends_the_answer():
     stream = SequenceStream(StreamMode(False, False), stop=("Paris",))
     assert stream.feed({"text": "It is Pa", "output_ids": [], **_meta()})[0] == "It is "
@@ -126,6 +148,7 @@ def test_engine_arguments_for_sglang():
 
 
 async def test_chat_stream_and_n_through_the_engine(sglang_engine):
+    assert os.environ["SGLANG_RETURN_ORIGINAL_LOGPROB"] == "1"  # logprobs before temperature, as the contract's
     [response] = await sglang_engine.chat(QUESTION, **{"temperature": 0})
     assert (response.response_text, response.finish_reason) == (CANNED, "stop")
     canned_ids = sglang_engine.tokenizer(CANNED, add_special_tokens=False)["input_ids"]

@@ -88,8 +88,10 @@ def test_the_extras_map_onto_vllms_own_fields():
 
 def test_a_request_with_images_goes_to_vllm_as_text_and_images():
     request = ChatRequest("r", [1, 2, 3], "<image>hi", _params(), images=("pixels",))
-    assert engine_prompt(request) == {"prompt": "<image>hi", "multi_modal_data": {"image": ["pixels"]}}
-    assert engine_prompt(ChatRequest("r", [1, 2, 3], "hi", _params())) == {"prompt_token_ids": [1, 2, 3]}
+    prompt, tokenization = engine_prompt(request)
+    assert prompt == {"prompt": "<image>hi", "multi_modal_data": {"image": ["pixels"]}}
+    assert tokenization == {"add_special_tokens": False}  # the template wrote them: no second BOS
+    assert engine_prompt(ChatRequest("r", [1, 2, 3], "hi", _params())) == ({"prompt_token_ids": [1, 2, 3]}, None)
 
 
 def _params():
