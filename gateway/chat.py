@@ -24,6 +24,7 @@ from gateway.fleet import inferq_client, require_served
 from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.messages import chat_messages
 from gateway.openai_shapes import chat_logprobs, chat_tool_call_deltas, chat_tool_calls, usage
+from gateway.record_tokens import with_unstreamed_answers
 from gateway.sse import DONE_FRAME, EventStreamResponse, data_frame, run_to_end_or
 from gateway.strict_json import StrictJsonRoute
 from tasks.errors import JobRestarted, error_from_info
@@ -90,7 +91,7 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict
         return data_frame({**header, "choices": [choice]})
 
     try:
-        async for event in handle.events():
+        async for event in with_unstreamed_answers(handle.events()):
             if isinstance(event, TokenEvent):
                 if event.index not in greeted:  # each choice starts with its role
                     greeted.add(event.index)
@@ -104,7 +105,7 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict
                 if event.tool_calls:
                     streamed = True
                     yield chunk(event.index, {"tool_calls": chat_tool_call_deltas(event.tool_calls)})
-                if event.finish_reason is not None:
+                if event.finish_reason not in (None, "abort"):  # an aborted answer ends in the error frame below
                     yield chunk(event.index, {}, event.finish_reason)
             elif isinstance(event, RestartEvent):
                 if streamed:

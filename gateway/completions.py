@@ -26,6 +26,7 @@ from gateway.fleet import inferq_client, require_served
 from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.openai_params import MAX_TOKENS_BOUND, SamplingParameters
 from gateway.openai_shapes import completion_logprobs, usage
+from gateway.record_tokens import with_unstreamed_answers
 from gateway.refusals import unsupported
 from gateway.sse import DONE_FRAME, EventStreamResponse, data_frame, run_to_end_or
 from gateway.strict_json import StrictJsonRoute
@@ -129,7 +130,7 @@ async def _chunks(handle: AsyncJobHandle, echoed: str, include_usage: bool) -> A
     offsets: dict[int, int] = {}
     streamed = False
     try:
-        async for event in handle.events():
+        async for event in with_unstreamed_answers(handle.events()):
             if isinstance(event, TokenEvent):
                 text = event.text
                 if event.index not in started:
@@ -141,7 +142,8 @@ async def _chunks(handle: AsyncJobHandle, echoed: str, include_usage: bool) -> A
                     "index": event.index,
                     "text": text,
                     "logprobs": completion_logprobs(event.logprobs, offsets[event.index] + len(echoed)),
-                    "finish_reason": event.finish_reason,
+                    # an aborted answer (cancelled, out of time) ends in the error frame below, not a finish
+                    "finish_reason": None if event.finish_reason == "abort" else event.finish_reason,
                 }
                 offsets[event.index] += len(event.text)
                 yield data_frame({**header, "choices": [choice]})

@@ -15,7 +15,17 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from engines.errors import EngineError, EngineOverloaded, EngineUnavailable, InferqError, InvalidRequest
-from tasks.errors import JobCancelled, JobExpired, JobTimeLimit, JobTimeout, NoSuchModel, QueueFull, QuotaExceeded
+from tasks.errors import (
+    JobCancelled,
+    JobExpired,
+    JobLost,
+    JobRestarted,
+    JobTimeLimit,
+    JobTimeout,
+    NoSuchModel,
+    QueueFull,
+    QuotaExceeded,
+)
 
 
 class ApiError(HTTPException):
@@ -34,19 +44,24 @@ class ApiError(HTTPException):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-# Most specific first.
-_STATUS_OF: list[tuple[type[InferqError], int, str, str]] = [
-    (InvalidRequest, 400, "invalid_request_error", "invalid_value"),
-    (QueueFull, 429, "rate_limit_error", "queue_full"),
-    (QuotaExceeded, 429, "rate_limit_error", "quota_exceeded"),
-    (JobTimeLimit, 504, "timeout_error", "time_limit_exceeded"),
-    (NoSuchModel, 404, "invalid_request_error", "model_not_found"),
-    (JobExpired, 504, "timeout_error", "deadline_exceeded"),
-    (JobTimeout, 504, "timeout_error", "deadline_exceeded"),
-    (JobCancelled, 409, "invalid_request_error", "cancelled"),
-    (EngineOverloaded, 503, "server_error", "engine_overloaded"),
-    (EngineUnavailable, 503, "server_error", "engine_unavailable"),
-    (EngineError, 502, "server_error", "engine_error"),
+# Most specific first. The last column: whether the error's own message may reach the tenant. inferq's own
+# words may; an engine's error carries the text of whatever exception the engine raised, which may quote
+# another tenant's data or the worker's paths, so the tenant gets the job's id instead and the operator
+# finds the cause by it in the worker's log and in the record (which the Python client reads whole).
+_STATUS_OF: list[tuple[type[InferqError], int, str, str, bool]] = [
+    (InvalidRequest, 400, "invalid_request_error", "invalid_value", True),
+    (QueueFull, 429, "rate_limit_error", "queue_full", True),
+    (QuotaExceeded, 429, "rate_limit_error", "quota_exceeded", True),
+    (JobTimeLimit, 504, "timeout_error", "time_limit_exceeded", True),
+    (NoSuchModel, 404, "invalid_request_error", "model_not_found", True),
+    (JobExpired, 504, "timeout_error", "deadline_exceeded", True),
+    (JobTimeout, 504, "timeout_error", "deadline_exceeded", True),
+    (JobCancelled, 409, "invalid_request_error", "cancelled", True),
+    (JobRestarted, 503, "server_error", "job_restarted", True),
+    (JobLost, 500, "server_error", "job_lost", True),
+    (EngineOverloaded, 503, "server_error", "engine_overloaded", False),
+    (EngineUnavailable, 503, "server_error", "engine_unavailable", True),
+    (EngineError, 502, "server_error", "engine_error", False),
 ]
 
 
@@ -55,16 +70,14 @@ def api_error_of(error: InferqError, field_names: dict[str, str] | None = None) 
     a chat completion's max_tokens), so that every error names the field as the client knows it."""
     param = _client_field(error.field, field_names or {})
     message = error.message if param is None else f"{param}: {error.message}"
-    for cls, status, kind, code in _STATUS_OF:
+    for cls, status, kind, code, tells in _STATUS_OF:
         if isinstance(error, cls):
-            return ApiError(status, message, type=kind, param=param, code=code)
+            return ApiError(status, message if tells else _internal_message(error), type=kind, param=param, code=code)
     return ApiError(500, _internal_message(error), type="server_error", code="job_failed")
 
 
 def _internal_message(error: InferqError) -> str:
-    """What a tenant learns of a failure outside the tree: the job's id, never the exception's text, which
-    may quote another tenant's data or the worker's paths. The operator finds the cause by the id in the
-    worker's log and in the record, which keeps it (the Python client is the operator's)."""
+    """What a tenant learns of a failure whose message is not inferq's own: the job's id."""
     record = getattr(error, "record", None)
     if record is None:
         return "the server had an error while running the job"

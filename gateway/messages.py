@@ -19,6 +19,9 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 CHAT_TEXT_PARTS = frozenset({"text"})
 RESPONSES_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
 _CHAT_FIELDS = {"role", "content", "tool_calls", "tool_call_id"}
+# An answer sent back as history carries its thoughts (the field the gateway writes, vLLM's and DeepSeek's):
+# dropped, as chat templates drop a past answer's thoughts.
+_PAST_ANSWER_FIELDS = {"reasoning_content", "reasoning"}
 
 
 def chat_messages(raw: list[dict[str, Any]], remote_images: bool) -> list[Message]:
@@ -73,10 +76,10 @@ def response_input(raw: str | list[dict[str, Any]], remote_images: bool) -> list
 def _chat_message(item: Any, field: str, remote_images: bool, images: bool = True) -> Message:
     if not isinstance(item, dict):
         raise InvalidRequest("must be a message object", field=field)
-    unknown = sorted(set(item) - _CHAT_FIELDS)
+    role = _role(item, field)
+    unknown = sorted(set(item) - _CHAT_FIELDS - (_PAST_ANSWER_FIELDS if role == "assistant" else set()))
     if unknown:
         raise InvalidRequest("inferq's engines cannot honour this message field", field=f"{field}.{unknown[0]}")
-    role = _role(item, field)
     calls = None
     if item.get("tool_calls") is not None:
         if role != "assistant":
@@ -150,7 +153,7 @@ def _function_call(item: dict[str, Any], field: str) -> ToolCall:
     for key in ("call_id", "name", "arguments"):
         if not isinstance(item.get(key), str):
             raise InvalidRequest("must be a string", field=f"{field}.{key}")
-    return ToolCall(id=item["call_id"], name=item["name"], arguments=item["arguments"])
+    return _tool_call(item["call_id"], item["name"], item["arguments"], f"{field}.call_id")
 
 
 def _function_call_output(item: dict[str, Any], field: str) -> Message:
@@ -175,7 +178,14 @@ def _chat_tool_call(call: Any, field: str) -> ToolCall:
     arguments = function.get("arguments", "{}")
     if not isinstance(arguments, str):
         arguments = json.dumps(arguments)
-    return ToolCall(id=call["id"], name=function["name"], arguments=arguments)
+    return _tool_call(call["id"], function["name"], arguments, f"{field}.id")
+
+
+def _tool_call(call_id: str, name: str, arguments: str, id_field: str) -> ToolCall:
+    try:
+        return ToolCall(id=call_id, name=name, arguments=arguments)
+    except ValueError:  # the only limit a string can break: the id's length
+        raise InvalidRequest("a call's id has 1 to 128 characters", field=id_field) from None
 
 
 def checked_image_url(url: Any, field: str, remote_images: bool) -> str:

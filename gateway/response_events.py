@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.errors import ApiError
 from gateway.openai_shapes import responses_logprobs
 from gateway.response_objects import (
     call_item_id,
@@ -151,8 +152,16 @@ class ResponseEventBuilder:
         message = (
             "the job restarted on another worker: the text streamed so far is void; GET the response for the answer"
         )
-        error = {"type": "server_error", "code": "job_restarted", "message": message, "param": None}
-        return [self._emit("error", error=error)]
+        return [self._error("server_error", "job_restarted", message, None)]
+
+    def error(self, api_error: ApiError, after: int) -> dict[str, Any]:
+        """The event that ends a stream the job's events broke off, numbered after what the client has."""
+        self.ended = True
+        self._next_number = max(self._next_number, after + 1)
+        return self._error(api_error.type, api_error.code, api_error.message, api_error.param)
+
+    def _error(self, kind: str, code: str | None, message: str, param: str | None) -> dict[str, Any]:
+        return self._emit("error", error={"type": kind, "code": code, "message": message, "param": param})
 
     def _on_final(self, record: JobRecord) -> list[dict[str, Any]]:
         made: list[dict[str, Any]] = []

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api_client import AsyncInferQClient, AsyncJobHandle
+from engines.errors import InferqError
 from gateway.access import find_owned_job, tenant_of
 from gateway.disconnect import unless_client_leaves
-from gateway.errors import ApiError
+from gateway.errors import ApiError, api_error_of
 from gateway.fleet import inferq_client, require_served
 from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.messages import response_input
@@ -115,10 +116,19 @@ async def _frames(handle: AsyncJobHandle, starting_after: int) -> AsyncIterator[
     for event in builder.opening():
         if event["sequence_number"] > starting_after:
             yield named_frame(event)
-    async for job_event in handle.events():
-        for event in builder.on_event(job_event):
-            if event["sequence_number"] > starting_after:
-                yield named_frame(event)
-        if builder.ended:
-            yield DONE_FRAME  # the Open Responses stream's end
-            return
+    try:
+        async for job_event in handle.events():
+            events = builder.on_event(job_event)
+            for event in events:
+                if event["sequence_number"] > starting_after:
+                    yield named_frame(event)
+            if builder.ended:
+                if events[-1]["sequence_number"] <= starting_after:
+                    # Rebuilt from the record (the log expired), numbered from the start: the client resuming
+                    # past that number still gets the end, numbered after what it has.
+                    yield named_frame({**events[-1], "sequence_number": starting_after + 1})
+                yield DONE_FRAME  # the Open Responses stream's end
+                return
+    except InferqError as error:  # the job's record or meta vanished, say: the stream ends saying so
+        yield named_frame(builder.error(api_error_of(error, FIELD_NAMES), after=starting_after))
+        yield DONE_FRAME

@@ -49,8 +49,10 @@ class TextFormatJsonSchema(OpenAIRequest):
 
 
 class TextParam(OpenAIRequest):
-    format: Annotated[TextFormatText | TextFormatJsonObject | TextFormatJsonSchema, Field(discriminator="type")] | None
-    verbosity: Literal["low", "medium", "high"] | None = None
+    format: (
+        Annotated[TextFormatText | TextFormatJsonObject | TextFormatJsonSchema, Field(discriminator="type")] | None
+    ) = None
+    verbosity: unsupported("medium") = None  # a hint to OpenAI's own models; inferq's cannot take it
 
 
 class StreamOptions(OpenAIRequest):

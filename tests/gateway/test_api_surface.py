@@ -191,6 +191,9 @@ async def test_a_reasoning_models_thoughts_are_split_from_its_answer(oai, thinke
     response = await oai.responses.create(model="thinker", input="Weather?")
     assert [item.type for item in response.output] == ["reasoning", "message"]
     assert response.output_text == "It is sunny."
+    # The answer sent back as history, thoughts and all, as the package serialises it: they are dropped.
+    again = await oai.chat.completions.create(model="thinker", messages=[*ask("Weather?"), message, *ask("And?")])
+    assert again.choices[0].message.content == "It is sunny."
 
 
 async def test_the_request_vllms_load_generator_sends_is_served(gateway, smollm2_worker):

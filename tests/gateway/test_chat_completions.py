@@ -147,6 +147,21 @@ async def _ended_record_responses(handle):
         ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
         ({"max_tokens": 3, "max_completion_tokens": 4}, "max_completion_tokens"),
         ({"extra_body": {"priority": 12}}, "priority"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [{"id": "", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+                    },
+                    {"role": "tool", "tool_call_id": "", "content": "y"},
+                ]
+            },
+            "messages.1.tool_calls.0.id",
+        ),  # fmt: skip
+        ({"messages": [{"role": "user", "content": "x", "reasoning_content": "y"}]}, "messages.0.reasoning_content"),
     ],
 )
 async def test_what_cannot_be_honoured_is_a_400_naming_the_field(oai, options, param):

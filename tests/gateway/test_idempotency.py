@@ -8,9 +8,12 @@ import uuid
 import httpx
 import openai
 import pytest
+import redis.asyncio
 
 from api_client.jobs import idempotent_job_id
+from gateway.chat import COMPLETION_PREFIX
 from gateway.tenants import bare_key_tenant
+from tasks import names
 from tests.gateway.conftest import API_KEY
 from tests.waiting import until
 
@@ -52,3 +55,21 @@ async def test_a_keyed_request_whose_client_leaves_keeps_its_job_for_the_retry(g
     assert retry.json()["id"] == f"chatcmpl-{job_id}"
     assert retry.json()["choices"][0]["message"]["content"] == f"kept {wait} whole"
     assert (await inferq.store.record(job_id)).attempt == 1
+
+
+async def test_a_streamed_retry_after_the_token_log_expired_streams_the_answer_from_the_record(oai, redis_url):
+    headers = {"Idempotency-Key": f"late-{uuid.uuid4().hex}"}
+
+    async def streamed():
+        stream = await oai.chat.completions.create(
+            model="echo", messages=ask("kept for a day"), stream=True, extra_headers=headers
+        )
+        return [chunk async for chunk in stream]
+
+    first = await streamed()
+    job_id = first[0].id.removeprefix(COMPLETION_PREFIX)
+    async with redis.asyncio.Redis.from_url(redis_url) as r:
+        assert await r.delete(names.events_key(job_id)) == 1  # as `stream_ttl_s` would, an hour later
+    again = await streamed()
+    assert again[0].id == first[0].id and "".join(c.choices[0].delta.content or "" for c in again) == "kept for a day"
+    assert again[-1].choices[0].finish_reason == "stop"

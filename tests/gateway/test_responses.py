@@ -5,7 +5,9 @@ import asyncio
 
 import openai
 import pytest
+import redis.asyncio
 
+from tasks import names
 from tests.gateway.conftest import leave_while_waiting
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
@@ -37,6 +39,35 @@ async def test_a_response_whose_job_failed_says_so_without_the_workers_exception
     done = await _until_ended(oai, created.id)
     assert (done.status, done.error.code) == ("failed", "server_error")
     assert created.id.removeprefix("resp_") in done.error.message and "RuntimeError" not in done.error.message
+
+
+async def test_text_may_leave_its_format_out(oai):
+    response = await oai.responses.create(model="echo", input="a b", text={"verbosity": "medium"})
+    assert (response.output_text, response.text.format.type) == ("a b", "text")
+
+
+async def test_a_resumed_stream_whose_log_expired_still_ends_with_the_whole_response(oai, redis_url):
+    created = await oai.responses.create(model="echo", input="one two three", background=True)
+    await _until_ended(oai, created.id)
+    async with redis.asyncio.Redis.from_url(redis_url) as r:
+        await r.delete(names.events_key(created.id.removeprefix("resp_")))  # as `stream_ttl_s` would
+    events = [event async for event in await oai.responses.retrieve(created.id, stream=True, starting_after=50)]
+    assert [event.type for event in events] == ["response.completed"] and events[0].sequence_number == 51
+    assert events[0].response.output_text == "one two three"
+
+
+async def test_a_stream_whose_job_vanished_ends_with_an_error_event(oai, redis_url, release):
+    wait, let_go = release()
+    stream = await oai.responses.create(model="echo", input=f"first {wait} never", stream=True)
+    seen = []
+    with pytest.raises(openai.APIError) as ended:  # the package raises the stream's `error` event
+        async for event in stream:
+            seen.append(event)
+            if event.type == "response.output_text.delta":
+                async with redis.asyncio.Redis.from_url(redis_url) as r:  # as a Redis restart without persistence
+                    await r.delete(names.job_key(seen[0].response.id.removeprefix("resp_")))
+    let_go()
+    assert "is gone from Redis" in ended.value.message and ended.value.body["code"] == "job_lost"
 
 
 async def test_cancel_stops_a_background_response_and_keeps_its_partial_text(oai):
@@ -83,6 +114,11 @@ async def test_a_client_that_leaves_a_foreground_response_cancels_its_job(gatewa
         ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input.0.content.0"),
         ({"include": ["reasoning.encrypted_content"]}, "include"),
         ({"truncation": "auto"}, "truncation"),
+        ({"text": {"verbosity": "low"}}, "text.verbosity"),
+        (
+            {"input": [{"type": "function_call", "call_id": "c" * 129, "name": "f", "arguments": "{}"}]},
+            "input.0.call_id",
+        ),
     ],
 )
 async def test_what_cannot_be_honoured_is_a_400_naming_the_field(oai, options, param):
