@@ -7,9 +7,10 @@ shared subscriber for every job it follows (tasks/hub.py), and a small producer 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from api_client.handle import AsyncJobHandle
@@ -67,7 +68,7 @@ class AsyncInferQClient:
         self.owner = owner
         self.store = JobStore.open(self.settings)
         self._celery = make_app(self.settings, broker_pool_limit=SEND_THREADS)
-        self._senders = ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="inferq-send")
+        self._senders = concurrent.futures.ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="inferq-send")
 
     async def __aenter__(self) -> AsyncInferQClient:
         return self
@@ -233,15 +234,23 @@ class AsyncInferQClient:
                 if (retried := await self._retried(earlier, meta, payload, priority)) is not None:
                     return retried
                 # its first try was refused meanwhile (a quota, a full queue): this one claims the key anew
+        sending = None
         try:
             # after the claim: a retry of a job already queued gets its handle even when the queue is full
             await self._check_capacity(job.model)
             if quota is not None and quota.limits_anything:
                 await self._admit(meta, quota)
-            await self._send(meta, payload, priority)
+            sending = self._start_send(meta, payload, priority)
+            await _sent(sending)
         except BaseException:
-            # Never queued: the job does not exist (nor counts against its owner's quota).
-            await asyncio.shield(self.store.forget_meta(meta.job_id))
+            if sending is not None and _went_out(sending):
+                # Cancelled while its message went out: the job exists and runs; it keeps its meta (and its
+                # place in its owner's quota), and a retry with its key finds it sent.
+                if idempotency_key is not None:
+                    await asyncio.shield(self.store.mark_sent(meta.job_id))
+            else:
+                # Never queued: the job does not exist (nor counts against its owner's quota).
+                await asyncio.shield(self.store.forget_meta(meta.job_id))
             raise
         if idempotency_key is not None:
             await self.store.mark_sent(meta.job_id)
@@ -263,15 +272,27 @@ class AsyncInferQClient:
         while (state := await self.store.submit_state(earlier.job_id)) == "unsent":
             if time.time() >= earlier.queued_at + SEND_GRACE_S:
                 if await self.store.claim_resend(earlier.job_id):
-                    await self._send(earlier, payload, priority)
-                    await self.store.mark_sent(earlier.job_id)
+                    await self._resend(earlier, payload, priority)
                 break
             await asyncio.sleep(SENT_POLL_S)
         return None if state == "gone" else AsyncJobHandle(self.store, earlier)
 
-    async def _send(self, meta: JobMeta, payload: dict[str, Any], priority: int | None) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            self._senders,
+    async def _resend(self, meta: JobMeta, payload: dict[str, Any], priority: int | None) -> None:
+        """Sends a dead first try's message, under the resend claim; a resend that did not go out gives the
+        claim back, or no later retry could send the job and its waiters would wait for nothing."""
+        sending = self._start_send(meta, payload, priority)
+        try:
+            await _sent(sending)
+        except BaseException:
+            if not _went_out(sending):
+                await asyncio.shield(self.store.release_resend(meta.job_id))
+                raise
+            await asyncio.shield(self.store.mark_sent(meta.job_id))
+            raise
+        await self.store.mark_sent(meta.job_id)
+
+    def _start_send(self, meta: JobMeta, payload: dict[str, Any], priority: int | None) -> concurrent.futures.Future:
+        return self._senders.submit(
             lambda: self._celery.send_task(
                 names.CHAT_TASK if meta.kind == "chat" else names.SCORE_TASK,
                 args=[payload],
@@ -282,7 +303,7 @@ class AsyncInferQClient:
                 # what Flower and the event stream show instead of the prompt; the tags read as kwargs there
                 argsrepr=f"<{meta.kind} job for {meta.model}>",
                 kwargsrepr=repr(meta.tags or {}),
-            ),
+            )
         )
 
     async def _admit(self, meta: JobMeta, quota: OwnerQuota) -> None:
@@ -305,6 +326,23 @@ class AsyncInferQClient:
             raise QueueFull(
                 f"model {model!r} has {depth} jobs queued, its cap is {cap}; try again later", field="model"
             )
+
+
+async def _sent(sending: concurrent.futures.Future) -> None:
+    """Waits for a message to go out. Cancelled meanwhile, a send not started yet is dropped; one under way
+    cannot be stopped (its thread runs it to the end), so it is waited for before the cancel goes on: the
+    caller's cleanup must know whether the job was queued."""
+    try:
+        await asyncio.wrap_future(sending)  # cancelling this cancels a send not started yet
+    except asyncio.CancelledError:
+        while not sending.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(asyncio.wrap_future(sending))
+        raise
+
+
+def _went_out(sending: concurrent.futures.Future) -> bool:
+    return sending.done() and not sending.cancelled() and sending.exception() is None
 
 
 async def _result_or_cancel(handle: AsyncJobHandle, timeout: float | None):

@@ -119,12 +119,14 @@ REPLICAS_MISSING_PAUSE_S = 30.0
 # then the record, job (meta) and lease key prefixes. Sweeps out jobs that have a record or no meta any
 # more (finished, or vanished), counts the rest and those of them without a lease (not started), and
 # admits the job if both counts are under their caps: 1 admitted, -1 too many in flight, -2 too many queued.
+# The job itself is never counted: an idempotent retry of a try that was admitted and then failed to send
+# finds its own id in the set, with its meta saved again.
 _ADMIT_OWNED = """
 local in_flight, queued = 0, 0
 for _, id in ipairs(redis.call('zrange', KEYS[1], 0, -1)) do
   if redis.call('exists', ARGV[6] .. id) == 1 or redis.call('exists', ARGV[7] .. id) == 0 then
     redis.call('zrem', KEYS[1], id)
-  else
+  elseif id ~= ARGV[1] then
     in_flight = in_flight + 1
     if redis.call('exists', ARGV[8] .. id) == 0 then queued = queued + 1 end
   end
@@ -333,6 +335,10 @@ class JobStore:
     async def claim_resend(self, job_id: str) -> bool:
         """True for the one caller that may send a dead first try's message again."""
         return bool(await self._redis.set(names.resend_key(job_id), "1", nx=True, ex=self.settings.record_ttl_s))
+
+    async def release_resend(self, job_id: str) -> None:
+        """For a resend that failed: the next retry may claim it."""
+        await self._redis.delete(names.resend_key(job_id))
 
     async def forget_meta(self, job_id: str) -> None:
         """For a job refused after its meta was written: it never existed."""

@@ -1,0 +1,86 @@
+"""What a submit leaves behind when its message does not go out, or goes out while its caller is cancelled:
+a job exists exactly when its message was sent, and an idempotent retry can always finish what a first
+try left undone. A real echo worker and Redis; the send is made to fail, or held mid-way, in its thread."""
+
+import asyncio
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+from kombu.exceptions import OperationalError
+
+from api_client import AsyncInferQClient
+from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
+from tasks import names
+from tasks.schemas import OwnerQuota
+from tests.waiting import until
+
+
+def ask(text):
+    return [{"role": "user", "content": text}]
+
+
+@pytest.fixture
+async def aclient(client_settings):
+    async with AsyncInferQClient(model="echo", settings=client_settings) as client:
+        yield client
+
+
+def fail_first_send(monkeypatch, client):
+    real, calls = client._celery.send_task, []
+
+    def send_task(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise OperationalError("the broker went away (for the test)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client._celery, "send_task", send_task)
+
+
+async def test_a_retry_of_a_try_that_failed_to_send_is_not_its_own_rival_under_the_quota(
+    aclient, echo_worker, monkeypatch
+):
+    quota, owner, key = OwnerQuota(max_jobs=1), f"quota-{uuid.uuid4().hex}", f"order-{uuid.uuid4().hex}"
+    fail_first_send(monkeypatch, aclient)
+    with pytest.raises(OperationalError):
+        await aclient.submit_chat(ask("once"), owner=owner, quota=quota, idempotency_key=key)
+    retry = await aclient.submit_chat(ask("once"), owner=owner, quota=quota, idempotency_key=key)
+    assert (await retry.result(timeout=120)).responses[0].response_text == "once"
+
+
+async def test_a_resend_that_failed_gives_its_claim_to_the_next_retry(aclient, echo_worker, redis_url, monkeypatch):
+    key = f"order-{uuid.uuid4().hex}"
+    job = chat_job(ask("sent at last"), "echo")
+    meta = meta_of(idempotent_job_id(None, key), job, digest=request_digest(job))
+    meta = meta.model_copy(update={"queued_at": time.time() - 60})  # a first try that died before sending
+    redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)
+    fail_first_send(monkeypatch, aclient)
+    with pytest.raises(OperationalError):
+        await aclient.submit_chat(ask("sent at last"), idempotency_key=key)  # claims the resend, fails it
+    handle = await aclient.submit_chat(ask("sent at last"), idempotency_key=key)
+    assert (await handle.result(timeout=120)).responses[0].response_text == "sent at last"
+
+
+async def test_a_submit_cancelled_while_its_message_goes_out_keeps_its_job(aclient, echo_worker, monkeypatch):
+    real, going_out, go_on = aclient._celery.send_task, threading.Event(), threading.Event()
+
+    def send_task(*args, **kwargs):  # a publish that takes its time (kombu retrying a broker, say)
+        going_out.set()
+        go_on.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aclient._celery, "send_task", send_task)
+    key = f"order-{uuid.uuid4().hex}"
+    submit = asyncio.ensure_future(aclient.submit_chat(ask("it went out"), idempotency_key=key))
+    await until(going_out.is_set, "the send never started")
+    submit.cancel()
+    await asyncio.sleep(0)  # the cancel reaches the submit while its send is under way
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await submit
+    handle = await aclient.find_job(idempotent_job_id(None, key))
+    assert handle is not None, "the job was queued but its meta forgotten"
+    assert (await handle.result(timeout=120)).responses[0].response_text == "it went out"
