@@ -6,6 +6,7 @@ from api_client.handle import AsyncJobHandle
 from engines.errors import EngineError, InferqError, InvalidRequest
 from engines.schemas import GenerationParams, Message, Response
 from tasks.errors import (
+    ClientClosed,
     JobCancelled,
     JobError,
     JobExpired,
@@ -23,6 +24,7 @@ from tasks.schemas import JobRecord, OwnerQuota
 __all__ = [
     "AsyncInferQClient",
     "AsyncJobHandle",
+    "ClientClosed",
     "EngineError",
     "GenerationParams",
     "InferQClient",

@@ -21,8 +21,14 @@ class LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Blocks the calling thread until the coroutine is done on the loop."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        """Blocks the calling thread until the coroutine is done on the loop. A caller that stops waiting
+        (Ctrl-C, its timeout) stops the coroutine too, as an awaiting task would."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Awaits, from another event loop, a coroutine that must run on this one."""
@@ -42,11 +48,12 @@ class LoopThread:
         try:
             while True:
                 try:
+                    # a caller cancelled here cancels the step on the loop (wrap_future passes it on)
                     yield await self.run_async(agen.__anext__())
                 except StopAsyncIteration:
                     return
         finally:
-            await self.run_async(agen.aclose())
+            await self.run_async(_aclose_when_idle(agen))
 
     def _close_from_sync(self, agen: AsyncIterator[Any]) -> None:
         """A consumer that stops early closes (and so cancels) the stream, and waits for that...
@@ -58,15 +65,38 @@ class LoopThread:
         """
         if self.loop.is_closed() or not self._thread.is_alive():
             return
-        closing = asyncio.run_coroutine_threadsafe(agen.aclose(), self.loop)
+        closing = asyncio.run_coroutine_threadsafe(_aclose_when_idle(agen), self.loop)
         if threading.current_thread() is not self._thread:
             with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
                 closing.result(timeout=CLOSE_WAIT_S)
 
     def close(self) -> None:
+        """Stops the loop. Whatever still runs on it is cancelled first, so that a thread blocked in `run()`
+        (a chat waiting for its answer while another thread closes the client) is woken, not left waiting."""
         if self.loop.is_closed():
             return
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            cancelling = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop)
+            with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+                cancelling.result(timeout=CLOSE_WAIT_S)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
             self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=CLOSE_WAIT_S)
+
+
+async def _aclose_when_idle(agen: AsyncIterator[Any]) -> None:
+    """Closes a generator once a step of it that was cancelled has unwound (its cleanup awaits: it stops
+    following the job, it cancels it); closing it meanwhile would fail with "already running"."""
+    async with asyncio.timeout(CLOSE_WAIT_S):
+        while getattr(agen, "ag_running", False):
+            await asyncio.sleep(0)
+    await agen.aclose()

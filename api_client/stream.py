@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from tasks.errors import JobTimeout
-from tasks.hub import RESYNC
+from tasks.errors import ClientClosed, JobTimeout
+from tasks.hub import CLOSED, RESYNC
 from tasks.schemas import FinalEvent, RestartEvent
 from tasks.store import Event, JobStore, decode_event
 
@@ -51,9 +51,10 @@ async def job_events(
                     record = None if skip_record else await _bounded(store.record(job_id), until, job_id)
                 except RedisError:
                     backlog, record = [], None  # Redis is away: keep waiting, look again later
-                if first_read:
-                    backlog = _current_attempt(backlog)
-                    first_read = False
+                else:
+                    if first_read:  # the first read that came back: it may hold earlier attempts
+                        backlog = _current_attempt(backlog)
+                        first_read = False
                 for event in backlog:
                     last_seq = event.seq
                     yield event
@@ -82,6 +83,8 @@ async def job_events(
             if message is RESYNC:
                 read_log = True
                 continue
+            if message is CLOSED:
+                raise ClientClosed(f"the client was closed while it waited; the job goes on (job {job_id})")
             quiet_checks = 0
             event = decode_event(message)
             if event.seq <= last_seq:

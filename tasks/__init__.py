@@ -3,6 +3,7 @@
 from tasks.app import make_app
 from tasks.config import QueueSettings
 from tasks.errors import (
+    ClientClosed,
     JobCancelled,
     JobError,
     JobExpired,
@@ -18,6 +19,7 @@ from tasks.schemas import ChatJob, FinalEvent, JobRecord, RestartEvent, ScoreJob
 
 __all__ = [
     "ChatJob",
+    "ClientClosed",
     "FinalEvent",
     "JobCancelled",
     "JobError",

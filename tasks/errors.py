@@ -12,6 +12,7 @@
         ├── JobTimeout            the client stopped waiting; the job may still run (also a TimeoutError)
         ├── JobRestarted          a stream reader learns that the job restarted on another worker
         ├── JobLost               the job vanished from Redis (a restart without persistence?)
+        ├── ClientClosed          the client was closed while this waited for the job (which goes on)
         ├── QueueFull             refused at submit: the model's queue holds its cap (`.field` is "model")
         ├── QuotaExceeded         refused at submit: its owner has as many jobs in flight as its quota allows
         ├── JobTimeLimit          it ran longer than its max_runtime_s; `.record` keeps the partial text
@@ -80,6 +81,11 @@ class JobLost(JobError):
     """The job's record and metadata are gone from Redis while someone waited for it."""
 
 
+class ClientClosed(JobError):
+    """The client was closed (from another task or thread) while this call waited for the job; the job goes
+    on, and another client can find it by its id."""
+
+
 class QueueFull(JobError):
     """Refused at submit: the model's queue already holds as many jobs as its workers allow."""
 
@@ -111,6 +117,7 @@ ERRORS: dict[str, type[InferqError]] = {
         JobTimeout,
         JobRestarted,
         JobLost,
+        ClientClosed,
         QueueFull,
         QuotaExceeded,
         JobTimeLimit,

@@ -24,9 +24,12 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from tasks.errors import ClientClosed
+
 log = logging.getLogger(__name__)
 
 RESYNC = object()  # put in a follower's queue: messages may have been lost, read the log again
+CLOSED = object()  # put in a follower's queue: the hub closed, nothing more will come
 POLL_S = 1.0  # the reader's read timeout; it only bounds how long shutdown takes
 # Keeps the connection subscribed at all times, so commands sent from a follower's task never make
 # redis-py health-check (send and read) a connection the reader task is reading.
@@ -66,6 +69,8 @@ class EventHub:
 
     async def follow(self, channel: str) -> Follower:
         """Subscribes (if this process does not follow `channel` yet) and returns once Redis confirmed it."""
+        if self._closing:
+            raise ClientClosed(f"the client is closed: it follows nothing more ({channel})")
         self._start()
         follower = Follower(channel)
         followers = self._followers.setdefault(channel, set())
@@ -79,12 +84,16 @@ class EventHub:
         followers.add(follower)
         try:
             await self._confirmed[channel].wait()
+            if self._closing:
+                raise ClientClosed(f"the client was closed while it subscribed ({channel})")
         except BaseException:  # cancelled while Redis had not confirmed (a timeout, a client gone): never left behind
             await self.unfollow(follower)
             raise
         return follower
 
     async def unfollow(self, follower: Follower) -> None:
+        if self._closing:
+            return  # the connection goes with every subscription on it
         channel = follower.channel
         followers = self._followers.get(channel)
         if followers is None:
@@ -107,6 +116,12 @@ class EventHub:
     async def aclose(self) -> None:
         # A flag as well as a cancel: redis-py's read can swallow a cancellation that lands inside it.
         self._closing = True
+        # Nobody is left waiting: followers are told, and follows waiting for their confirmation wake up.
+        for followers in self._followers.values():
+            for follower in followers:
+                follower.queue.put_nowait(CLOSED)
+        for confirmed in self._confirmed.values():
+            confirmed.set()
         if self._flusher is not None:
             self._flusher.cancel()
         if self._reader is not None:

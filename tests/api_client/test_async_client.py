@@ -17,6 +17,7 @@ import redis
 
 from api_client import (
     AsyncInferQClient,
+    ClientClosed,
     InvalidRequest,
     JobCancelled,
     JobExpired,
@@ -349,3 +350,25 @@ async def test_a_retry_sends_the_job_its_first_try_died_before_sending(aclient, 
     handle = await aclient.submit_chat(ask("sent at last"), idempotency_key=key)
     assert handle.id == meta.job_id
     assert (await handle.result(timeout=120)).responses[0].response_text == "sent at last"
+
+
+async def test_a_stream_cut_by_the_callers_own_timeout_cancels_its_job(aclient, echo_worker, latest_job_id):
+    stream = aclient.astream_chat(ask("one [hold]"))
+    assert await anext(stream) == "one"
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):  # the next token never comes: the timeout always fires
+            await anext(stream)
+    with pytest.raises(JobCancelled) as caught:
+        await (await aclient.find_job(latest_job_id())).result(timeout=60)
+    assert caught.value.record.responses[0].response_text == "one"
+
+
+async def test_closing_the_client_wakes_whoever_waits_on_it(aclient, client_settings, echo_worker):
+    closing = AsyncInferQClient(model="echo", settings=client_settings)
+    handle = await closing.submit_chat(ask("[hold]"))
+    waiter = asyncio.ensure_future(handle.result())
+    await until(lambda: closing.store.hub.num_channels > 0, "the waiter never followed its job")
+    await closing.aclose()  # from another task than the waiter's
+    with pytest.raises(ClientClosed):
+        await asyncio.wait_for(waiter, 300)  # the bound only turns a hang into a failure
+    await (await aclient.find_job(handle.id)).cancel()  # the job went on: another client finds it

@@ -4,6 +4,7 @@ Twin of test_async_client.py, test for test (tests/api_client/test_twins.py chec
 built so that they cannot end before the test says so (`[hold]`, `[wait:PATH]`).
 """
 
+import asyncio
 import gc
 import os
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 import redis
 
 from api_client import (
+    ClientClosed,
     InferQClient,
     InvalidRequest,
     JobCancelled,
@@ -348,3 +350,40 @@ def test_a_retry_sends_the_job_its_first_try_died_before_sending(client, echo_wo
     handle = client.submit_chat(ask("sent at last"), "echo", idempotency_key=key)
     assert handle.id == meta.job_id
     assert handle.result(timeout=120).responses[0].response_text == "sent at last"
+
+
+async def test_a_stream_cut_by_the_callers_own_timeout_cancels_its_job(client, echo_worker, latest_job_id):
+    """The sync client's async methods, from the caller's own loop: the cancel reaches the step running on
+    the client's loop, and the stream closes once that step has unwound."""
+    stream = client.astream_chat(ask("one [hold]"), "echo")
+    assert await anext(stream) == "one"
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):  # the next token never comes: the timeout always fires
+            await anext(stream)
+    with pytest.raises(JobCancelled) as caught:
+        await asyncio.to_thread(lambda: client.find_job(latest_job_id()).result(timeout=60))
+    assert caught.value.record.responses[0].response_text == "one"
+
+
+def test_closing_the_client_wakes_whoever_waits_on_it(client, client_settings, echo_worker):
+    closing = InferQClient(settings=client_settings)
+    handle = closing.submit_chat(ask("[hold]"), "echo")
+    woken = []
+    waiter = threading.Thread(target=lambda: woken.append(_raised(lambda: handle.result())))
+    waiter.start()
+    give_up_at = time.monotonic() + 300  # only turns a hang into a failure
+    while closing._client.store.hub.num_channels == 0:  # the waiter follows its job now
+        assert time.monotonic() < give_up_at, "the waiter never followed its job"
+        time.sleep(0.05)
+    closing.close()  # from another thread than the waiter's
+    waiter.join(300)
+    assert not waiter.is_alive() and isinstance(woken[0], ClientClosed)
+    client.find_job(handle.id).cancel()  # the job went on: another client finds it
+
+
+def _raised(call):
+    try:
+        call()
+    except Exception as error:
+        return error
+    return None
