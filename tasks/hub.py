@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from tasks.errors import ClientClosed
@@ -35,6 +36,13 @@ POLL_S = 1.0  # the reader's read timeout; it only bounds how long shutdown take
 # redis-py health-check (send and read) a connection the reader task is reading.
 ANCHOR_CHANNEL = "inferq:hub-anchor"
 SUBSCRIBE_BATCH = 500
+# A connection that went silent (its host gone, a partition: no reset ever comes) is noticed by the hub
+# itself: redis-py's health check sends a PING but never misses its PONG, and TCP gives up only after
+# about 15 minutes. Quiet for PING_EVERY_S, the reader sends a PING of its own; nothing at all heard for
+# SILENT_LIMIT_S, its PONG included, and it reconnects (and every follower resyncs).
+PING_EVERY_S = 5.0
+SILENT_LIMIT_S = 20.0
+_PING_PAYLOAD = "inferq-hub"
 
 
 @dataclass(eq=False)
@@ -142,18 +150,31 @@ class EventHub:
             try:
                 await self._connect()
                 delay_s = 0.05
-                while not self._closing:
-                    message = await self._pubsub.get_message(timeout=POLL_S)
-                    if message is not None:
-                        self._dispatch(message)
+                await self._read_while_alive()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as error:
+            except (RedisError, OSError, TimeoutError) as error:
                 log.warning("subscriber lost Redis (%s); reconnecting in %.2f s", error, delay_s)
                 self._connected.clear()
                 await self._close_pubsub()
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
+
+    async def _read_while_alive(self) -> None:
+        loop = asyncio.get_running_loop()
+        heard = pinged = loop.time()
+        while not self._closing:
+            message = await self._pubsub.get_message(timeout=POLL_S)
+            now = loop.time()
+            if message is not None:
+                heard = now
+                self._dispatch(message)  # a PONG is heard, and dispatched to nobody
+            elif now - heard >= SILENT_LIMIT_S:
+                raise RedisConnectionError(f"nothing from Redis for {now - heard:.0f} s, not even a PONG")
+            elif now - max(heard, pinged) >= PING_EVERY_S:
+                pinged = now
+                async with self._lock, asyncio.timeout(SILENT_LIMIT_S):  # a write into a dead link may block
+                    await self._pubsub.ping(_PING_PAYLOAD)
 
     async def _connect(self) -> None:
         self._pubsub = self._redis.pubsub()
