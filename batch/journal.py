@@ -28,6 +28,9 @@ class Manifest(BaseModel):
     errors: str
     predictions: str | None = None
     window: int
+    # A digest of the input's lines as read: `resume` refuses an input that changed (its line numbers and
+    # custom_ids would pair new requests with old answers).
+    fingerprint: str | None = None
 
 
 def dumps(line: dict[str, Any]) -> str:

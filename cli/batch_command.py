@@ -39,45 +39,77 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run_batch_command(args: argparse.Namespace, _: list[str]) -> int:
     from batch.journal import Manifest, manifest_path
 
-    if manifest_path(args.output).exists():
+    output = args.output.resolve()
+    if manifest_path(output).exists():
         raise SystemExit(f"inferq batch: {args.output} belongs to a batch already: `inferq batch resume {args.output}`")
     if args.window < 1:
         raise SystemExit("inferq batch: --window must be at least 1")
+    errors = (args.errors or output.with_name(f"{output.name}.errors.jsonl")).resolve()
+    for taken in (output, errors):
+        if taken.exists() and taken.stat().st_size:  # another run's answers would count as this batch's
+            raise SystemExit(f"inferq batch: {taken} exists and belongs to no batch: move it, or name another output")
+    # Paths resolved now, so that `resume` from any directory reads the same files.
     manifest = Manifest(
-        batch_id=uuid.uuid4().hex, input=args.input, model=args.model, dataset_dir=args.dataset_dir,
-        formatting=args.formatting, score=args.score, window=args.window,
-        errors=str(args.errors or args.output.with_name(f"{args.output.name}.errors.jsonl")),
-        predictions=None if args.predictions is None else str(args.predictions),
+        batch_id=uuid.uuid4().hex, model=args.model, formatting=args.formatting, score=args.score, window=args.window,
+        input=args.input if args.dataset_dir is not None else str(Path(args.input).resolve()),
+        dataset_dir=None if args.dataset_dir is None else str(Path(args.dataset_dir).resolve()),
+        errors=str(errors), predictions=None if args.predictions is None else str(args.predictions.resolve()),
     )  # fmt: skip
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    manifest_path(args.output).write_text(manifest.model_dump_json(indent=2))
-    return _run(manifest, args)
+    return _run(manifest, output, args, new=True)
 
 
 def resume_batch_command(args: argparse.Namespace, _: list[str]) -> int:
     from batch.journal import Manifest, manifest_path
 
-    path = manifest_path(args.output)
+    output = args.output.resolve()
+    path = manifest_path(output)
     if not path.exists():
         raise SystemExit(f"inferq batch: no batch wrote {args.output} (no {path.name})")
-    return _run(Manifest.model_validate_json(path.read_text()), args)
+    try:
+        manifest = Manifest.model_validate_json(path.read_text())
+    except ValueError as error:
+        raise SystemExit(f"inferq batch: {path} is not a batch manifest ({error})") from None
+    return _run(manifest, output, args, new=False)
 
 
-def _run(manifest, args: argparse.Namespace) -> int:
+def _run(manifest, output: Path, args: argparse.Namespace, new: bool) -> int:
     from api_client import AsyncInferQClient
-    from cli.file_batch import run_file_batch
+    from batch.journal import manifest_path
+    from cli.file_batch import lines_fingerprint, read_lines, run_file_batch
 
     settings = queue_settings(args)
-
-    async def run() -> str:
-        async with AsyncInferQClient(settings=settings) as client:
-            return await run_file_batch(client, manifest, args.output, _progress_printer())
-
     try:
+        # The input is read before anything is written: a run refused for its input leaves no manifest behind.
+        lines, refusals = read_lines(manifest)
+        fingerprint = lines_fingerprint(lines, refusals)
+        if new:
+            manifest = manifest.model_copy(update={"fingerprint": fingerprint})
+            for path in (
+                output,
+                Path(manifest.errors),
+                *([Path(manifest.predictions)] if manifest.predictions else []),
+            ):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            manifest_path(output).write_text(manifest.model_dump_json(indent=2))
+        elif manifest.fingerprint is not None and manifest.fingerprint != fingerprint:
+            print(f"inferq batch: {manifest.input} changed since the batch started (its lines are not the same); "
+                  "start a new batch with another --output", file=sys.stderr)  # fmt: skip
+            return 1
+
+        async def run() -> str:
+            async with AsyncInferQClient(settings=settings) as client:
+                return await run_file_batch(client, manifest, output, _progress_printer(), lines, refusals)
+
         print(asyncio.run(run()))
     except InferqError as error:  # the input as a whole (a dataset entry that does not exist)
         print(f"inferq batch: {error}", file=sys.stderr)
         return 1
+    except (OSError, ValueError) as error:  # a file that is not there or not text, a full disk
+        print(f"inferq batch: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ninferq batch: interrupted; `inferq batch resume {args.output}` carries on", file=sys.stderr)
+        return 130
     return 0
 
 

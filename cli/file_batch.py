@@ -3,6 +3,7 @@ says is done, run the rest, and write LLaMA-Factory's predictions once every lin
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -31,21 +32,36 @@ def read_lines(manifest: Manifest) -> tuple[list[BatchLine], list[LineError]]:
     return [line for line in found if isinstance(line, BatchLine)], refused
 
 
+def lines_fingerprint(lines: list[BatchLine], refusals: list[LineError]) -> str:
+    digest = hashlib.sha256()
+    for line in sorted([*lines, *refusals], key=lambda line: line.index):
+        digest.update(line.model_dump_json().encode())
+    return digest.hexdigest()
+
+
 def _is_openai_jsonl(path: Path) -> bool:
+    """OpenAI's batch lines, told apart from a dataset by the first line that is JSON at all (a torn first
+    line is that line's refusal, not a reason to read the file as a dataset)."""
     with path.open(encoding="utf-8") as file:
-        first = next((raw for raw in file if raw.strip()), "")
-    try:
-        return isinstance(item := json.loads(first), dict) and "custom_id" in item
-    except ValueError:
-        return False
+        for raw in file:
+            try:
+                item = json.loads(raw)
+            except ValueError:
+                continue
+            return isinstance(item, dict) and "custom_id" in item
+    return False
 
 
 async def run_file_batch(
-    client: AsyncInferQClient, manifest: Manifest, output: Path, show: Callable[[BatchProgress, bool], None]
+    client: AsyncInferQClient,
+    manifest: Manifest,
+    output: Path,
+    show: Callable[[BatchProgress, bool], None],
+    lines: list[BatchLine],
+    refusals: list[LineError],
 ) -> str:
     journal = Journal(output, Path(manifest.errors))
     try:
-        lines, refusals = read_lines(manifest)
         done = journal.done()
         for refusal in refusals:
             line = refused_line(refusal)

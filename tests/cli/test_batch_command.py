@@ -109,3 +109,34 @@ def test_a_dataset_batch_killed_halfway_resumes_without_running_a_line_twice(red
     assert rows[0] == {"prompt": "say 0", "predict": "say 0", "label": "said 0"}
     again = _batch(redis_url, "run", str(tmp_path / "data.json"), "-o", str(output), "--model", "batch-echo")
     assert again.returncode != 0 and "inferq batch resume" in again.stderr
+
+
+def test_what_is_wrong_with_the_input_is_said_by_name_and_leaves_no_batch_behind(redis_url, tmp_path):
+    output = tmp_path / "out.jsonl"
+    missing = _batch(redis_url, "run", str(tmp_path / "nowhere.jsonl"), "-o", str(output))
+    assert missing.returncode == 1 and "nowhere.jsonl" in missing.stderr and "Traceback" not in missing.stderr
+    (tmp_path / "data.json").write_text(json.dumps([{"instruction": "hi", "output": "hello"}]))
+    no_model = _batch(redis_url, "run", str(tmp_path / "data.json"), "-o", str(output))
+    assert no_model.returncode == 1 and "model" in no_model.stderr
+    assert not (tmp_path / "out.jsonl.batch.json").exists()  # so the same run, mended, can start
+    output.write_text(_chat("old", "someone else's answer") + "\n")
+    taken = _batch(redis_url, "run", str(tmp_path / "data.json"), "-o", str(output), "--model", "batch-echo")
+    assert taken.returncode != 0 and "belongs to no batch" in taken.stderr
+
+
+def test_a_torn_first_line_is_refused_alone_and_resume_refuses_a_changed_input(redis_url, batch_worker, tmp_path):
+    requests = tmp_path / "in.jsonl"
+    requests.write_text("\n".join(['{"custom_id": "torn', _chat("whole", "still runs")]) + "\n")
+    (tmp_path / "elsewhere").mkdir()
+    # relative paths, and a resume from another directory: the manifest holds where the files are
+    run = subprocess.run(_inferq_args("run", "in.jsonl", "-o", "out.jsonl"), env=_env(redis_url), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=PATIENCE_S)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert [line["custom_id"] for line in _lines(tmp_path / "out.jsonl")] == ["whole"]
+    assert [line["error"]["line"] for line in _lines(tmp_path / "out.jsonl.errors.jsonl")] == [1]
+    again = subprocess.run(_inferq_args("resume", "../out.jsonl"), env=_env(redis_url), cwd=tmp_path / "elsewhere",
+                           capture_output=True, text=True, timeout=PATIENCE_S)  # fmt: skip
+    assert again.returncode == 0 and "2 lines: 1 answered" in again.stdout, again.stderr
+    requests.write_text(_chat("whole", "another question") + "\n")  # the same custom_id, another request
+    changed = _batch(redis_url, "resume", str(tmp_path / "out.jsonl"))
+    assert changed.returncode == 1 and "changed since the batch started" in changed.stderr
