@@ -31,7 +31,7 @@ from tasks import names
 from tasks.app import DEFAULT_PRIORITY, PRIORITY_STEPS, broker_priority, job_queue, make_app
 from tasks.batch_store import BatchInfo
 from tasks.config import QueueSettings
-from tasks.errors import QueueFull, QuotaExceeded
+from tasks.errors import ClientClosed, QueueFull, QuotaExceeded
 from tasks.schemas import ChatJob, JobMeta, OwnerQuota, QueueInfo, ScoreJob, WorkerInfo
 from tasks.store import JobStore
 
@@ -179,6 +179,9 @@ class AsyncInferQClient:
             async for piece in handle.stream(timeout=timeout):
                 yield piece
             finished = True
+        except ClientClosed:
+            finished = True  # the client's Redis is going: the job goes on, as ClientClosed says
+            raise
         finally:
             if not finished:
                 await asyncio.shield(handle.cancel())
@@ -280,11 +283,12 @@ class AsyncInferQClient:
     async def _resend(self, meta: JobMeta, payload: dict[str, Any], priority: int | None) -> None:
         """Sends a dead first try's message, under the resend claim; a resend that did not go out gives the
         claim back, or no later retry could send the job and its waiters would wait for nothing."""
-        sending = self._start_send(meta, payload, priority)
+        sending = None
         try:
+            sending = self._start_send(meta, payload, priority)
             await _sent(sending)
         except BaseException:
-            if not _went_out(sending):
+            if sending is None or not _went_out(sending):
                 await asyncio.shield(self.store.release_resend(meta.job_id))
                 raise
             await asyncio.shield(self.store.mark_sent(meta.job_id))

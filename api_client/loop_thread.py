@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -18,12 +19,14 @@ class LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="inferq-client-loop", daemon=True)
+        self._waited: weakref.WeakSet[concurrent.futures.Future] = weakref.WeakSet()  # what callers wait on
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Blocks the calling thread until the coroutine is done on the loop. A caller that stops waiting
         (Ctrl-C, its timeout) stops the coroutine too, as an awaiting task would."""
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._waited.add(future)
         try:
             return future.result(timeout)
         except BaseException:
@@ -32,7 +35,9 @@ class LoopThread:
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Awaits, from another event loop, a coroutine that must run on this one."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        self._waited.add(future)
+        return await asyncio.wrap_future(future)
 
     def iterate(self, agen: AsyncIterator[T]) -> Iterator[T]:
         try:
@@ -79,6 +84,8 @@ class LoopThread:
             cancelling = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop)
             with contextlib.suppress(concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
                 cancelling.result(timeout=CLOSE_WAIT_S)
+        for future in list(self._waited):  # a task that did not end in time: its caller still wakes
+            future.cancel()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
@@ -96,7 +103,8 @@ async def _cancel_the_rest() -> None:
 async def _aclose_when_idle(agen: AsyncIterator[Any]) -> None:
     """Closes a generator once a step of it that was cancelled has unwound (its cleanup awaits: it stops
     following the job, it cancels it); closing it meanwhile would fail with "already running"."""
-    async with asyncio.timeout(CLOSE_WAIT_S):
-        while getattr(agen, "ag_running", False):
-            await asyncio.sleep(0)
-    await agen.aclose()
+    with contextlib.suppress(TimeoutError):  # one that never unwinds is left to the garbage collector
+        async with asyncio.timeout(CLOSE_WAIT_S):
+            while getattr(agen, "ag_running", False):
+                await asyncio.sleep(0.01)
+            await agen.aclose()

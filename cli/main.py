@@ -20,7 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "worker":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.handler(args, rest)
+    if args.command == "worker":
+        return args.handler(args, rest)
+    from redis.exceptions import RedisError
+
+    try:
+        return args.handler(args, rest)
+    except RedisError as error:  # after the client's retries: Redis is down, or the URL points nowhere
+        print(f"inferq {args.command}: cannot reach Redis ({error})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def run_submit(args: argparse.Namespace, _: list[str]) -> int:
             if args.no_wait:
                 print(handle.id)
                 return 0
-            for piece in handle.stream():
+            for piece in handle.stream(timeout=args.timeout):
                 print(piece, end="", flush=True)
             print()
             print(handle.result(args.timeout).model_dump_json(indent=2))

@@ -137,7 +137,8 @@ class BaseEngine(ABC):
             vocab_size=self.vocab_size,
             tool_constraint=forced_constraint(choice, offered, parallel),
         )
-        if offered and FORMATS[self.tool_format].marker_is_special and job_params.skip_special_tokens is None:
+        chose_special_tokens = (job_params.skip_special_tokens, self.default_params.skip_special_tokens) != (None, None)
+        if offered and FORMATS[self.tool_format].marker_is_special and not chose_special_tokens:
             resolved = replace(resolved, skip_special_tokens=False)
         if resolved.constraint is not None:
             self.check_constraint(resolved.constraint)

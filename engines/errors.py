@@ -12,6 +12,8 @@ from __future__ import annotations
 class InferqError(Exception):
     """Base of every error inferq raises on purpose."""
 
+    job_id: str | None = None  # the job it ended, when raised again from that job's record
+
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message

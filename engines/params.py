@@ -100,11 +100,14 @@ def resolve(
     ignore_eos = bool(pick("ignore_eos"))
     if constraint is not None and (min_tokens or ignore_eos):
         # Once the grammar's output is whole it allows only the end, which these forbid: every token would be
-        # masked (greedy then writes token 0 past the JSON; sampling fails on NaN).
-        raise InvalidRequest(
-            f"cannot be combined with {constraint.reason}: a constrained answer ends where its grammar does",
-            field="min_tokens" if min_tokens else "ignore_eos",
-        )
+        # masked (greedy then writes token 0 past the JSON; sampling fails on NaN). Asked for, a refusal; an
+        # engine's default for them does not apply to a constrained answer.
+        if request.min_tokens or request.ignore_eos:
+            raise InvalidRequest(
+                f"cannot be combined with {constraint.reason}: a constrained answer ends where its grammar does",
+                field="min_tokens" if request.min_tokens else "ignore_eos",
+            )
+        min_tokens, ignore_eos = 0, False
     logit_bias = tuple(sorted((pick("logit_bias") or {}).items()))
     if vocab_size is not None and logit_bias and logit_bias[-1][0] >= vocab_size:
         raise InvalidRequest(f"token id {logit_bias[-1][0]} is past the vocabulary ({vocab_size})", field="logit_bias")

@@ -84,6 +84,7 @@ def completion_object(record: JobRecord) -> dict[str, Any]:
 async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict[str, str]) -> AsyncIterator[str]:
     header = _header(handle.id, handle.meta.model, handle.meta.queued_at, "chat.completion.chunk")
     greeted: set[int] = set()
+    aborted: set[int] = set()
     streamed = False
 
     def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> str:
@@ -105,7 +106,9 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict
                 if event.tool_calls:
                     streamed = True
                     yield chunk(event.index, {"tool_calls": chat_tool_call_deltas(event.tool_calls)})
-                if event.finish_reason not in (None, "abort"):  # an aborted answer ends in the error frame below
+                if event.finish_reason == "abort":
+                    aborted.add(event.index)  # a cancel or a time limit: the error frame below says so
+                elif event.finish_reason is not None:
                     yield chunk(event.index, {}, event.finish_reason)
             elif isinstance(event, RestartEvent):
                 if streamed:
@@ -114,6 +117,8 @@ async def _chunks(handle: AsyncJobHandle, include_usage: bool, field_names: dict
                 record = event.record
                 if record.error is not None:
                     raise error_from_info(record.error, record)
+                for index in sorted(aborted):  # the engine ended it, and the job still succeeded: say so
+                    yield chunk(index, {}, "abort")
                 if include_usage:
                     yield data_frame({**header, "choices": [], "usage": usage(record)})
     except InferqError as error:

@@ -128,6 +128,7 @@ async def _chunks(handle: AsyncJobHandle, echoed: str, include_usage: bool) -> A
     header = _header(handle.id, handle.meta.model, handle.meta.queued_at)
     started: set[int] = set()
     offsets: dict[int, int] = {}
+    aborted: set[int] = set()
     streamed = False
     try:
         async for event in with_unstreamed_answers(handle.events()):
@@ -146,6 +147,8 @@ async def _chunks(handle: AsyncJobHandle, echoed: str, include_usage: bool) -> A
                     "finish_reason": None if event.finish_reason == "abort" else event.finish_reason,
                 }
                 offsets[event.index] += len(event.text)
+                if event.finish_reason == "abort":
+                    aborted.add(event.index)
                 yield data_frame({**header, "choices": [choice]})
             elif isinstance(event, RestartEvent):
                 if streamed:
@@ -153,6 +156,9 @@ async def _chunks(handle: AsyncJobHandle, echoed: str, include_usage: bool) -> A
             elif isinstance(event, FinalEvent):
                 if event.record.error is not None:
                     raise error_from_info(event.record.error, event.record)
+                for index in sorted(aborted):  # the engine ended it, and the job still succeeded: say so
+                    yield data_frame({**header, "choices": [{"index": index, "text": "", "logprobs": None,
+                                                             "finish_reason": "abort"}]})  # fmt: skip
                 if include_usage:
                     yield data_frame({**header, "choices": [], "usage": usage(event.record)})
     except InferqError as error:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from engines.errors import EngineError, EngineOverloaded, EngineUnavailable, InferqError, InvalidRequest
 from tasks.errors import (
+    ClientClosed,
     JobCancelled,
     JobExpired,
     JobLost,
@@ -59,6 +60,7 @@ _STATUS_OF: list[tuple[type[InferqError], int, str, str, bool]] = [
     (JobCancelled, 409, "invalid_request_error", "cancelled", True),
     (JobRestarted, 503, "server_error", "job_restarted", True),
     (JobLost, 500, "server_error", "job_lost", True),
+    (ClientClosed, 503, "server_error", "shutting_down", True),  # the gateway stops while it waits
     (EngineOverloaded, 503, "server_error", "engine_overloaded", False),
     (EngineUnavailable, 503, "server_error", "engine_unavailable", True),
     (EngineError, 502, "server_error", "engine_error", False),
@@ -78,10 +80,9 @@ def api_error_of(error: InferqError, field_names: dict[str, str] | None = None) 
 
 def _internal_message(error: InferqError) -> str:
     """What a tenant learns of a failure whose message is not inferq's own: the job's id."""
-    record = getattr(error, "record", None)
-    if record is None:
+    if error.job_id is None:
         return "the server had an error while running the job"
-    return f"the server had an error while running job {record.job_id}; its operator can look it up by that id"
+    return f"the server had an error while running job {error.job_id}; its operator can look it up by that id"
 
 
 def _client_field(field: str | None, field_names: dict[str, str]) -> str | None:

@@ -66,6 +66,7 @@ class ResponseEventBuilder:
         self._next_number = 0
         self._passed_on = False  # some of the answer went out: a restart voids it
         self.ended = False
+        self.rebuilt = False  # the answer came from the record, its events numbered from the start
 
     def opening(self) -> list[dict[str, Any]]:
         return [
@@ -167,6 +168,7 @@ class ResponseEventBuilder:
         made: list[dict[str, Any]] = []
         if record.responses and not self._items:
             # The log held no tokens (it expired, or the job never streamed): the record has the answer.
+            self.rebuilt = True
             response = record.responses[0]
             if response.reasoning_text is not None:
                 made += self._reason(response.reasoning_text)

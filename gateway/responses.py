@@ -123,7 +123,7 @@ async def _frames(handle: AsyncJobHandle, starting_after: int) -> AsyncIterator[
                 if event["sequence_number"] > starting_after:
                     yield named_frame(event)
             if builder.ended:
-                if events[-1]["sequence_number"] <= starting_after:
+                if builder.rebuilt and events[-1]["sequence_number"] <= starting_after:
                     # Rebuilt from the record (the log expired), numbered from the start: the client resuming
                     # past that number still gets the end, numbered after what it has.
                     yield named_frame({**events[-1], "sequence_number": starting_after + 1})

@@ -131,5 +131,9 @@ def error_from_info(info: ErrorInfo, record: JobRecord | None = None) -> InferqE
     """The exception an `ErrorInfo` describes; an unknown type (a newer worker) becomes JobFailed."""
     cls = ERRORS.get(info.type, JobFailed)
     if issubclass(cls, JobError):
-        return cls(info.message, field=info.field, record=record)
-    return cls(info.message, field=info.field)
+        error = cls(info.message, field=info.field, record=record)
+    else:
+        error = cls(info.message, field=info.field)
+    if record is not None:
+        error.job_id = record.job_id
+    return error

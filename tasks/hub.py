@@ -164,7 +164,8 @@ class EventHub:
         loop = asyncio.get_running_loop()
         heard = pinged = loop.time()
         while not self._closing:
-            message = await self._pubsub.get_message(timeout=POLL_S)
+            ping_due_in = PING_EVERY_S - (loop.time() - max(heard, pinged))
+            message = await self._pubsub.get_message(timeout=max(0.01, min(POLL_S, ping_due_in)))
             now = loop.time()
             if message is not None:
                 heard = now
@@ -173,7 +174,8 @@ class EventHub:
                 raise RedisConnectionError(f"nothing from Redis for {now - heard:.0f} s, not even a PONG")
             elif now - max(heard, pinged) >= PING_EVERY_S:
                 pinged = now
-                async with self._lock, asyncio.timeout(SILENT_LIMIT_S):  # a write into a dead link may block
+                # Bounded as a whole, waiting for the lock included: a flush writing into the dead link holds it.
+                async with asyncio.timeout(SILENT_LIMIT_S - (now - heard)), self._lock:
                     await self._pubsub.ping(_PING_PAYLOAD)
 
     async def _connect(self) -> None:

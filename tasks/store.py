@@ -239,7 +239,8 @@ class JobStore:
             await self.hub.aclose()
         if "queues" in self.__dict__:
             await self.queues.aclose()
-        await self._redis.aclose()
+        # The pool too: a client given its pool (tasks/redis_connection.py) leaves it open by default.
+        await self._redis.aclose(close_connection_pool=True)
 
     # -- records and metas -------------------------------------------------------------------
 

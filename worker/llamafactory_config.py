@@ -25,19 +25,23 @@ ENGINE_ARGS = {"infer_dtype": "dtype", "trust_remote_code": "trust_remote_code"}
 VLLM_ARGS = {"vllm_maxlen": "max_model_len", "vllm_gpu_util": "gpu_memory_utilization",
              "vllm_enforce_eager": "enforce_eager", "vllm_max_lora_rank": "max_lora_rank"}  # fmt: skip
 GENERATION = ("do_sample", "temperature", "top_p", "top_k", "max_new_tokens", "max_length", "repetition_penalty",
-              "length_penalty", "skip_special_tokens")  # fmt: skip
+              "skip_special_tokens")  # fmt: skip
 WHY_NOT = {
     "template": "inferq renders prompts with the checkpoint's own chat template (llamafactory-cli export writes "
     "yours into it) or engine_args.chat_template; LLaMA-Factory's named templates are not reproduced: remove "
     "this line once the checkpoint carries the template it was trained with",
     "default_system": "inferq has no default system prompt: producers send `system` with each request",
     "num_beams": "inferq's engines sample or decode greedily; beam search is not served",
+    "length_penalty": "only affects beam search, which inferq's engines do not run; leave it at 1.0",
 }
 
 
 def worker_options(path: str | Path) -> dict[str, Any]:
     """`worker_settings` keyword arguments (engine, model, engine_args) from a LLaMA-Factory YAML."""
-    config = yaml.safe_load(Path(path).read_text())
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as error:
+        raise InvalidRequest(f"not YAML ({str(error).splitlines()[0]})", field="config") from None
     if not isinstance(config, dict):
         raise InvalidRequest("must be a YAML mapping of LLaMA-Factory's arguments", field="config")
     config = dict(config)
@@ -49,15 +53,26 @@ def worker_options(path: str | Path) -> dict[str, Any]:
     if backend not in BACKENDS:
         raise InvalidRequest(f"must be one of {', '.join(BACKENDS)}", field="infer_backend")
     options["engine"] = BACKENDS[backend]
-    if (adapter := config.pop("adapter_name_or_path", None)) is not None:
-        engine_args.update(_adapter(adapter))
-    if config.pop("finetuning_type", "lora") not in ("lora", "full", "freeze"):
+    finetuning = config.pop("finetuning_type", "lora")
+    if finetuning not in ("lora", "full", "freeze"):
         raise InvalidRequest("must be lora, full or freeze", field="finetuning_type")
+    if (adapter := config.pop("adapter_name_or_path", None)) is not None:
+        if finetuning != "lora":  # LLaMA-Factory refuses it too
+            raise InvalidRequest("an adapter is only valid with finetuning_type: lora", field="adapter_name_or_path")
+        engine_args.update(_adapter(adapter))
     if config.pop("enable_thinking", True) is not True:
         reason = "inferq leaves thinking to the chat template; it cannot turn it off"
         raise InvalidRequest(reason, field="enable_thinking")
-    if config.get("num_beams", 1) == 1:
-        config.pop("num_beams", None)
+    for neutral in ("num_beams", "length_penalty"):
+        if config.get(neutral, 1) == 1:
+            config.pop(neutral, None)
+    # As LLaMA-Factory's GeneratingArguments.to_dict: a positive max_new_tokens (its default, 1024, too) wins
+    # and max_length is dropped; max_new_tokens <= 0 means "use max_length".
+    new_tokens = config.get("max_new_tokens", 1024)
+    if isinstance(new_tokens, int) and not isinstance(new_tokens, bool) and new_tokens <= 0:
+        config.pop("max_new_tokens")
+    else:
+        config.pop("max_length", None)
     for key, arg in ENGINE_ARGS.items():
         if key in config:
             engine_args[arg] = config.pop(key)

@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import SettingsError
 
 from engines.registry import ENGINES
 from tasks.config import QueueSettings, settings_problems
@@ -64,6 +65,8 @@ class WorkerSettings(QueueSettings):
     @field_validator("gpus", mode="before")
     @classmethod
     def _gpu_list(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):  # INFERQ_GPUS=0 arrives decoded as JSON
+            return [value]
         if isinstance(value, str):
             return [int(part) for part in re.split(r"[,\s]+", value.strip()) if part] if value.strip() else None
         return value
@@ -89,3 +92,5 @@ def worker_settings(**options: Any) -> WorkerSettings:
         return WorkerSettings(**{key: value for key, value in options.items() if value is not None})
     except ValidationError as exc:
         raise SystemExit(f"inferq worker: bad settings: {settings_problems(exc)}") from None
+    except SettingsError as exc:  # a variable that is not the JSON its field needs; the message names the field
+        raise SystemExit(f"inferq worker: bad settings: {exc}") from None

@@ -149,11 +149,12 @@ class JsonCallsParser(ToolCallParser):
         if self._mode == "content":
             pieces += [ContentPiece(self._buffer)] if self._buffer else []
         elif self._scanner is not None:  # cut off inside a call
-            pieces += self._close_call(self._between + self._scanner.text)
-        else:
-            rest = self._between + self._buffer
-            if rest.strip(_SEPARATORS) or (rest and not self._calls):
-                pieces.append(ContentPiece(rest))  # no call at all (kept whole), or something after the calls
+            pieces += self._close_call(self._scanner.text if self._calls else self._between + self._scanner.text)
+        elif self._calls:
+            if self._buffer.strip(_SEPARATORS):
+                pieces.append(ContentPiece(self._buffer))  # something after the calls that is no call
+        elif self._between + self._buffer:
+            pieces.append(ContentPiece(self._between + self._buffer))  # nothing was a call: kept whole
         self._buffer = self._between = ""
         return pieces
 
@@ -209,7 +210,8 @@ class JsonCallsParser(ToolCallParser):
             self._object_end.position -= len(readable)  # its place, in the text that is left
             if end is None:
                 return pieces
-            pieces += self._close_call(self._between + self._scanner.text)
+            # An object that is no call is the answer's, with what stood before it while nothing was a call.
+            pieces += self._close_call(self._scanner.text if self._calls else self._between + self._scanner.text)
             self._between = ""
         return pieces
 

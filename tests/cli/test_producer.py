@@ -58,3 +58,17 @@ def test_score_prints_one_score_per_text(redis_url, tiny_scorer_worker):
     result = _inferq(redis_url, "score", "--model", "tiny-rm", "first text", "second text")
     assert result.returncode == 0, result.stderr
     assert set(json.loads(result.stdout)) == {"first text", "second text"}
+
+
+def test_submit_stops_waiting_at_its_timeout_even_while_the_job_is_queued(redis_url):
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "submit", "--model", "queued-for-ever", "--timeout", "1", "hello"],
+        env={**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_NO_WORKER_GRACE_S": "3600"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and "JobTimeout" in result.stderr
+
+
+def test_an_unreachable_redis_is_one_line_naming_it(tmp_path):
+    result = _inferq("redis://127.0.0.1:1/0", "status")  # nothing listens on port 1
+    assert result.returncode == 1 and "cannot reach Redis" in result.stderr and "Traceback" not in result.stderr

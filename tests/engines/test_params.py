@@ -85,3 +85,6 @@ def test_what_holds_the_end_back_is_refused_beside_a_json_constraint(held, field
         _resolve({**held, "response_format": {"type": "json_object"}})
     assert caught.value.field == field and "response_format" in caught.value.message
     assert _resolve(held).constraint is None  # alone, each is fine
+    # an engine's default for them does not apply to a constrained answer, and refuses nothing
+    assert not _resolve({"response_format": {"type": "json_object"}}, held).ignore_eos
+    assert _resolve({"response_format": {"type": "json_object"}}, held).min_tokens == 0

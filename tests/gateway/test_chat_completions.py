@@ -214,6 +214,15 @@ async def test_a_job_over_its_time_limit_is_a_504(oai):
     with pytest.raises(openai.InternalServerError) as caught:
         await oai.chat.completions.create(model="echo", messages=ask("[hold]"), extra_body={"max_runtime_s": 0.5})
     assert caught.value.status_code == 504 and caught.value.code == "time_limit_exceeded"
+    stream = await oai.chat.completions.create(
+        model="echo", messages=ask("first [hold]"), stream=True, extra_body={"max_runtime_s": 0.5}
+    )
+    chunks = []
+    with pytest.raises(openai.APIError) as streamed:
+        async for chunk in stream:
+            chunks.append(chunk)
+    assert streamed.value.body["code"] == "time_limit_exceeded"
+    assert {c.choices[0].finish_reason for c in chunks if c.choices} == {None}  # OpenAI has no "abort" finish
 
 
 async def test_a_job_that_fails_inside_the_worker_is_a_500_naming_the_job_not_the_exception(oai):

@@ -3,7 +3,8 @@ tenant may read (inferq's own words; never an engine's exception text)."""
 
 from engines.errors import EngineError, EngineOverloaded, EngineUnavailable, InvalidRequest
 from gateway.errors import api_error_of
-from tasks.errors import JobFailed, JobRestarted
+from tasks.errors import JobFailed, JobRestarted, error_from_info
+from tasks.schemas import ErrorInfo, JobRecord, Timings
 
 
 def test_an_invalid_request_names_the_field_as_the_client_sent_it():
@@ -19,6 +20,13 @@ def test_an_engines_exception_text_never_reaches_the_tenant():
     ]:
         error = api_error_of(raised)
         assert (error.status, error.code) == (status, code) and "secret" not in error.message
+
+
+def test_an_engine_failure_read_from_a_record_names_its_job():
+    record = JobRecord(job_id="j-42", kind="chat", status="failed", model="m", timings=Timings(queued_at=0.0),
+                       error=ErrorInfo(type="EngineError", message="RuntimeError: /models/secret"))  # fmt: skip
+    error = api_error_of(error_from_info(record.error, record))
+    assert error.status == 502 and "j-42" in error.message and "secret" not in error.message
 
 
 def test_inferqs_own_words_pass_on():

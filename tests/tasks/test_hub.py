@@ -8,6 +8,7 @@ from tasks.config import QueueSettings
 from tasks.hub import RESYNC
 from tasks.schemas import TokenEvent
 from tasks.store import JobStore, decode_event
+from tests.waiting import until
 
 
 def _token(seq):
@@ -77,6 +78,7 @@ class SilencingProxy:
         self._db = parts.path
         self._live: list[dict[str, bool]] = []
         self._pipes: set[asyncio.Task] = set()
+        self.bytes_from_redis = 0
         self._server: asyncio.Server | None = None
         self.url = ""
 
@@ -104,6 +106,8 @@ class SilencingProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             while data := await source.read(65536):
                 if not connection["silent"]:
+                    if source is upstream_reader:
+                        self.bytes_from_redis += len(data)
                     sink.write(data)
                     await sink.drain()
 
@@ -118,15 +122,22 @@ class SilencingProxy:
 
 
 async def test_a_subscriber_gone_silent_is_noticed_and_every_follower_resyncs(store, isolated_url, monkeypatch):
+    monkeypatch.setattr(hub_module, "POLL_S", 0.05)
     monkeypatch.setattr(hub_module, "PING_EVERY_S", 0.2)
-    monkeypatch.setattr(hub_module, "SILENT_LIMIT_S", 1.0)
+    # Long against the pings (a loaded machine answers a PING well within it), short against TCP's 15 minutes.
+    monkeypatch.setattr(hub_module, "SILENT_LIMIT_S", 6.0)
     async with SilencingProxy(isolated_url) as proxy:
         proxied = JobStore.open(QueueSettings(redis_url=proxy.url))
         follower = await proxied.follow_events("silenced")
+        pongs = proxy.bytes_from_redis
+        await until(lambda: proxy.bytes_from_redis > pongs, "the quiet hub never pinged")
+        assert proxied.hub.reconnects == 0  # quiet is not dead: its PINGs are answered
         proxy.silence()  # its host vanished: no bytes, no reset
         # the bound only turns a hang into a failure (TCP alone would take about 15 minutes)
         assert await asyncio.wait_for(follower.get(timeout=None), 300) is RESYNC
         assert proxied.hub.reconnects == 1
-        await store.append("silenced", [_token(1)])  # and the channel is live again, on a new connection
-        assert decode_event(await asyncio.wait_for(follower.get(timeout=None), 300)).seq == 1
-        await proxied.aclose()
+        try:
+            await store.append("silenced", [_token(1)])  # and the channel is live again, on a new connection
+            assert decode_event(await asyncio.wait_for(follower.get(timeout=None), 300)).seq == 1
+        finally:
+            await proxied.aclose()

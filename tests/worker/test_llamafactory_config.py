@@ -52,12 +52,28 @@ def test_a_vllm_config_with_an_adapter_and_generation_defaults(tmp_path):
         ({"enable_thinking": False}, "enable_thinking", "cannot turn it off"),
         ({"temperature": -1}, "temperature", "greater than or equal"),
         ({"quantization_bit": 4}, "quantization_bit", "cannot honour"),
+        ({"length_penalty": 1.2}, "length_penalty", "beam search"),
+        ({"finetuning_type": "full", "adapter_name_or_path": "a"}, "adapter_name_or_path", "lora"),
     ],
 )
 def test_what_cannot_be_honoured_is_refused_by_name(tmp_path, config, field, says):
     with pytest.raises(InvalidRequest) as caught:
         options(tmp_path, model_name_or_path="/models/m", **config)
     assert caught.value.field == field and says in caught.value.message
+
+
+def test_max_length_counts_as_llamafactory_counts_it(tmp_path):
+    """GeneratingArguments.to_dict: a positive max_new_tokens (its default 1024 too) drops max_length."""
+    assert "default_params" not in options(tmp_path, model_name_or_path="m", max_length=2048)["engine_args"]
+    capped = options(tmp_path, model_name_or_path="m", max_length=2048, max_new_tokens=-1)
+    assert capped["engine_args"]["default_params"] == {"max_length": 2048}
+
+
+def test_a_file_that_is_not_yaml_is_refused_as_the_config(tmp_path):
+    (tmp_path / "infer.yaml").write_text("temperature: [0.5\n")
+    with pytest.raises(InvalidRequest) as caught:
+        worker_options(tmp_path / "infer.yaml")
+    assert caught.value.field == "config" and "not YAML" in caught.value.message
 
 
 def test_the_worker_command_refuses_a_config_before_anything_loads(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from worker.settings import WorkerSettings
+from worker.settings import WorkerSettings, worker_settings
 
 # The broker plays no part in what is tested here: the RabbitMQ pass leaves it out.
 pytestmark = pytest.mark.any_broker
@@ -22,6 +22,15 @@ def test_environment_variables_configure_the_worker(monkeypatch):
     monkeypatch.setenv("INFERQ_ENGINE_ARGS", '{"max_model_len": 4096}')
     settings = WorkerSettings()
     assert (settings.engine, settings.gpus, settings.engine_args) == ("vllm", [0, 1], {"max_model_len": 4096})
+    monkeypatch.setenv("INFERQ_GPUS", "0")  # one GPU: pydantic-settings decodes it as the JSON number 0
+    assert WorkerSettings().gpus == [0]
+
+
+def test_a_variable_that_is_not_its_fields_json_is_a_one_line_error(monkeypatch):
+    monkeypatch.setenv("INFERQ_ENGINE_ARGS", "{bad")
+    with pytest.raises(SystemExit) as caught:
+        worker_settings(model="m")
+    assert "engine_args" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,20 @@ CASES = [
         id="mistral",
     ),
     pytest.param(
+        lambda: JsonCallsParser("[TOOL_CALLS]"),
+        'Sure. [TOOL_CALLS] [{"name": "f", "arguments": {}}] Let me know.',
+        "Sure. Let me know.",  # the array's brackets and commas are the calls', not the answer's
+        [("f", {})],
+        id="mistral-text-after",
+    ),
+    pytest.param(
+        lambda: JsonCallsParser(optional_prefix="<|python_tag|>"),
+        '{"name": "f", "parameters": {}}; Done.',
+        "Done.",
+        [("f", {})],
+        id="llama3-text-after",
+    ),
+    pytest.param(
         lambda: JsonCallsParser(always_calls=True),
         '[{"name": "get_weather", "parameters": {"location": "Paris"}}]',
         "",
