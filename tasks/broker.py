@@ -120,6 +120,15 @@ class QoS(kombu_redis.QoS):
             "put a message back on its queue",
         )
 
+    def reject(self, delivery_tag, requeue=False):
+        # A job handed back (a warm shutdown's deadline, a lost lease, a Redis outage) goes back to the head of
+        # its queue, where the reaper puts a dead worker's jobs too: kombu's reject pushes it at the tail
+        # (leftmost), behind the whole backlog, while a client may be streaming it.
+        if requeue:
+            self.restore_by_tag(delivery_tag, leftmost=False)
+            return virtual.QoS.ack(self, delivery_tag)
+        return super().reject(delivery_tag, requeue=False)
+
     def restore_unacked(self, client=None):
         if client is None and getattr(self.channel.connection, "client", None) is None:
             log.warning(

@@ -162,13 +162,16 @@ return {1, attempt, redis.call('exists', KEYS[5]), top_seq(KEYS[2]), tonumber(re
 
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 # KEYS: lease, hand-backs. ARGV: token, "1" when the delivery is handed back whole, the hand-backs' ttl (s).
+# The DEL first: at maxmemory Redis refuses a script whose first write would grow memory, and lets one that
+# has written go on, so a hand-back is counted even then.
 _RELEASE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+local released = redis.call('del', KEYS[1])
 if ARGV[2] == '1' then
   redis.call('incr', KEYS[2])
   redis.call('expire', KEYS[2], ARGV[3])
 end
-return redis.call('del', KEYS[1])
+return released
 """
 
 

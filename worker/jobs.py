@@ -87,6 +87,9 @@ async def _ended_by(run: JobRun, error: Exception) -> Outcome:
     if isinstance(error, EngineDead):
         return Requeue(str(error), fatal=True)
     if isinstance(error, LeaseLost | RedisError):
+        # Back to the queue whole, no worker died: not held against the job's deliveries (when the release
+        # can still be written; a lease that lapses in an outage counts as a death).
+        run.handing_back = True
         return Requeue(f"{type(error).__name__}: {error}")
     # The last resort: a bug somewhere (a backend's chunk handling, say) still ends in a record.
     log.exception("job %s failed unexpectedly", run.job_id)

@@ -71,6 +71,7 @@ def worker_options(path: str | Path) -> dict[str, Any]:
     new_tokens = config.get("max_new_tokens", 1024)
     if isinstance(new_tokens, int) and not isinstance(new_tokens, bool) and new_tokens <= 0:
         config.pop("max_new_tokens")
+        config.setdefault("max_length", 1024)  # LLaMA-Factory's default, prompt and answer together
     else:
         config.pop("max_length", None)
     for key, arg in ENGINE_ARGS.items():
@@ -111,6 +112,10 @@ def _vllm_args(config: dict[str, Any], engine: str) -> dict[str, Any]:
     if given and engine != "vllm":
         raise InvalidRequest("only with infer_backend: vllm", field=given[0])
     args = {VLLM_ARGS[key]: config.pop(key) for key in given if key in VLLM_ARGS}
+    if engine == "vllm":  # LLaMA-Factory's own defaults (VllmArguments), which it always passes to vLLM
+        args.setdefault("max_model_len", 4096)
+        args.setdefault("gpu_memory_utilization", 0.7)
+        args.setdefault("max_lora_rank", 32)
     if "vllm_config" in config:
         extra = config.pop("vllm_config")
         try:

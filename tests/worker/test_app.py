@@ -73,6 +73,22 @@ def test_a_job_still_running_when_the_shutdown_grace_runs_out_goes_back_to_the_q
     successor.stop()
 
 
+@pytest.mark.redis_broker
+def test_a_job_handed_back_goes_to_the_head_of_its_queue(start_worker, client, release):
+    wait, let_go = release()
+    worker = start_worker("echo", "head-first", engine="echo", concurrency=1, env={"INFERQ_SHUTDOWN_GRACE_S": "1"})
+    held = client.submit_chat([{"role": "user", "content": f"started {wait}"}], "head-first")
+    assert next(held.stream()) == "started"
+    queued = client.submit_chat([{"role": "user", "content": "queued behind it"}], "head-first")
+    worker.process.send_signal(signal.SIGTERM)  # its grace runs out: the held job goes back to the queue
+    assert worker.process.wait(timeout=120) == 0
+    let_go()
+    successor = start_worker("echo", "head-first", engine="echo", concurrency=1)  # one job at a time, in order
+    handed_back, after = held.result(timeout=120), queued.result(timeout=120)
+    assert handed_back.timings.started_at < after.timings.started_at  # it was first in line, not last
+    successor.stop()
+
+
 def test_priority_zero_jumps_the_queue(start_worker, client_settings, release):
     # On RabbitMQ, quorum queues honour priorities from 4.0 on; the server here is 3.10, so this model's
     # queue is a classic one (x-max-priority), for producer and worker alike. Redis ignores the setting.

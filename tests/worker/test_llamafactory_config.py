@@ -62,11 +62,18 @@ def test_what_cannot_be_honoured_is_refused_by_name(tmp_path, config, field, say
     assert caught.value.field == field and says in caught.value.message
 
 
+def test_a_vllm_config_gets_llamafactorys_vllm_defaults(tmp_path):
+    found = options(tmp_path, model_name_or_path="m", infer_backend="vllm")["engine_args"]
+    assert (found["max_model_len"], found["gpu_memory_utilization"], found["max_lora_rank"]) == (4096, 0.7, 32)
+
+
 def test_max_length_counts_as_llamafactory_counts_it(tmp_path):
     """GeneratingArguments.to_dict: a positive max_new_tokens (its default 1024 too) drops max_length."""
     assert "default_params" not in options(tmp_path, model_name_or_path="m", max_length=2048)["engine_args"]
     capped = options(tmp_path, model_name_or_path="m", max_length=2048, max_new_tokens=-1)
     assert capped["engine_args"]["default_params"] == {"max_length": 2048}
+    unset = options(tmp_path, model_name_or_path="m", max_new_tokens=-1)  # its own max_length, 1024
+    assert unset["engine_args"]["default_params"] == {"max_length": 1024}
 
 
 def test_a_file_that_is_not_yaml_is_refused_as_the_config(tmp_path):
