@@ -93,10 +93,14 @@ async def _ended_by(run: JobRun, error: Exception) -> Outcome:
         return Requeue(f"{type(error).__name__}: {error}")
     # The last resort: a bug somewhere (a backend's chunk handling, say) still ends in a record.
     log.exception("job %s failed unexpectedly", run.job_id)
+    record = run.record(error=JobFailed(f"{type(error).__name__}: {error}"))
     try:
-        return await run.finish(run.record(error=JobFailed(f"{type(error).__name__}: {error}")))
+        return await run.finish(record)
     except (LeaseLost, RedisError) as unrecorded:
         return Requeue(f"could not record the failure ({type(unrecorded).__name__}: {unrecorded})")
+    except Exception:  # the event writer itself failed (not Redis): the record goes straight to the store
+        log.exception("job %s: its events could not be written; recording its failure directly", run.job_id)
+        return await run.finish_directly(record)
 
 
 @dataclass
@@ -144,7 +148,6 @@ class JobRun:
         # finds the job registered; one heard before, the runner remembers.
         self.running = RunningJob(self.job_id, abort=lambda: self.runner.engine.abort(self.job_id))
         self.runner.running[self.job_id] = self.running
-        self.runner.metrics.job_started()
         self.lease.on_lost = self.running.stop
         cancelled = admission.cancelled or self.runner.heard_cancel(self.job_id)
         self.timings = Timings(queued_at=job.queued_at, started_at=self.received_at)
@@ -154,6 +157,8 @@ class JobRun:
         if self.runner.handing_back:
             return self._handed_back()
         refusal = self._refusal(job, cancelled or self.running.cancelled)
+        if refusal is None:
+            self.runner.metrics.job_started()  # a delivery refused (cancelled, expired...) never ran
         record = self.record(error=refusal) if refusal else await self._execute(job)
         if self.lease.lost.is_set():
             raise LeaseLost(f"job {self.job_id}: lease lost while it ran")
@@ -172,7 +177,25 @@ class JobRun:
             # Refused before any lease was taken: nobody else may have run it, and SET NX keeps one record.
             budget_s = self.runner.settings.redis_outage_s
             written = await retry_transient(lambda: self.store.finish(record), budget_s, "recording")
-        self.runner.metrics.job_recorded(record)
+        if written:  # a record someone else wrote is theirs to count
+            self.runner.metrics.job_recorded(record)
+        return Finished(record, written)
+
+    async def finish_directly(self, record: JobRecord) -> Outcome:
+        """The record without the publisher, whose writer failed: fenced by the lease all the same."""
+        lease = self.lease
+        token = None if lease is None else lease.token
+        if lease is not None:
+            lease.releasing = True
+        try:
+            budget_s = self.runner.settings.redis_outage_s
+            written = await retry_transient(lambda: self.store.finish(record, token), budget_s, "recording")
+        except (LeaseLost, RedisError) as unrecorded:
+            return Requeue(f"could not record the failure ({type(unrecorded).__name__}: {unrecorded})")
+        if lease is not None:
+            lease.released_by_record = True
+        if written:
+            self.runner.metrics.job_recorded(record)
         return Finished(record, written)
 
     async def close(self) -> None:
@@ -206,13 +229,16 @@ class JobRun:
         max_runtime_s = job.max_runtime_s or self.runner.settings.max_runtime_s
         time_limit = None if max_runtime_s is None else loop.time() + max_runtime_s
         ends_at = min((t for t in (deadline, time_limit) if t is not None), default=None)
+        limit = asyncio.timeout_at(ends_at)
         try:
-            async with asyncio.timeout_at(ends_at):
+            async with limit:
                 if isinstance(job, ChatJob):
                     await self._chat(job)
                 else:
                     return await self._score(job)
         except TimeoutError:
+            if not limit.expired():
+                raise  # a TimeoutError of the engine's own (a socket's): a failure, not the job's limit
             # the engine request was aborted on the way out (aclosing in _chat); the text so far stays
             if ends_at == time_limit:
                 error: InferqError = JobTimeLimit(f"ran longer than its max_runtime_s ({max_runtime_s:g} s)")

@@ -58,7 +58,8 @@ class WorkerMetrics:
             if timings.first_token_at is not None:
                 self._ttft.observe(timings.first_token_at - timings.started_at)
         if record.usage is not None:
-            tokens = record.usage.completion_tokens
-            self._tokens.inc(tokens)
-            if tokens > 1 and timings.first_token_at is not None and timings.finished_at is not None:
-                self._tpot.observe((timings.finished_at - timings.first_token_at) / (tokens - 1))
+            self._tokens.inc(record.usage.completion_tokens)
+            # per token of one answer: n answers grow side by side, so the longest one's tokens set the pace
+            longest = max((response.response_length for response in record.responses or ()), default=0)
+            if longest > 1 and timings.first_token_at is not None and timings.finished_at is not None:
+                self._tpot.observe((timings.finished_at - timings.first_token_at) / (longest - 1))

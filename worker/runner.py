@@ -60,6 +60,7 @@ class EngineRunner:
         self.engine: BaseEngine | None = None
         self.store: JobStore | None = None
         self.events: EventWriter | None = None  # every job's streamed events, written together
+        self.announced = False  # in the registry: this worker's entry is its own to retire
         self.running: dict[str, RunningJob] = {}
         self._recent_cancels = RecentCancels()
         self.started_at = time.time()
@@ -121,6 +122,10 @@ class EngineRunner:
 
     async def _start(self) -> None:
         settings = self.settings
+        self.store = JobStore.open(settings, client_name=f"inferq-worker:{self.hostname}")
+        await self.store.ping()
+        # Before the engine loads: a twin must not load a second engine onto the live worker's GPUs.
+        await self._refuse_a_twin()
         # Built on this loop: engines bind their async machinery to the loop they are created on.
         media = {"media_remote_urls": settings.media_remote_urls, "media_local_paths": settings.media_local_paths}
         self.engine = load_engine(settings.engine, settings.model, **{**media, **settings.engine_args})
@@ -133,13 +138,11 @@ class EngineRunner:
                 self.engine.capacity,
             )
         self.metrics.capacity.set(self.slots)
-        self.store = JobStore.open(settings, client_name=f"inferq-worker:{self.hostname}")
-        await self.store.ping()
         self.events = EventWriter(self.store, settings.redis_outage_s)
-        await self._refuse_a_twin()
         if settings.metrics_port is not None:
             self.metrics.serve(settings.metrics_port)
         await self._announce()
+        self.announced = True
         self._background = [
             asyncio.create_task(self._listen_for_cancels(), name="inferq-cancels"),
             asyncio.create_task(self._heartbeat(), name="inferq-heartbeat"),
@@ -152,7 +155,8 @@ class EngineRunner:
         if self.events is not None:
             await self.events.aclose()
         if self.store is not None:
-            await self.store.retire(self.hostname)
+            if self.announced:  # a twin refused at start must not retire the live worker's entry
+                await self.store.retire(self.hostname)
             await self.store.aclose()
         self.preparer.shutdown(wait=False)
         if self.engine is not None:
@@ -207,9 +211,16 @@ class EngineRunner:
                     follower.queue.put_nowait(RESYNC)
                     continue
                 for job_id in marked:
-                    await self.cancel(job_id)
+                    await self._cancel_or_log(job_id)
             else:
-                await self.cancel(message)
+                await self._cancel_or_log(message)
+
+    async def _cancel_or_log(self, job_id: str) -> None:
+        # One engine's abort failing must not end the listener: every later cancel would go unheard.
+        try:
+            await self.cancel(job_id)
+        except Exception:
+            log.exception("cancelling job %s failed; its lease or time limit still ends it", job_id)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import pytest
+import redis
 
 from api_client import InferQClient, InvalidRequest, JobRestarted
 from harness.worker_process import WorkerProcess
+from tasks import names
 from tasks.app import DEFAULT_PRIORITY
 
 ASK = [{"role": "user", "content": "hello"}]
@@ -149,3 +151,5 @@ def test_a_second_live_worker_with_the_same_node_name_is_refused(redis_url, echo
     assert twin.process.returncode != 0
     assert b"already uses the node name" in output
     assert echo_worker.process.poll() is None  # the first one serves on
+    # and is still in the registry: the twin, refused before it announced itself, retired nothing
+    assert redis.Redis.from_url(redis_url).exists(names.worker_key(echo_worker.hostname))
