@@ -83,14 +83,39 @@ def build_prompt(
         messages, system, tools, FORMATS[tool_format], native, _template_content
     )
     try:
-        text = tokenizer.apply_chat_template(
-            conversation, tools=tool_schemas, add_generation_prompt=True, tokenize=False
-        )
+        text = _render(tokenizer, conversation, tool_schemas)
     except Exception as exc:  # jinja2 raises TemplateError subclasses and plain exceptions from `raise_exception`
-        raise InvalidRequest(f"the model's chat template refused the conversation: {exc}", field="messages") from None
+        text = _rendered_without_a_system_turn(tokenizer, conversation, tool_schemas)
+        if text is None:
+            raise InvalidRequest(
+                f"the model's chat template refused the conversation: {exc}", field="messages"
+            ) from None
     # Same call apply_chat_template(tokenize=True) makes: the template already holds the special tokens.
     prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return text, list(prompt_ids)
+
+
+def _render(tokenizer: Any, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> str:
+    return tokenizer.apply_chat_template(conversation, tools=tools, add_generation_prompt=True, tokenize=False)
+
+
+def _rendered_without_a_system_turn(
+    tokenizer: Any, conversation: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+) -> str | None:
+    """A template that refuses a system turn (Gemma 2's) gets it at the head of the first user turn, as
+    LLaMA-Factory's templates for such models write it; None when that is no way out either."""
+    if len(conversation) < 2 or conversation[0]["role"] != "system" or conversation[1]["role"] != "user":
+        return None
+    system, first = conversation[0]["content"], conversation[1]
+    content = first["content"]
+    if isinstance(content, str):
+        folded = f"{system}\n\n{content}"
+    else:
+        folded = [{"type": "text", "text": f"{system}\n\n"}, *content]
+    try:
+        return _render(tokenizer, [{**first, "content": folded}, *conversation[2:]], tools)
+    except Exception:
+        return None
 
 
 def render_conversation(tokenizer: Any, messages: list[Message]) -> str:

@@ -28,11 +28,16 @@ def template_turns(
     """The turns for `apply_chat_template`, and its `tools=` argument. `content_of(message)` is a turn's
     content as the template takes it (text, or parts with media placeholders)."""
     turns: list[dict[str, Any]] = [{"role": "system", "content": system}] if system is not None else []
-    for message in messages:
-        turn = (
-            _native_turn(message, tool_format, content_of) if native else _text_turn(message, tool_format, content_of)
-        )
-        turns.append(turn)
+    for i, message in enumerate(messages):
+        if native:
+            turns.append(_native_turn(message, tool_format, content_of))
+        elif message.role == "tool" and i > 0 and messages[i - 1].role == "tool":
+            # Results of parallel calls, written as text: one user turn, since templates that do not render
+            # tools often insist that user and assistant alternate (Gemma's).
+            result = tool_format.result_text(message.text())
+            turns[-1] = {**turns[-1], "content": f"{turns[-1]['content']}\n{result}"}
+        else:
+            turns.append(_text_turn(message, tool_format, content_of))
     if native or not tools:
         return turns, [tool.as_template_tool() for tool in tools] if native and tools else None
     prompt = tool_format.prompt(tools)

@@ -109,3 +109,28 @@ def test_a_tokenizer_without_template_is_refused(tokenizer):
 def test_end_of_turn_ids_join_tokenizer_and_generation_config(tokenizer):
     assert end_of_turn_ids(tokenizer, None) == (tokenizer.eos_token_id,)
     assert end_of_turn_ids(tokenizer, [7, tokenizer.eos_token_id]) == tuple(sorted({7, tokenizer.eos_token_id}))
+
+
+# Gemma 2's rules, as its template enforces them: no system turn, and user and assistant alternate.
+ALTERNATING_NO_SYSTEM = (
+    "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for m in messages %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate') }}{% endif %}"
+    "<turn>{{ m['role'] }}\n{{ m['content'] }}</turn>\n{% endfor %}<turn>model\n"
+)
+
+
+def test_a_template_without_system_turns_gets_the_tools_and_parallel_results_in_user_turns(tokenizer):
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    prepare_tokenizer(tokenizer, ALTERNATING_NO_SYSTEM)
+    tools = parse_tools([{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}])
+    calls = [{"id": f"c{i}", "name": "get_weather", "arguments": "{}"} for i in (1, 2)]
+    messages = parse_messages([
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "c2", "content": "rainy"},
+    ])  # fmt: skip
+    text, _ = build_prompt(tokenizer, messages, None, tools)
+    assert text.startswith("<turn>user\n# Tools") and text.endswith("<turn>model")
+    assert text.count("<turn>user") == 2 and "sunny\n</tool_response>\n<tool_response>\nrainy" in text
