@@ -13,6 +13,25 @@ from dataclasses import dataclass, field
 _STRING_VALUE = re.compile(r'\s*"((?:[^"\\]|\\.)*)"')  # a JSON string value, the whitespace before it
 
 
+class _Strings:
+    """Whether a JSON reader is inside a string, fed one character at a time (escapes included)."""
+
+    def __init__(self) -> None:
+        self.inside = False
+        self._escaped = False
+
+    def closes(self, char: str) -> bool:
+        """Reads one character inside a string: True when it is the closing quote."""
+        if self._escaped:
+            self._escaped = False
+        elif char == "\\":
+            self._escaped = True
+        elif char == '"':
+            self.inside = False
+            return True
+        return False
+
+
 class JsonValueEnd:
     """Finds where one JSON value ends in a growing text, keeping its place between feeds."""
 
@@ -22,8 +41,7 @@ class JsonValueEnd:
         self.end: int | None = None  # one past the value's last character, once it is whole
         self._depth = 0
         self._kind: str | None = None  # "nest" ({ or [), "string", "literal" (number, true, false, null)
-        self._in_string = False
-        self._escaped = False
+        self._strings = _Strings()
 
     def read(self, text: str) -> None:
         while self.end is None and self.position < len(text):
@@ -35,23 +53,17 @@ class JsonValueEnd:
                 self.start = self.position
                 self._kind = "nest" if char in "{[" else "string" if char == '"' else "literal"
                 if self._kind == "string":
-                    self._in_string = True
+                    self._strings.inside = True
                     self.position += 1
                     continue
-            if self._in_string:
-                if self._escaped:
-                    self._escaped = False
-                elif char == "\\":
-                    self._escaped = True
-                elif char == '"':
-                    self._in_string = False
-                    if self._kind == "string":
-                        self.end = self.position + 1
+            if self._strings.inside:
+                if self._strings.closes(char) and self._kind == "string":
+                    self.end = self.position + 1
             elif self._kind == "literal" and (char in ",}]" or char.isspace()):
                 self.end = self.position
                 return
             elif char == '"':
-                self._in_string = True
+                self._strings.inside = True
             elif char in "{[":
                 self._depth += 1
             elif char in "}]":
@@ -69,8 +81,7 @@ class TopLevelKeys:
         self.position = 0
         self.values: dict[str, int] = {}  # a top-level key -> where its value starts (just past the colon)
         self._depth = 0
-        self._in_string = False
-        self._escaped = False
+        self._strings = _Strings()
         self._string_start = 0
         self._expects_key = False
         self._key: str | None = None  # a top-level key read, its colon not yet
@@ -78,18 +89,12 @@ class TopLevelKeys:
     def read(self, text: str) -> None:
         while self.position < len(text):
             char = text[self.position]
-            if self._in_string:
-                if self._escaped:
-                    self._escaped = False
-                elif char == "\\":
-                    self._escaped = True
-                elif char == '"':
-                    self._in_string = False
-                    if self._depth == 1 and self._expects_key:
-                        self._key = text[self._string_start + 1 : self.position]
-                        self._expects_key = False
+            if self._strings.inside:
+                if self._strings.closes(char) and self._depth == 1 and self._expects_key:
+                    self._key = text[self._string_start + 1 : self.position]
+                    self._expects_key = False
             elif char == '"':
-                self._in_string, self._string_start = True, self.position
+                self._strings.inside, self._string_start = True, self.position
             elif char in "{[":
                 self._depth += 1
                 self._expects_key = self._depth == 1 and char == "{"
