@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from tasks.schemas import FinalEvent, JobRecord, RestartEvent, TokenEvent, ToolCallDelta
 
 JobEvent = TokenEvent | RestartEvent | FinalEvent
+RECORD_SEQ = 0  # the seq of an answer told from the record: a log's events count from 1
 
 
 async def with_unstreamed_answers(events: AsyncIterator[JobEvent]) -> AsyncIterator[JobEvent]:
@@ -29,7 +30,7 @@ async def with_unstreamed_answers(events: AsyncIterator[JobEvent]) -> AsyncItera
 def answers_as_tokens(record: JobRecord, streamed: set[int]) -> list[TokenEvent]:
     return [
         TokenEvent(
-            seq=0,
+            seq=RECORD_SEQ,
             attempt=record.attempt,
             index=index,
             text=response.response_text,

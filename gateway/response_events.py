@@ -66,7 +66,6 @@ class ResponseEventBuilder:
         self._next_number = 0
         self._passed_on = False  # some of the answer went out: a restart voids it
         self.ended = False
-        self.rebuilt = False  # the answer came from the record, its events numbered from the start
 
     def opening(self) -> list[dict[str, Any]]:
         return [
@@ -166,16 +165,6 @@ class ResponseEventBuilder:
 
     def _on_final(self, record: JobRecord) -> list[dict[str, Any]]:
         made: list[dict[str, Any]] = []
-        if record.responses and not self._items:
-            # The log held no tokens (it expired, or the job never streamed): the record has the answer.
-            self.rebuilt = True
-            response = record.responses[0]
-            if response.reasoning_text is not None:
-                made += self._reason(response.reasoning_text)
-            if response.response_text or not response.tool_calls:
-                made += self._say(response.response_text, response.logprobs)
-            for index, call in enumerate(response.tool_calls or ()):
-                made += self._call(ToolCallDelta(index=index, id=call.id, name=call.name, arguments=call.arguments))
         finish = record.responses[0].finish_reason if record.responses else "abort"
         status = "completed" if finish in ("stop", "tool_calls") else "incomplete"
         output = []

@@ -18,6 +18,7 @@ from gateway.errors import ApiError, api_error_of
 from gateway.fleet import inferq_client, require_served
 from gateway.idempotency import idempotency_key, on_client_leaving
 from gateway.messages import response_input
+from gateway.record_tokens import RECORD_SEQ, with_unstreamed_answers
 from gateway.response_events import ResponseEventBuilder
 from gateway.response_objects import job_id_of, response_object
 from gateway.responses_schemas import CreateResponseRequest
@@ -25,7 +26,7 @@ from gateway.sse import DONE_FRAME, EventStreamResponse, named_frame, run_to_end
 from gateway.strict_json import StrictJsonRoute
 from gateway.tenants import Tenant
 from tasks.errors import error_from_info
-from tasks.schemas import FinalEvent
+from tasks.schemas import FinalEvent, TokenEvent
 
 log = logging.getLogger(__name__)
 router = APIRouter(route_class=StrictJsonRoute)
@@ -116,14 +117,16 @@ async def _frames(handle: AsyncJobHandle, starting_after: int) -> AsyncIterator[
     for event in builder.opening():
         if event["sequence_number"] > starting_after:
             yield named_frame(event)
+    rebuilt = False  # the answer came from the record (the log expired): its events numbered from the start
     try:
-        async for job_event in handle.events():
+        async for job_event in with_unstreamed_answers(handle.events()):
+            rebuilt = rebuilt or (isinstance(job_event, TokenEvent) and job_event.seq == RECORD_SEQ)
             events = builder.on_event(job_event)
             for event in events:
                 if event["sequence_number"] > starting_after:
                     yield named_frame(event)
             if builder.ended:
-                if builder.rebuilt and events[-1]["sequence_number"] <= starting_after:
+                if rebuilt and events[-1]["sequence_number"] <= starting_after:
                     # Rebuilt from the record (the log expired), numbered from the start: the client resuming
                     # past that number still gets the end, numbered after what it has.
                     yield named_frame({**events[-1], "sequence_number": starting_after + 1})
