@@ -7,6 +7,7 @@ betting on how fast something runs:
 - `[hold]`       stop there until the request is aborted (a job that is surely still running);
 - `[wait:PATH]`  stop there until the file PATH exists (released by the test, from any process);
 - `[fail]`       raise a RuntimeError (an unexpected exception inside an engine);
+- `[timeout]`    raise a TimeoutError of the engine's own (a socket's), which is not the job's time limit;
 - `[dead]`       raise EngineDead (the engine cannot serve again);
 - `[priority]`   answer `priority=N`, the request's priority (what the worker read off the job's message).
 
@@ -143,6 +144,8 @@ class EchoEngine(BaseEngine):
                 await asyncio.sleep(WAIT_POLL_S)
         elif word == "[fail]":
             raise RuntimeError("echo: the [fail] directive")
+        elif word == "[timeout]":
+            raise TimeoutError("echo: the [timeout] directive")
         elif word == "[dead]":
             raise EngineDead("echo: the [dead] directive")
 

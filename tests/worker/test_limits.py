@@ -3,7 +3,7 @@ and keeps its text; so does one whose deadline passes while it runs."""
 
 import pytest
 
-from api_client import JobExpired, JobTimeLimit, QueueFull
+from api_client import JobExpired, JobFailed, JobTimeLimit, QueueFull
 from tasks.schemas import JobStatus
 
 
@@ -52,3 +52,11 @@ def test_a_deadline_passing_while_the_job_runs_keeps_its_text(client, echo_worke
     with pytest.raises(JobExpired, match="while the job ran") as caught:
         handle.result(timeout=60)
     assert caught.value.record.responses[0].response_text == "partial"
+
+
+@pytest.mark.parametrize("limits", [{}, {"max_runtime_s": 600}, {"deadline_s": 600}])
+def test_a_timeout_inside_the_engine_is_a_failure_not_the_jobs_limit(client, echo_worker, limits):
+    handle = client.submit_chat(ask("so far [timeout]"), "echo", **limits)
+    with pytest.raises(JobFailed, match="TimeoutError: echo") as caught:
+        handle.result(timeout=60)
+    assert caught.value.record.status == JobStatus.FAILED
