@@ -8,6 +8,7 @@ betting on how fast something runs:
 - `[wait:PATH]`  stop there until the file PATH exists (released by the test, from any process);
 - `[fail]`       raise a RuntimeError (an unexpected exception inside an engine);
 - `[timeout]`    raise a TimeoutError of the engine's own (a socket's), which is not the job's time limit;
+- `[abort-fails]` the request's first abort raises (an engine whose abort fails), the next one works;
 - `[dead]`       raise EngineDead (the engine cannot serve again);
 - `[priority]`   answer `priority=N`, the request's priority (what the worker read off the job's message).
 
@@ -90,6 +91,7 @@ class EchoEngine(BaseEngine):
         self._answer = args.answer.split() if args.answer is not None else None
         self._step_s = 1 / args.tokens_per_s if args.tokens_per_s else 0.0
         self._aborted: dict[str, asyncio.Event] = {}
+        self._failing_aborts: set[str] = set()  # requests whose next abort raises ([abort-fails])
 
     async def generate(self, request: ChatRequest) -> AsyncIterator[Delta]:
         if request.request_id in self._aborted:
@@ -97,6 +99,8 @@ class EchoEngine(BaseEngine):
         aborted = self._aborted[request.request_id] = asyncio.Event()
         words = self._answer if self._answer is not None else _last_user_turn(request.prompt_text)
         words = [f"priority={request.priority}" if word == "[priority]" else word for word in words]
+        if "[abort-fails]" in words:
+            self._failing_aborts.add(request.request_id)
         params = request.params
         matchers = [StopStringMatcher(params.stop) for _ in range(params.n)]
         live = set(range(params.n))
@@ -130,6 +134,7 @@ class EchoEngine(BaseEngine):
                     return
         finally:
             self._aborted.pop(request.request_id, None)
+            self._failing_aborts.discard(request.request_id)
 
     async def _obey(self, word: str | None, aborted: asyncio.Event) -> None:
         if self._step_s:
@@ -150,6 +155,9 @@ class EchoEngine(BaseEngine):
             raise EngineDead("echo: the [dead] directive")
 
     async def abort(self, request_id: str) -> None:
+        if request_id in self._failing_aborts:
+            self._failing_aborts.discard(request_id)
+            raise RuntimeError("echo: the [abort-fails] directive")
         if request_id in self._aborted:
             self._aborted[request_id].set()
 

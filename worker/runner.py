@@ -49,7 +49,11 @@ class RunningJob:
     async def stop(self) -> None:
         if not self.stopped:
             self.stopped = True
-            await self.abort()
+            try:
+                await self.abort()
+            except BaseException:
+                self.stopped = False  # a failed abort is tried again by the next stop (a shutdown's, say)
+                raise
 
 
 class EngineRunner:

@@ -18,3 +18,17 @@ def test_a_cancel_sent_while_the_listener_reconnects_still_reaches_the_job(start
     with pytest.raises(JobCancelled):
         handle.result(timeout=60)
     worker.stop()
+
+
+def test_an_engine_abort_that_fails_leaves_the_cancel_listener_listening(start_worker, client):
+    worker = start_worker("echo", "abort-fails", engine="echo", concurrency=2)
+    stubborn = client.submit_chat([{"role": "user", "content": "stubborn [abort-fails] [hold]"}], "abort-fails")
+    assert next(stubborn.stream()) == "stubborn"
+    stubborn.cancel()  # its engine's abort raises: logged, and the job holds on
+    other = client.submit_chat([{"role": "user", "content": "other [hold]"}], "abort-fails")
+    assert next(other.stream()) == "other"
+    other.cancel()
+    with pytest.raises(JobCancelled):
+        other.result(timeout=120)  # the listener still hears cancels
+    assert "cancelling job" in worker.log_tail() and "[abort-fails] directive" in worker.log_tail()
+    worker.stop()  # its shutdown aborts the stubborn job again, and that abort works
