@@ -101,10 +101,8 @@ def _run(manifest, output: Path, args: argparse.Namespace, new: bool) -> int:
                 return await run_file_batch(client, manifest, output, _progress_printer(), lines, refusals)
 
         print(asyncio.run(run()))
-    except InferqError as error:  # the input as a whole (a dataset entry that does not exist)
-        print(f"inferq batch: {error}", file=sys.stderr)
-        return 1
-    except (OSError, ValueError) as error:  # a file that is not there or not text, a full disk
+    # the input as a whole (a dataset entry that does not exist), a file not there or not text, a full disk
+    except (InferqError, OSError, ValueError) as error:
         print(f"inferq batch: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

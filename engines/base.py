@@ -137,11 +137,14 @@ class BaseEngine(ABC):
             vocab_size=self.vocab_size,
             tool_constraint=forced_constraint(choice, offered, parallel),
         )
-        chose_special_tokens = (job_params.skip_special_tokens, self.default_params.skip_special_tokens) != (None, None)
-        if offered and FORMATS[self.tool_format].marker_is_special and not chose_special_tokens:
+        unchosen = job_params.skip_special_tokens is None and self.default_params.skip_special_tokens is None
+        if offered and FORMATS[self.tool_format].marker_is_special and unchosen:
             resolved = replace(resolved, skip_special_tokens=False)
         if resolved.constraint is not None:
             self.check_constraint(resolved.constraint)
+        # A grammar binds the output from its first token, so a constrained answer never thinks (a prompt that
+        # opens `<think>` would otherwise file the forced JSON as reasoning).
+        thinks = self.thinks and resolved.constraint is None
         images = tuple(load_image(ref, self.media_policy, field) for ref, field in media.get("image", ()))
         model_inputs = None
         if images:
@@ -150,10 +153,8 @@ class BaseEngine(ABC):
             tool_format=self.tool_format if offered else None,
             tool_choice=choice if offered else None,
             parallel_tool_calls=parallel,
-            # A grammar binds the output from its first token, so a constrained answer never thinks (a
-            # prompt that opens `<think>` would otherwise file the forced JSON as reasoning).
-            thinks=self.thinks and resolved.constraint is None,
-            thinks_from_the_start=self.thinks and resolved.constraint is None and prompt_opens_thinking(prompt_text),
+            thinks=thinks,
+            thinks_from_the_start=thinks and prompt_opens_thinking(prompt_text),
         )
         return ChatRequest(
             request_id=request_id or uuid.uuid4().hex,

@@ -95,12 +95,15 @@ async def _ended_by(run: JobRun, error: Exception) -> Outcome:
     log.exception("job %s failed unexpectedly", run.job_id)
     record = run.record(error=JobFailed(f"{type(error).__name__}: {error}"))
     try:
-        return await run.finish(record)
+        try:
+            return await run.finish(record)
+        except (LeaseLost, RedisError):
+            raise
+        except Exception:  # the event writer itself failed (not Redis): the record goes straight to the store
+            log.exception("job %s: its events could not be written; recording its failure directly", run.job_id)
+            return await run.finish(record, past_the_publisher=True)
     except (LeaseLost, RedisError) as unrecorded:
         return Requeue(f"could not record the failure ({type(unrecorded).__name__}: {unrecorded})")
-    except Exception:  # the event writer itself failed (not Redis): the record goes straight to the store
-        log.exception("job %s: its events could not be written; recording its failure directly", run.job_id)
-        return await run.finish_directly(record)
 
 
 @dataclass
@@ -170,33 +173,29 @@ class JobRun:
         self.handing_back = True  # released as such: the next delivery does not count this one as a death
         return Requeue(HANDED_BACK)
 
-    async def finish(self, record: JobRecord) -> Finished:
-        if self.publisher is not None:
+    async def finish(self, record: JobRecord, *, past_the_publisher: bool = False) -> Finished:
+        """Writes the job's record after its events; `past_the_publisher`: straight to the store, for a
+        publisher whose writer failed."""
+        if self.publisher is not None and not past_the_publisher:
             written = await self.publisher.finish(record)
         else:
-            # Refused before any lease was taken: nobody else may have run it, and SET NX keeps one record.
-            budget_s = self.runner.settings.redis_outage_s
-            written = await retry_transient(lambda: self.store.finish(record), budget_s, "recording")
+            written = await self._record(record)
         if written:  # a record someone else wrote is theirs to count
             self.runner.metrics.job_recorded(record)
         return Finished(record, written)
 
-    async def finish_directly(self, record: JobRecord) -> Outcome:
-        """The record without the publisher, whose writer failed: fenced by the lease all the same."""
+    async def _record(self, record: JobRecord) -> bool:
+        """The record, fenced by the lease when one was taken; refused before any lease was taken, nobody else
+        may have run the job, and SET NX keeps one record."""
         lease = self.lease
-        token = None if lease is None else lease.token
         if lease is not None:
             lease.releasing = True
-        try:
-            budget_s = self.runner.settings.redis_outage_s
-            written = await retry_transient(lambda: self.store.finish(record, token), budget_s, "recording")
-        except (LeaseLost, RedisError) as unrecorded:
-            return Requeue(f"could not record the failure ({type(unrecorded).__name__}: {unrecorded})")
+        token = None if lease is None else lease.token
+        budget_s = self.runner.settings.redis_outage_s
+        written = await retry_transient(lambda: self.store.finish(record, token), budget_s, "recording")
         if lease is not None:
             lease.released_by_record = True
-        if written:
-            self.runner.metrics.job_recorded(record)
-        return Finished(record, written)
+        return written
 
     async def close(self) -> None:
         if self.running is not None and self.runner.running.get(self.job_id) is self.running:

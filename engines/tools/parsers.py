@@ -149,7 +149,7 @@ class JsonCallsParser(ToolCallParser):
         if self._mode == "content":
             pieces += [ContentPiece(self._buffer)] if self._buffer else []
         elif self._scanner is not None:  # cut off inside a call
-            pieces += self._close_call(self._scanner.text if self._calls else self._between + self._scanner.text)
+            pieces += self._close_call(self._unclaimed(self._scanner.text))
         elif self._calls:
             if self._buffer.strip(_SEPARATORS):
                 pieces.append(ContentPiece(self._buffer))  # something after the calls that is no call
@@ -210,10 +210,14 @@ class JsonCallsParser(ToolCallParser):
             self._object_end.position -= len(readable)  # its place, in the text that is left
             if end is None:
                 return pieces
-            # An object that is no call is the answer's, with what stood before it while nothing was a call.
-            pieces += self._close_call(self._scanner.text if self._calls else self._between + self._scanner.text)
+            pieces += self._close_call(self._unclaimed(self._scanner.text))
             self._between = ""
         return pieces
+
+    def _unclaimed(self, text: str) -> str:
+        """An object's text as the answer's, should it be no call: with what stood before it while nothing
+        was a call (a JSON array's brackets and commas), without it after calls (their separators)."""
+        return text if self._calls else self._between + text
 
 
 class ReActParser(ToolCallParser):
