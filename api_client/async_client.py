@@ -30,6 +30,7 @@ from engines.schemas import Message, Response
 from tasks import names
 from tasks.app import DEFAULT_PRIORITY, PRIORITY_STEPS, broker_priority, job_queue, make_app
 from tasks.batch_store import BatchInfo
+from tasks.broker import RedisCommand, riding_with_the_message
 from tasks.config import QueueSettings
 from tasks.errors import ClientClosed, QueueFull, QuotaExceeded
 from tasks.schemas import ChatJob, JobMeta, OwnerQuota, QueueInfo, ScoreJob, WorkerInfo
@@ -228,9 +229,14 @@ class AsyncInferQClient:
             raise InvalidRequest("a quota counts an owner's jobs: name the owner", field="owner")
         payload = encode_job(job, self.settings.max_payload_bytes)
         tags = checked_tags(tags)
+        riders = None
         if idempotency_key is None:
             meta = meta_of(new_job_id(), job, owner, echo, tags=tags)
-            await self.store.save_meta(meta)
+            counted = quota is not None and quota.limits_anything  # a quota counts jobs by their saved meta
+            if counted or self.settings.uses_amqp:
+                await self.store.save_meta(meta)
+            else:  # on the Redis broker the meta rides in the push of the job's message
+                riders = self.store.meta_riding_with_the_message(meta)
         else:
             meta = meta_of(idempotent_job_id(owner, idempotency_key), job, owner, echo, request_digest(job), tags)
             while (earlier := await self.store.claim_meta(meta)) is not None:
@@ -243,8 +249,9 @@ class AsyncInferQClient:
             await self._check_capacity(job.model)
             if quota is not None and quota.limits_anything:
                 await self._admit(meta, quota)
-            sending = self._start_send(meta, payload, priority)
-            await _sent(sending)
+            sending = self._start_send(meta, payload, priority, riders)
+            if not await _sent(sending):
+                await self.store.save_meta(meta)  # a push that carried no riders: no worker needs it to run
         except BaseException:
             if sending is not None and _went_out(sending):
                 # Cancelled while its message went out: the job exists and runs; it keeps its meta (and its
@@ -295,20 +302,27 @@ class AsyncInferQClient:
             raise
         await self.store.mark_sent(meta.job_id)
 
-    def _start_send(self, meta: JobMeta, payload: dict[str, Any], priority: int | None) -> concurrent.futures.Future:
-        return self._senders.submit(
-            lambda: self._celery.send_task(
-                names.CHAT_TASK if meta.kind == "chat" else names.SCORE_TASK,
-                args=[payload],
-                task_id=meta.job_id,
-                queue=job_queue(self.settings, meta.model),
-                # always explicit: kombu's Redis transport would run a message without one at the top priority
-                priority=broker_priority(self.settings, DEFAULT_PRIORITY if priority is None else priority),
-                # what Flower and the event stream show instead of the prompt; the tags read as kwargs there
-                argsrepr=f"<{meta.kind} job for {meta.model}>",
-                kwargsrepr=repr(meta.tags or {}),
-            )
-        )
+    def _start_send(
+        self, meta: JobMeta, payload: dict[str, Any], priority: int | None, riders: list[RedisCommand] | None = None
+    ) -> concurrent.futures.Future[bool]:
+        """Sends the job's message on the sender thread; the future says whether `riders` went with it."""
+
+        def send() -> bool:
+            with riding_with_the_message(riders or []) as carried:
+                self._celery.send_task(
+                    names.CHAT_TASK if meta.kind == "chat" else names.SCORE_TASK,
+                    args=[payload],
+                    task_id=meta.job_id,
+                    queue=job_queue(self.settings, meta.model),
+                    # always explicit: kombu's Redis transport would run a message without one at the top priority
+                    priority=broker_priority(self.settings, DEFAULT_PRIORITY if priority is None else priority),
+                    # what Flower and the event stream show instead of the prompt; the tags read as kwargs there
+                    argsrepr=f"<{meta.kind} job for {meta.model}>",
+                    kwargsrepr=repr(meta.tags or {}),
+                )
+            return carried.carried or not riders
+
+        return self._senders.submit(send)
 
     async def _admit(self, meta: JobMeta, quota: OwnerQuota) -> None:
         verdict = await self.store.admit_owned(meta, quota)
@@ -332,12 +346,12 @@ class AsyncInferQClient:
             )
 
 
-async def _sent(sending: concurrent.futures.Future) -> None:
-    """Waits for a message to go out. Cancelled meanwhile, a send not started yet is dropped; one under way
-    cannot be stopped (its thread runs it to the end), so it is waited for before the cancel goes on: the
-    caller's cleanup must know whether the job was queued."""
+async def _sent(sending: concurrent.futures.Future[bool]) -> bool:
+    """Waits for a message to go out; its send's answer. Cancelled meanwhile, a send not started yet is
+    dropped; one under way cannot be stopped (its thread runs it to the end), so it is waited for before the
+    cancel goes on: the caller's cleanup must know whether the job was queued."""
     try:
-        await asyncio.wrap_future(sending)  # cancelling this cancels a send not started yet
+        return await asyncio.wrap_future(sending)  # cancelling this cancels a send not started yet
     except asyncio.CancelledError:
         while not sending.done():
             with contextlib.suppress(asyncio.CancelledError, Exception):

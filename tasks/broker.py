@@ -28,8 +28,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator, Sequence
 from queue import Empty
 
 from kombu.transport import redis as kombu_redis
@@ -98,6 +101,45 @@ return false
 """
 
 
+# (command, args, kwargs): a redis-py call, as `getattr(pipe, command)(*args, **kwargs)`.
+RedisCommand = tuple[str, tuple, dict]
+_before_message = threading.local()
+
+
+class Riders:
+    """Commands that go to Redis in the round trip of the next message this thread pushes, before it (see
+    `riding_with_the_message`). `carried` says whether a push took them."""
+
+    def __init__(self, commands: Sequence[RedisCommand]) -> None:
+        self.commands = list(commands)
+        self.carried = False
+
+    def add_to(self, pipe) -> None:
+        for command, args, kwargs in self.commands:
+            getattr(pipe, command)(*args, **kwargs)
+        self.carried = True
+
+
+@contextlib.contextmanager
+def riding_with_the_message(commands: Sequence[RedisCommand]) -> Iterator[Riders]:
+    """Within the block, every message this thread pushes onto a queue list (one, from a `send_task`) has
+    `commands` written in the same pipeline, ahead of it: a job's meta lands before its message can be
+    popped, in the push's round trip instead of one of its own. A push kombu retries carries them again
+    (they must be idempotent). Only this transport honours them: on any other broker `carried` stays False,
+    and the caller writes them itself."""
+    riders = Riders(commands)
+    _before_message.riders = riders
+    try:
+        yield riders
+    finally:
+        _before_message.riders = None
+
+
+def _riders() -> Riders | None:
+    riders = getattr(_before_message, "riders", None)
+    return riders if riders is not None and riders.commands else None
+
+
 def bell_key(queue: str) -> str:
     """The list a worker blocks on for `queue` (outside kombu's and inferq's key names)."""
     return f"_inferq.bell.{queue}"
@@ -159,7 +201,13 @@ class _Hardened:
 
     def _put(self, queue, message, **kwargs):
         bell = bell_key(queue)
+        riders = _riders()
         batch = kwargs.get("_publish_batch")
+        if riders is not None and (batch is not None or (self._expires and queue in self._expires)):
+            with self.conn_or_acquire() as client:  # kombu's own paths below: the riders go first, on their own
+                with client.pipeline(transaction=False) as pipe:
+                    riders.add_to(pipe)
+                    pipe.execute()
         if batch is not None:
             super()._put(queue, message, **kwargs)
             batch.add("lpush", bell, "1")
@@ -172,6 +220,8 @@ class _Hardened:
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         with self.conn_or_acquire() as client:
             with client.pipeline(transaction=False) as pipe:
+                if riders is not None:
+                    riders.add_to(pipe)
                 pipe.lpush(key, dumps(message)).lpush(bell, "1").execute()
 
     def _do_restore_message(self, payload, exchange, routing_key, pipe, leftmost=False):

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from tasks import names
 from tasks.batch_store import BatchStore
+from tasks.broker import RedisCommand
 from tasks.config import QueueSettings
 from tasks.errors import LeaseLost
 from tasks.fleet import FleetView
@@ -308,7 +309,16 @@ class JobStore:
         return JobRecord.model_validate_json(raw) if raw else None
 
     async def save_meta(self, meta: JobMeta) -> None:
-        await self._redis.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=self.settings.record_ttl_s)
+        _, args, kwargs = self._meta_write(meta)
+        await self._redis.set(*args, **kwargs)
+
+    def meta_riding_with_the_message(self, meta: JobMeta) -> list[RedisCommand]:
+        """The meta's write, as commands the broker sends in its push of the job's message, ahead of it
+        (tasks/broker.py): the same write as `save_meta`, without a round trip of its own."""
+        return [self._meta_write(meta)]
+
+    def _meta_write(self, meta: JobMeta) -> RedisCommand:
+        return ("set", (names.job_key(meta.job_id), meta.model_dump_json()), {"ex": self.settings.record_ttl_s})
 
     async def claim_meta(self, meta: JobMeta) -> JobMeta | None:
         """Saves the meta of an idempotent submit unless its job exists: None when this call made it, else the

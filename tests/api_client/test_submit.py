@@ -84,3 +84,23 @@ async def test_a_submit_cancelled_while_its_message_goes_out_keeps_its_job(aclie
     handle = await aclient.find_job(idempotent_job_id(None, key))
     assert handle is not None, "the job was queued but its meta forgotten"
     assert (await handle.result(timeout=120)).responses[0].response_text == "it went out"
+
+
+@pytest.mark.redis_broker
+async def test_a_plain_submit_writes_its_meta_in_the_push_of_its_message(aclient, echo_worker, monkeypatch):
+    async def no_round_trip_of_its_own(meta):
+        raise AssertionError("the meta took a round trip of its own")
+
+    monkeypatch.setattr(aclient.store, "save_meta", no_round_trip_of_its_own)
+    handle = await aclient.submit_chat(ask("it rode along [hold]"))
+    assert await aclient.find_job(handle.id) is not None
+    await handle.cancel()
+
+
+async def test_a_job_is_found_by_another_process_the_moment_its_submit_returns(aclient, client_settings):
+    # Nothing serves this model: the job stays queued, and only its meta says it exists.
+    handle = await aclient.submit_chat(ask("waiting"), model=f"unserved-{uuid.uuid4().hex}")
+    async with AsyncInferQClient(settings=client_settings) as elsewhere:
+        found = await elsewhere.find_job(handle.id)
+    assert found is not None and found.meta == handle.meta
+    await handle.cancel()

@@ -6,6 +6,8 @@ import pytest
 import redis
 from kombu import Connection
 
+from tasks.broker import riding_with_the_message
+
 # Redis as the broker, whatever broker the session's workers use.
 pytestmark = pytest.mark.any_broker
 
@@ -125,3 +127,29 @@ def test_a_message_found_without_a_bell_rings_for_the_rest(isolated_url, isolate
             connection.drain_events(timeout=30)
             connection.drain_events(timeout=30)
     assert bodies == [{"job": job} for job in range(3)]
+
+
+def test_commands_riding_with_a_message_are_written_in_its_push_ahead_of_it(isolated_url, isolated_redis):
+    # A job's meta rides in the push of its message (tasks/broker.py): there when the message can be popped.
+    queue, key = _queue_name(), f"rider-{uuid.uuid4().hex}"
+    seen = []
+    with Connection(isolated_url, transport="tasks.broker:Transport") as connection:
+        with riding_with_the_message([("set", (key, "meta"), {"ex": 60})]) as riders:
+            connection.SimpleQueue(queue).put({"job": 1})
+        consumer_queue = connection.SimpleQueue(queue).queue
+        with connection.Consumer(
+            consumer_queue, callbacks=[lambda body, message: (seen.append(isolated_redis.get(key)), message.ack())]
+        ):
+            connection.drain_events(timeout=30)
+        connection.SimpleQueue(queue).put({"job": 2})  # outside the block: nothing rides
+    assert riders.carried and seen == [b"meta"]
+    assert 0 < isolated_redis.ttl(key) <= 60
+
+
+def test_kombus_own_transport_carries_no_riders(isolated_url, isolated_redis):
+    # The caller learns that it must write them itself (the client's meta on a broker that is not this one).
+    key = f"rider-{uuid.uuid4().hex}"
+    with Connection(isolated_url) as plain:
+        with riding_with_the_message([("set", (key, "meta"), {})]) as riders:
+            plain.SimpleQueue(_queue_name()).put({"job": 1})
+    assert not riders.carried and not isolated_redis.exists(key)
