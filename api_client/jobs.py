@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from engines.errors import InvalidRequest
 from engines.schemas import Message, invalid_from_validation, parse_params
@@ -122,7 +123,13 @@ def score_job(
 
 def encode_job(job: ChatJob | ScoreJob, max_payload_bytes: int) -> dict[str, Any]:
     """The task argument, refused when its JSON is larger than the cap every worker enforces too."""
-    encoded = job.model_dump_json(exclude_none=True)
+    try:
+        encoded = job.model_dump_json(exclude_none=True)
+    except PydanticSerializationError:
+        raise InvalidRequest(
+            "holds a lone surrogate escape (such as \\ud800), which is not text and cannot be sent",
+            field=_unencodable_path(job.model_dump(exclude_none=True)) or "payload",
+        ) from None
     size = len(encoded.encode())
     if size > max_payload_bytes:
         raise InvalidRequest(
@@ -130,6 +137,29 @@ def encode_job(job: ChatJob | ScoreJob, max_payload_bytes: int) -> dict[str, Any
             field="payload",
         )
     return json.loads(encoded)
+
+
+def _unencodable_path(value: Any, path: str = "") -> str | None:
+    """Where in a job's fields a string is not UTF-8 (JSON's `\\ud800` parses, but is no text): its dotted
+    path, as a field is named in every other refusal."""
+    if isinstance(value, str):
+        return None if _is_text(value) else path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and not _is_text(key):
+            return where  # a dict key (a tool parameter's name, say)
+        if (found := _unencodable_path(item, where)) is not None:
+            return found
+    return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def meta_of(

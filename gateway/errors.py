@@ -7,6 +7,7 @@ The one table below decides every status; no route picks a status itself.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -110,8 +111,10 @@ def _client_path(location: tuple[str | int, ...]) -> str | None:
 
 
 def _member_tag(part: str | int) -> bool:
-    # pydantic names each member of a union it tried: `str`, `list[constrained-str]`, `function-after[...]`
-    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "none") or "[" in part)
+    # pydantic names each member of a union it tried: `str`, `constrained-str`, `list[...]`, `function-after[...]`
+    return isinstance(part, str) and (
+        part in ("str", "int", "float", "bool", "none") or part.startswith("constrained-") or "[" in part
+    )
 
 
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
@@ -132,7 +135,9 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         return await on_api_error(request, error)
 
     async def on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        error = ApiError(exc.status_code, str(exc.detail), type="invalid_request_error", code="not_found")
+        # Starlette's own refusals: an unknown route (404), a method it does not take (405), a body it cannot parse
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        error = ApiError(exc.status_code, str(exc.detail), type="invalid_request_error", code=code)
         return await on_api_error(request, error)
 
     app.add_exception_handler(ApiError, on_api_error)

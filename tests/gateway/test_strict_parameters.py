@@ -36,6 +36,8 @@ CHAT_CASES = [
     (f'{{{ASK}, "metadata": {{"nested": [1, NaN]}}}}', "metadata.nested.1"),
     (f'{{"model": "echo", "messages": {TEN_THOUSAND_MESSAGES}}}', "messages"),
     (f'{{{ASK}, "user": "{"u" * 300}"}}', "user"),
+    ('{"model": "echo", "messages": [{"role": "user", "content": "\\ud800"}]}', "messages.0.content"),
+    (f'{{{ASK}, "stop": ["ok", "\\udc00"]}}', "stop.1"),
 ]
 
 RESPONSES_CASES = [
@@ -43,6 +45,7 @@ RESPONSES_CASES = [
     ('{"model": "echo", "input": "hi", "temperature": -Infinity}', "temperature"),
     ('{"model": "echo", "input": "hi", "background": "true"}', "background"),
     ('{"model": "echo", "input": "hi", "seed": 9223372036854775808}', "seed"),
+    ('{"model": "echo", "input": "\\ud800"}', "input"),
 ]
 
 
@@ -85,3 +88,9 @@ def test_chat_of_a_scoring_model_and_scores_of_a_chat_model_are_refused_at_the_g
     assert (scores.status_code, scores.json()["error"]["param"]) == (400, "model")
     assert "scoring model" in chat.json()["error"]["message"] and "generates text" in scores.json()["error"]["message"]
     assert metas() == before
+
+
+def test_a_method_a_route_does_not_take_is_a_405_that_says_so(gateway):
+    reply = httpx.get(f"{gateway.url}/v1/batches/batch_x/cancel", headers={"Authorization": f"Bearer {API_KEY}"},
+                      timeout=120)  # fmt: skip
+    assert reply.status_code == 405 and reply.json()["error"]["code"] == "method_not_allowed"
