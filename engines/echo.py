@@ -6,6 +6,8 @@ betting on how fast something runs:
 
 - `[hold]`       stop there until the request is aborted (a job that is surely still running);
 - `[wait:PATH]`  stop there until the file PATH exists (released by the test, from any process);
+- `[touch:PATH]` create the file PATH there: every word before it has been taken from the engine (what a
+                 test waits for before it acts on a job whose answer streams nowhere);
 - `[fail]`       raise a RuntimeError (an unexpected exception inside an engine);
 - `[timeout]`    raise a TimeoutError of the engine's own (a socket's), which is not the job's time limit;
 - `[abort-fails]` the request's first abort raises (an engine whose abort fails), the next one works;
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -147,6 +150,8 @@ class EchoEngine(BaseEngine):
             path = word[len("[wait:") : -1]
             while not os.path.exists(path) and not aborted.is_set():
                 await asyncio.sleep(WAIT_POLL_S)
+        elif word is not None and word.startswith("[touch:") and word.endswith("]"):
+            pathlib.Path(word[len("[touch:") : -1]).touch()
         elif word == "[fail]":
             raise RuntimeError("echo: the [fail] directive")
         elif word == "[timeout]":

@@ -35,7 +35,7 @@ class GatewayProcess:
         self.env = {**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_GATEWAY_API_KEYS": api_keys, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 60) -> GatewayProcess:
+    def start(self, timeout_s: float = 180) -> GatewayProcess:  # a bound for a hang only: seconds on a loaded machine
         command = [sys.executable, "-m", "cli.main", "gateway", "--host", "127.0.0.1", "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(

@@ -121,9 +121,10 @@ def start_worker(redis_url, worker_logs):
 
     def start(model: str, name: str, **options) -> WorkerProcess:
         env = {**TEST_WORKER_ENV, **options.pop("env", {})}
+        start_timeout_s = options.pop("start_timeout_s", 180)
         worker = WorkerProcess(options.pop("redis_url", redis_url), model, name, worker_logs, env=env, **options)
         started.append(worker)
-        return worker.start()
+        return worker.start(start_timeout_s)
 
     yield start
     for worker in started:
@@ -176,7 +177,14 @@ def smollm2_worker(start_worker):
 def vllm_worker(start_worker, smollm2_dir):
     """SmolLM2 on a vLLM worker (a start costs about a minute on two cores, so one for the session: the API
     tests use it, then tests/worker/test_vllm_worker.py SIGKILLs it last, to check nothing is left behind)."""
-    return start_worker(smollm2_dir, "smollm2-vllm", engine="vllm", engine_args={"enforce_eager": True}, concurrency=16)
+    return start_worker(
+        smollm2_dir,
+        "smollm2-vllm",
+        engine="vllm",
+        engine_args={"enforce_eager": True},
+        concurrency=16,
+        start_timeout_s=600,  # a bound for a hang only: 80-94 s seen on two loaded cores, beside another vLLM's start
+    )
 
 
 @pytest.fixture(scope="session")

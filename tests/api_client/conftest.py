@@ -1,7 +1,9 @@
 """What the client twins share."""
 
 import json
+from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import redis
 
@@ -17,3 +19,15 @@ def latest_job_id(redis_url):
         return max((meta for meta in metas if meta), key=lambda meta: meta["queued_at"])["job_id"]
 
     return newest
+
+
+# A client's pools, its subscriber and its producer: a handful of sockets, whatever it waits for.
+FEW_SOCKETS = 16
+
+
+@pytest.fixture
+def redis_sockets(redis_url):
+    """`redis_sockets()`: how many TCP connections this test process holds to the session's Redis now (pooled
+    connections stay open once made, so after a crowd of jobs this is the most the crowd needed)."""
+    port = urlsplit(redis_url).port
+    return lambda: sum(1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port)

@@ -31,6 +31,7 @@ from api_client import (
 from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
+from tests.api_client.conftest import FEW_SOCKETS
 from tests.waiting import until
 
 BAD_TAGS = [
@@ -229,8 +230,8 @@ async def test_a_chat_timeout_stops_the_wait_and_the_job(aclient, echo_worker, l
 
 async def test_a_stream_timeout_stops_the_stream_and_the_job(aclient, echo_worker, latest_job_id):
     with pytest.raises(JobTimeout):
-        # 5 s: time for a loaded machine to start the job and stream "tick" before the timeout
-        async for _ in aclient.astream_chat(ask("tick [hold]"), timeout=5):
+        # 15 s: time for a loaded machine (seconds, seen) to start the job and stream "tick" before the timeout
+        async for _ in aclient.astream_chat(ask("tick [hold]"), timeout=15):
             pass
     handle = await aclient.find_job(latest_job_id())
     with pytest.raises(JobCancelled) as caught:
@@ -248,9 +249,10 @@ async def test_closing_a_stream_early_cancels_its_job(aclient, echo_worker, late
     assert caught.value.record.responses[0].finish_reason == "abort"
 
 
-async def test_hundreds_of_concurrent_jobs_share_a_few_connections(aclient, echo_worker):
+async def test_hundreds_of_concurrent_jobs_share_a_few_connections(aclient, echo_worker, redis_sockets):
     results = await asyncio.gather(*[aclient.achat(ask(f"job {i}")) for i in range(300)])
     assert [r[0].response_text for r in results] == [f"job {i}" for i in range(300)]
+    assert redis_sockets() <= FEW_SOCKETS
 
 
 async def test_an_abandoned_stream_is_closed_and_its_job_cancelled(aclient, echo_worker, latest_job_id):
@@ -311,7 +313,9 @@ async def test_retries_of_a_queued_job_send_nothing_and_it_runs_once(aclient, st
     worker.stop()
 
 
-async def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(aclient, echo_worker, redis_url):
+async def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(
+    aclient, echo_worker, redis_url, monkeypatch
+):
     """The retry finds the first try's meta, unsent, and waits; the first try is refused and forgets it; the
     retry then claims the key itself and meets the same quota: no job runs past it."""
     quota, owner = OwnerQuota(max_jobs=1), f"quota-{uuid.uuid4().hex}"
@@ -321,10 +325,11 @@ async def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(ac
     first_try = meta_of(idempotent_job_id(owner, key), job, owner, digest=request_digest(job))
     store = redis.Redis.from_url(redis_url)
     store.set(names.job_key(first_try.job_id), first_try.model_dump_json(), ex=3600)  # claimed, not yet sent
+    waiting = _seen_waiting_for_its_first_try(monkeypatch, aclient.store)
     retry = asyncio.ensure_future(aclient.submit_chat(ask("one too many"), owner=owner, quota=quota,
                                                       idempotency_key=key))  # fmt: skip
-    await asyncio.sleep(0)
-    store.delete(names.job_key(first_try.job_id))  # the first try's refusal
+    await until(waiting.is_set, "the retry never waited for its first try")
+    store.delete(names.job_key(first_try.job_id))  # the first try's refusal, while the retry waits for it
     with pytest.raises(QuotaExceeded):
         await asyncio.wait_for(retry, 120)
     assert await aclient.store.record(first_try.job_id) is None and not store.exists(names.sent_key(first_try.job_id))
@@ -372,3 +377,15 @@ async def test_closing_the_client_wakes_whoever_waits_on_it(aclient, client_sett
     with pytest.raises(ClientClosed):
         await asyncio.wait_for(waiter, 300)  # the bound only turns a hang into a failure
     await (await aclient.find_job(handle.id)).cancel()  # the job went on: another client finds it
+
+
+def _seen_waiting_for_its_first_try(monkeypatch, store) -> asyncio.Event:
+    """Set once a retry looks at where its first try stands: it found the first try's meta and waits."""
+    looked, real = asyncio.Event(), store.submit_state
+
+    async def submit_state(job_id):
+        looked.set()
+        return await real(job_id)
+
+    monkeypatch.setattr(store, "submit_state", submit_state)
+    return looked

@@ -33,6 +33,7 @@ from api_client import (
 from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
+from tests.api_client.conftest import FEW_SOCKETS
 
 BAD_TAGS = [
     ({"not a name": "x"}, "tags"),
@@ -222,8 +223,8 @@ def test_a_chat_timeout_stops_the_wait_and_the_job(client, echo_worker, latest_j
 
 def test_a_stream_timeout_stops_the_stream_and_the_job(client, echo_worker, latest_job_id):
     with pytest.raises(JobTimeout):
-        # 5 s: time for a loaded machine to start the job and stream "tick" before the timeout
-        for _ in client.stream_chat(ask("tick [hold]"), "echo", timeout=5):
+        # 15 s: time for a loaded machine (seconds, seen) to start the job and stream "tick" before the timeout
+        for _ in client.stream_chat(ask("tick [hold]"), "echo", timeout=15):
             pass
     with pytest.raises(JobCancelled) as caught:
         client.find_job(latest_job_id()).result(timeout=60)
@@ -239,7 +240,7 @@ def test_closing_a_stream_early_cancels_its_job(client, echo_worker, latest_job_
     assert caught.value.record.responses[0].finish_reason == "abort"
 
 
-def test_hundreds_of_concurrent_jobs_share_a_few_connections(client, echo_worker):
+def test_hundreds_of_concurrent_jobs_share_a_few_connections(client, echo_worker, redis_sockets):
     results = [None] * 300
 
     def chat(i):
@@ -251,6 +252,7 @@ def test_hundreds_of_concurrent_jobs_share_a_few_connections(client, echo_worker
     for thread in threads:
         thread.join()
     assert results == [f"job {i}" for i in range(300)]
+    assert redis_sockets() <= FEW_SOCKETS
 
 
 def test_an_abandoned_stream_is_closed_and_its_job_cancelled(client, echo_worker, latest_job_id):
@@ -312,9 +314,9 @@ def test_retries_of_a_queued_job_send_nothing_and_it_runs_once(client, start_wor
     worker.stop()
 
 
-def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(client, echo_worker, redis_url):
-    """The retry finds the first try's meta, unsent, and waits; the first try is refused and forgets it (here at
-    once, as the retry starts); the retry then claims the key itself and meets the same quota."""
+def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(client, echo_worker, redis_url, monkeypatch):
+    """The retry finds the first try's meta, unsent, and waits; the first try is refused and forgets it (here
+    once the retry is seen waiting); the retry then claims the key itself and meets the same quota."""
     quota, owner = OwnerQuota(max_jobs=1), f"quota-{uuid.uuid4().hex}"
     held = client.submit_chat(ask("the quota's one job [hold]"), "echo", owner=owner, quota=quota)
     key = f"order-{uuid.uuid4().hex}"
@@ -322,11 +324,13 @@ def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(client, 
     first_try = meta_of(idempotent_job_id(owner, key), job, owner, digest=request_digest(job))
     store = redis.Redis.from_url(redis_url)
     store.set(names.job_key(first_try.job_id), first_try.model_dump_json(), ex=3600)  # claimed, not yet sent
-    refusal = threading.Timer(0.2, store.delete, [names.job_key(first_try.job_id)])  # the first try's refusal
-    refusal.start()
+    waiting = _seen_waiting_for_its_first_try(monkeypatch, client._client.store)
+    refusal = threading.Thread(target=lambda: waiting.wait(120) and store.delete(names.job_key(first_try.job_id)))
+    refusal.start()  # the first try's refusal, while the retry waits for it
     with pytest.raises(QuotaExceeded):
         client.submit_chat(ask("one too many"), "echo", owner=owner, quota=quota, idempotency_key=key)
     refusal.join()
+    assert waiting.is_set()
     assert not store.exists(names.sent_key(first_try.job_id)) and not store.exists(names.record_key(first_try.job_id))
     held.cancel()
 
@@ -387,3 +391,15 @@ def _raised(call):
     except Exception as error:
         return error
     return None
+
+
+def _seen_waiting_for_its_first_try(monkeypatch, store) -> threading.Event:
+    """Set once a retry looks at where its first try stands: it found the first try's meta and waits."""
+    looked, real = threading.Event(), store.submit_state
+
+    async def submit_state(job_id):
+        looked.set()
+        return await real(job_id)
+
+    monkeypatch.setattr(store, "submit_state", submit_state)
+    return looked

@@ -54,6 +54,13 @@ async def test_wait_goes_on_once_its_file_exists(echo_engine, tmp_path):
     assert [(delta.text, delta.finish_reason) for delta in rest] == [(" after", None), ("", "stop")]
 
 
+async def test_touch_creates_its_file_once_the_words_before_it_were_taken(echo_engine, tmp_path):
+    reached = tmp_path / "reached"
+    deltas = echo_engine.generate(echo_engine.prepare_chat(ask(f"before [touch:{reached}] after")))
+    assert (await anext(deltas)).text == "before" and not reached.exists()
+    assert (await anext(deltas)).text == f" [touch:{reached}]" and reached.exists()
+
+
 async def test_fail_raises_a_runtime_error_and_the_engine_keeps_serving(echo_engine):
     with pytest.raises(RuntimeError, match=r"\[fail\]"):
         await echo_engine.chat(ask("before [fail] after"))

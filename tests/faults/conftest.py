@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
 from api_client import AsyncInferQClient, AsyncJobHandle, InferqError, JobLost, JobRestarted, JobTimeout
 from harness.embedded_redis import EmbeddedRedis
 from harness.worker_process import WorkerProcess
+from tasks import names
 from tasks.config import QueueSettings
 
 LEASE_ENV = {"INFERQ_LEASE_TTL_S": "3", "INFERQ_HEARTBEAT_S": "1", "INFERQ_SHUTDOWN_GRACE_S": "2"}
@@ -112,8 +114,19 @@ class FaultBed:
     def close(self) -> None:
         for worker in self.workers:
             worker.stop(timeout_s=20)
+        if self.settings.uses_amqp:
+            self._purge_rabbitmq_queue()
         if self.redis is not None:
             self.redis.stop()
+
+    def _purge_rabbitmq_queue(self) -> None:
+        """Every bed has a Redis of its own but shares the session's RabbitMQ vhost: a message this scenario
+        left (a duplicate it sent, one handed back at its workers' stop) must not reach the next one's workers."""
+        with Connection(self.settings.broker, connect_timeout=10) as connection:
+            try:
+                connection.default_channel.queue_purge(names.queue_for_model("faulty"))
+            except connection.channel_errors:
+                pass  # never declared: nothing was left
 
 
 async def read_streams(handles: list[AsyncJobHandle], tally: Tally) -> None:

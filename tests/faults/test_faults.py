@@ -68,7 +68,7 @@ async def test_sigstop_of_a_worker_for_longer_than_its_lease(bed):
 
 
 async def test_a_duplicate_delivery_of_a_running_job(bed, release):
-    bed.worker("faulty")
+    worker = bed.worker("faulty", concurrency=20)  # a slot for each job and for each copy, which waits in it
     tally = Tally("the same job delivered again while it runs, 10 jobs")
     wait, let_go = release()
     async with bed.client() as client:
@@ -78,6 +78,8 @@ async def test_a_duplicate_delivery_of_a_running_job(bed, release):
         for handle in handles:  # a second copy of each message, as a visibility-timeout redelivery would make
             payload = {"model": "faulty", "queued_at": 0, "messages": ask(0, f"start {wait} end")}
             app.send_task(names.CHAT_TASK, args=[payload], task_id=handle.id, queue=names.queue_for_model("faulty"))
+        # every copy in the worker's hands before the first ends, or this would test copies of finished jobs
+        await until(lambda: worker.log_tail(4000).count("] received") >= 20, "the copies never reached the worker")
         let_go()
         await bed.settle(tally, handles)
     assert_nothing_lost_or_run_twice(tally)
@@ -118,7 +120,7 @@ async def test_redis_refusing_writes_for_ten_seconds(bed):
 
 @pytest.mark.redis_broker
 async def test_raw_garbage_on_a_queue_list(bed):
-    worker = bed.worker("faulty")
+    worker = bed.worker("faulty", concurrency=20)  # a slot for each job and for each copy, which waits in it
     tally = Tally("raw garbage pushed between 20 jobs on the queue list")
     admin = redis.Redis.from_url(bed.redis.url)
     async with bed.client() as client:

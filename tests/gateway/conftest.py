@@ -57,21 +57,24 @@ async def inferq(client_settings):
         yield client
 
 
-async def leave_while_waiting(gateway, inferq, redis_url, path, body, *, job_streams: bool):
-    """Sends `body` (a job that holds), waits until its job runs, then drops the connection: the job must
-    end cancelled in its engine, with the text it had. The tenant's quota set says which job it is."""
+async def leave_while_waiting(gateway, inferq, redis_url, path, body_for, tmp_path, *, job_streams: bool):
+    """Sends `body_for(text)` (a job that holds), waits until its job has answered its first words, then drops
+    the connection: the job must end cancelled in its engine, with the text it had. The tenant's quota set
+    says which job it is."""
     owned = redis.Redis.from_url(redis_url, decode_responses=True)
     quota_set = names.owner_jobs_key(bare_key_tenant(API_KEY))
     known = set(owned.zrange(quota_set, 0, -1))
     headers = {"Authorization": f"Bearer {API_KEY}"}
+    # An unstreamed job shows nothing before its record: the engine says when its first words were taken.
+    kept = "kept" if job_streams else f"kept [touch:{tmp_path / 'answered'}]"
     async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=None) as http:
-        waiting = asyncio.create_task(http.post(path, json=body))
+        waiting = asyncio.create_task(http.post(path, json=body_for(f"{kept} [hold] never")))
         await until(lambda: set(owned.zrange(quota_set, 0, -1)) - known, "the request never made a job")
         [job_id] = set(owned.zrange(quota_set, 0, -1)) - known
-        if job_streams:  # its first words out, not only its lease taken: a drop before them would keep no text
+        if job_streams:
             await until(lambda: inferq.store.events_after(job_id, 0), "the job never streamed")
-        else:  # an unstreamed job shows nothing before its record; its first words follow its lease within a step
-            await until(lambda: inferq.store.is_running(job_id), "the job never started")
+        else:
+            await until(lambda: (tmp_path / "answered").exists(), "the job never answered")
         waiting.cancel()  # the client goes away: its connection closes
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -80,4 +83,4 @@ async def leave_while_waiting(gateway, inferq, redis_url, path, body, *, job_str
         pass
     record = await handle.record()
     assert record.status == "cancelled"
-    assert (record.responses[0].response_text, record.responses[0].finish_reason) == ("kept", "abort")
+    assert (record.responses[0].response_text, record.responses[0].finish_reason) == (kept, "abort")

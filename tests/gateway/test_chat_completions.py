@@ -103,13 +103,16 @@ async def test_a_client_that_disconnects_cancels_its_job_in_the_engine(oai, infe
     assert (response.response_text, response.finish_reason) == ("first", "abort")
 
 
-async def test_a_client_that_leaves_while_waiting_for_a_whole_answer_cancels_its_job(gateway, inferq, redis_url):
+async def test_a_client_that_leaves_while_waiting_for_a_whole_answer_cancels_its_job(
+    gateway, inferq, redis_url, tmp_path
+):
     await leave_while_waiting(
         gateway,
         inferq,
         redis_url,
         "/v1/chat/completions",
-        {"model": "echo", "messages": ask("kept [hold] never")},
+        lambda text: {"model": "echo", "messages": ask(text)},
+        tmp_path,
         job_streams=False,
     )
 
@@ -237,7 +240,10 @@ async def test_a_job_that_fails_inside_the_worker_is_a_500_naming_the_job_not_th
 
 
 async def test_scores_from_a_reward_model(gateway):
-    async with httpx.AsyncClient(base_url=gateway.url, headers={"Authorization": f"Bearer {API_KEY}"}) as http:
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(
+        base_url=gateway.url, headers=headers, timeout=120
+    ) as http:  # a bound for failure only
         reply = await http.post("/v1/score", json={"model": "echo-rm", "messages": ["two words", "and three words"]})
         assert reply.status_code == 200 and reply.json()["scores"] == [2.0, 3.0]
         chat = [{"role": "user", "content": "two words"}, {"role": "assistant", "content": "three more words"}]

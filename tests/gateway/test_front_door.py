@@ -13,6 +13,7 @@ import pytest
 from tests.gateway.conftest import API_KEY
 
 MIB = 1024 * 1024
+FAILURE_BOUND_S = 120  # httpx's 5 s default is a bet on a loaded machine's speed
 # RSS moves by a few MiB for reasons of its own; a body held whole would move it by its 50 MiB.
 MEMORY_SLACK = 30 * MIB
 
@@ -73,10 +74,13 @@ def test_a_keyless_request_is_refused_before_its_body_is_read(gateway):
 )
 def test_without_a_key_no_body_is_parsed_and_with_one_a_bad_body_is_a_400(gateway, body):
     url = f"{gateway.url}/v1/chat/completions"
-    keyless = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+    keyless = httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=FAILURE_BOUND_S)
     assert keyless.status_code == 401 and keyless.json()["error"]["code"] == "invalid_api_key"
     keyed = httpx.post(
-        url, content=body, headers={"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+        url,
+        content=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"},
+        timeout=FAILURE_BOUND_S,
     )
     assert keyed.status_code == 400 and keyed.json()["error"]["type"] == "invalid_request_error"
 
@@ -97,14 +101,16 @@ def test_a_body_that_does_not_arrive_in_time_is_a_408(start_gateway, echo_worker
 
 
 def test_the_openapi_schema_is_behind_the_key(gateway):
-    assert httpx.get(f"{gateway.url}/openapi.json").status_code == 401
-    keyed = httpx.get(f"{gateway.url}/openapi.json", headers={"Authorization": f"Bearer {API_KEY}"})
+    assert httpx.get(f"{gateway.url}/openapi.json", timeout=FAILURE_BOUND_S).status_code == 401
+    keyed = httpx.get(
+        f"{gateway.url}/openapi.json", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=FAILURE_BOUND_S
+    )
     assert keyed.status_code == 200 and "/v1/chat/completions" in json.loads(keyed.text)["paths"]
 
 
 def test_the_page_and_the_health_check_need_no_key(gateway):
-    assert httpx.get(f"{gateway.url}/").status_code == 200
-    assert httpx.get(f"{gateway.url}/health").status_code == 200
+    assert httpx.get(f"{gateway.url}/", timeout=FAILURE_BOUND_S).status_code == 200
+    assert httpx.get(f"{gateway.url}/health", timeout=FAILURE_BOUND_S).status_code == 200
 
 
 def test_the_paths_open_without_a_key_take_no_body(gateway):

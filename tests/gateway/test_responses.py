@@ -95,9 +95,15 @@ async def test_a_streamed_response_numbers_its_events_and_ends_completed(oai):
     assert events[-1].response.output_text == "x y"
 
 
-async def test_a_client_that_leaves_a_foreground_response_cancels_its_job(gateway, inferq, redis_url):
+async def test_a_client_that_leaves_a_foreground_response_cancels_its_job(gateway, inferq, redis_url, tmp_path):
     await leave_while_waiting(
-        gateway, inferq, redis_url, "/v1/responses", {"model": "echo", "input": "kept [hold] never"}, job_streams=True
+        gateway,
+        inferq,
+        redis_url,
+        "/v1/responses",
+        lambda text: {"model": "echo", "input": text},
+        tmp_path,
+        job_streams=True,
     )
 
 

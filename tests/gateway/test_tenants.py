@@ -75,7 +75,7 @@ async def test_a_job_record_is_its_tenants_and_only_admins_see_where_it_ran(shar
     async with as_tenant(shared, TEAM_A) as a:
         finished = await a.chat.completions.create(model="echo", messages=ask("hello there"))
     job_id = finished.id.removeprefix("chatcmpl-")
-    async with httpx.AsyncClient(base_url=shared.url) as http:
+    async with httpx.AsyncClient(base_url=shared.url, timeout=120) as http:
 
         async def record(key, job):
             return await http.get(f"/inferq/jobs/{job}", headers={"Authorization": f"Bearer {key}"})
@@ -126,7 +126,7 @@ async def test_an_open_gateway_serves_everyone_as_one_admin(start_gateway, echo_
     assert "the gateway is open" in open_gateway.log_path.read_text()
     async with as_tenant(open_gateway, "anything") as anyone:
         finished = await anyone.chat.completions.create(model="echo", messages=ask("open door"))
-    async with httpx.AsyncClient(base_url=open_gateway.url) as http:
+    async with httpx.AsyncClient(base_url=open_gateway.url, timeout=120) as http:
         record = (await http.get(f"/inferq/jobs/{finished.id.removeprefix('chatcmpl-')}")).json()
     assert record["responses"][0]["response_text"] == "open door" and record["worker"]
 
@@ -140,7 +140,7 @@ async def test_batch_progress_is_in_the_metrics_for_admins_only(shared):
         uploaded = await b.files.create(file=("m.jsonl", data), purpose="batch")
         batch = await b.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
                                        completion_window="24h")  # fmt: skip
-        async with httpx.AsyncClient(base_url=shared.url) as http:
+        async with httpx.AsyncClient(base_url=shared.url, timeout=120) as http:
 
             def line(state: str, count: int) -> str:
                 return f'inferq_batch_lines{{batch="{batch.id}",owner="team-b",state="{state}"}} {count}.0'

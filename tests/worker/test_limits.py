@@ -46,8 +46,8 @@ def test_the_workers_default_runtime_limit_applies_to_jobs_without_one(start_wor
 
 
 def test_a_deadline_passing_while_the_job_runs_keeps_its_text(client, echo_worker):
-    # 5 s from the submit: room for a loaded machine's wait in the queue before the job starts
-    handle = client.submit_chat(ask("partial [hold]"), "echo", deadline_s=5)
+    # 15 s from the submit: room for a loaded machine's wait in the queue (seconds, seen) before the job starts
+    handle = client.submit_chat(ask("partial [hold]"), "echo", deadline_s=15)
     assert next(handle.stream()) == "partial"  # it started well before its deadline
     with pytest.raises(JobExpired, match="while the job ran") as caught:
         handle.result(timeout=60)
