@@ -128,6 +128,12 @@ class BaseEngine(ABC):
         offered = tool_list if tool_list and choice != "none" else None
         parallel = job_params.parallel_tool_calls is not False
         prompt_text, prompt_ids = build_prompt(self.tokenizer, parsed, system, offered, self.tool_format)
+        images = tuple(load_image(ref, self.media_policy, field) for ref, field in media.get("image", ()))
+        model_inputs = None
+        if images:
+            # Before the context check: a processor widens each image placeholder to its patch tokens, which
+            # the context must hold too (hundreds an image, for some models).
+            prompt_ids, model_inputs = self.encode_images(prompt_text, images)
         resolved = resolve(
             job_params,
             self.default_params,
@@ -145,10 +151,6 @@ class BaseEngine(ABC):
         # A grammar binds the output from its first token, so a constrained answer never thinks (a prompt that
         # opens `<think>` would otherwise file the forced JSON as reasoning).
         thinks = self.thinks and resolved.constraint is None
-        images = tuple(load_image(ref, self.media_policy, field) for ref, field in media.get("image", ()))
-        model_inputs = None
-        if images:
-            prompt_ids, model_inputs = self.encode_images(prompt_text, images)
         plan = OutputPlan(
             tool_format=self.tool_format if offered else None,
             tool_choice=choice if offered else None,

@@ -263,19 +263,27 @@ class DecodeBatch:
                 self.attention_mask = self.attention_mask[:, shared_padding:]
 
     def merge(self, other: DecodeBatch) -> None:
-        """Appends `other`'s rows, left-padding the shorter cache to the longer one."""
+        """Appends `other`'s rows, left-padding the shorter cache to the longer one. Everything merged is built
+        before any of it is assigned: a merge that fails (out of memory) leaves this batch as it was, at the
+        cost of holding both caches at once for a moment."""
         mine, theirs = self.attention_mask.shape[1], other.attention_mask.shape[1]
         width = max(mine, theirs)
-        for layer, other_layer in zip(self.cache.layers, other.cache.layers, strict=True):
-            layer.keys = torch.cat([_left_pad(layer.keys, width - mine), _left_pad(other_layer.keys, width - theirs)])
-            layer.values = torch.cat(
-                [_left_pad(layer.values, width - mine), _left_pad(other_layer.values, width - theirs)]
-            )
-        self.attention_mask = torch.cat(
+
+        def joined(own: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+            return torch.cat([_left_pad(own, width - mine), _left_pad(others, width - theirs)])
+
+        layers = [
+            (joined(layer.keys, other_layer.keys), joined(layer.values, other_layer.values))
+            for layer, other_layer in zip(self.cache.layers, other.cache.layers, strict=True)
+        ]
+        attention_mask = torch.cat(
             [F.pad(self.attention_mask, (width - mine, 0)), F.pad(other.attention_mask, (width - theirs, 0))]
         )
-        self.positions = torch.cat([self.positions, other.positions])
-        self.next_input = torch.cat([self.next_input, other.next_input])
+        positions = torch.cat([self.positions, other.positions])
+        next_input = torch.cat([self.next_input, other.next_input])
+        for layer, (keys, values) in zip(self.cache.layers, layers, strict=True):
+            layer.keys, layer.values = keys, values
+        self.attention_mask, self.positions, self.next_input = attention_mask, positions, next_input
         self.sequences += other.sequences
 
 

@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from engines.errors import EngineError
-from engines.model_info import is_sequence_classifier, is_vision_language_model
+from engines.model_info import is_sequence_classifier, is_vision_language_model, uses_multimodal_rope
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,13 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | str:
 
 def load(model_path: str, *, dtype: str, device: torch.device, trust_remote_code: bool) -> LoadedModel:
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    if uses_multimodal_rope(config):
+        raise EngineError(
+            f"{config.model_type} places tokens at 3-D rotary positions (mrope), which the HF engine's batching "
+            "does not compute (image tokens would get text positions); serve it with the vLLM engine "
+            "(--engine vllm)",
+            field="model",
+        )
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     common = {"dtype": resolve_dtype(dtype, device), "trust_remote_code": trust_remote_code}
     # Several visible GPUs: let accelerate spread the layers; one device: place the model whole.

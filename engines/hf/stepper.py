@@ -69,9 +69,10 @@ class Stepper:
         (`Preemption`): the rows not decoded yet skip this step, and the requests not prefilled yet are handed
         back as `deferred`.
 
-        No request fails another: a request whose own work fails (its sampling, its prefill) ends with its
-        error alone. Only a failed forward pass over a running batch fails that batch's rows, whose caches
-        it left half-written; a fault of the device (EngineDead) is raised for the scheduler to end all."""
+        No request fails another: a request whose own work fails (its sampling, its prefill, its joining the
+        batch) ends with its error alone. Only a failed forward pass over a running batch fails that batch's
+        rows, whose caches it left half-written; a fault of the device (EngineDead) is raised for the scheduler
+        to end all."""
         outcome = StepOutcome()
         for batch in self._batches.values():
             for sequence in batch.sequences:
@@ -130,15 +131,16 @@ class Stepper:
     def _prefill(
         self, adapter: str | None, group: list[ChatRequest], deferred: list[ChatRequest], stoppable: bool = True
     ) -> list[Output]:
-        """Prefills `group` together and joins it to its adapter's batch. If that fails, each request is
-        prefilled alone, so that a request that cannot run fails alone (those a cache that cannot take rows in
-        would refuse go to `deferred`). Raises StepPreempted when a more urgent arrival stopped the group's
-        forward (nothing joined); the one-by-one retries run to their end, as some of them may have joined
-        already."""
+        """Prefills `group` together and joins it to its adapter's batch. If either fails, each request is
+        prefilled alone, so that a request that cannot run (or join) fails alone (those a cache that cannot take
+        rows in would refuse go to `deferred`); a failed join leaves the running rows as they were. Raises
+        StepPreempted when a more urgent arrival stopped the group's forward (nothing joined); the one-by-one
+        retries run to their end, as some of them may have joined already."""
         preemptible = self.preemption.forward_of(r.priority for r in group) if stoppable else nullcontext()
         try:
             with self._adapter(adapter), preemptible:
                 joined, first_tokens = DecodeBatch.prefill(self._model, group, self._new_sequence, self._helpers)
+            self._join(adapter, joined)
         except StepPreempted:
             raise
         except Exception as exc:
@@ -151,12 +153,14 @@ class Stepper:
                 else:
                     deferred.append(request)
             return outputs
+        return first_tokens
+
+    def _join(self, adapter: str | None, joined: DecodeBatch) -> None:
         running = self._batches.get(adapter)
         if running is not None and running.sequences:
             running.merge(joined)
         else:
             self._batches[adapter] = joined
-        return first_tokens
 
     def _new_sequence(self, request: ChatRequest, index: int, sampler: RequestSampler) -> Sequence:
         params = request.params

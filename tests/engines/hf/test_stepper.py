@@ -1,0 +1,56 @@
+"""One step of the HF engine's batches (engines/hf/stepper.py): what fails in a step fails only what it
+belongs to."""
+
+import torch
+
+from engines.errors import EngineError, EngineOverloaded
+from engines.hf import batch
+from engines.hf.stepper import Stepper
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+GREEDY = {"temperature": 0}
+
+
+def _stepper(engine) -> Stepper:
+    return Stepper(engine.model, engine.tokenizer, has_adapters=False, grammars=None)
+
+
+def _tokens(outputs, request_id) -> list[int]:
+    return [t for rid, made in outputs if rid == request_id for t in made.token_ids]
+
+
+def _run_out(stepper, outputs) -> list:
+    while stepper.num_rows:
+        outputs += stepper.step([], set()).outputs
+    return outputs
+
+
+def _alone(engine, request) -> list[int]:
+    stepper = _stepper(engine)
+    return _tokens(_run_out(stepper, stepper.step([request], set()).outputs), request.request_id)
+
+
+def test_a_request_whose_join_runs_out_of_memory_fails_alone(tiny_engine, monkeypatch):
+    running = tiny_engine.prepare_chat(QUESTION, max_new_tokens=8, request_id="running", **GREEDY)
+    joiner = tiny_engine.prepare_chat(
+        [{"role": "user", "content": "And of Italy?"}], max_new_tokens=8, request_id="joiner", **GREEDY
+    )
+    stepper = _stepper(tiny_engine)
+    outputs = stepper.step([running], set()).outputs
+    pad, calls = batch._left_pad, []
+
+    def out_of_memory_on_the_second_layer(states, width):
+        calls.append(width)
+        if len(calls) == 5:  # past the first layer (its keys and values took four pads): mid-merge
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return pad(states, width)
+
+    monkeypatch.setattr(batch, "_left_pad", out_of_memory_on_the_second_layer)
+    outputs += stepper.step([joiner], set()).outputs
+    assert len(calls) == 5  # the merge ran into the fault
+    monkeypatch.setattr(batch, "_left_pad", pad)
+    assert stepper.request_ids() == {"running"}
+    outputs = _run_out(stepper, outputs)
+    [(request_id, error)] = [(rid, made) for rid, made in outputs if isinstance(made, EngineError)]
+    assert request_id == "joiner" and isinstance(error, EngineOverloaded) and "injected" in str(error)
+    assert _tokens(outputs, "running") == _alone(tiny_engine, running)  # its cache as it was
