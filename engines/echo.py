@@ -123,10 +123,10 @@ class EchoEngine(BaseEngine):
                         yield Delta(index, matcher.flush(), eos, "stop", _certain("", eos[0], params.logprobs))
                         live.discard(index)
                         continue
-                    text, stopped = matcher.feed(word if position == 0 else f" {word}")
+                    text, stopped = matcher.feed(word if position == 0 else f" {word}", position >= params.min_tokens)
                     token = (token_id(word),)
                     certain = _certain(word, token[0], params.logprobs)
-                    if stopped and position >= params.min_tokens:
+                    if stopped:
                         yield Delta(index, text, token, "stop", certain)
                         live.discard(index)
                     elif last:

@@ -21,12 +21,14 @@ class StopStringMatcher:
         self._longest_hold = max((len(s) for s in self._stop), default=1) - 1
         self._held = ""
 
-    def feed(self, text: str) -> tuple[str, bool]:
-        """Returns (text safe to emit, whether a stop string was found)."""
+    def feed(self, text: str, can_stop: bool = True) -> tuple[str, bool]:
+        """Returns (text safe to emit, whether a stop string was found). While the answer may not stop yet
+        (`min_tokens`), a whole stop string is text like any other, but a possible beginning is still held: a
+        stop string that begins before the answer may stop and ends after it is found, as vLLM finds it."""
         if not self._stop:  # most requests: nothing to find, nothing held (a step's text, every token)
             return text, False
         pending = self._held + text
-        hits = [i for i in (pending.find(s) for s in self._stop) if i >= 0]
+        hits = [i for i in (pending.find(s) for s in self._stop) if i >= 0] if can_stop else []
         if hits:
             self._held = ""
             return pending[: min(hits)], True

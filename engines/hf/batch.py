@@ -57,8 +57,8 @@ class Sequence:
             # The end-of-turn token ends the answer but is not part of its text.
             return self._finish("stop", self._drain()[0], (token_id,))
         text = self.detokenizer.add(token_id)
-        if self.stop_matcher is not None and self.num_generated > params.min_tokens:
-            text, hit = self.stop_matcher.feed(text)
+        if self.stop_matcher is not None:
+            text, hit = self.stop_matcher.feed(text, can_stop=self.num_generated > params.min_tokens)
             if hit:
                 return self._finish("stop", text, (token_id,))
         if self.num_generated >= params.max_new_tokens:

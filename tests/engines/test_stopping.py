@@ -45,3 +45,9 @@ def test_text_without_stop_passes_through_unchanged():
 def test_tail_that_is_a_prefix_of_a_longer_stop_is_flushed_at_the_end():
     emitted, hit = _run(["<end>"], ["answer <e"])
     assert not hit and emitted == ["answer ", "<e"]
+
+
+def test_before_the_answer_may_stop_a_stop_string_is_text_but_its_beginning_is_held():
+    matcher = StopStringMatcher(["ab"])
+    assert matcher.feed("ab x a", can_stop=False) == ("ab x ", False)  # whole: text; a beginning: held
+    assert matcher.feed("b", can_stop=True) == ("", True)  # begun before, ended after: found

@@ -60,6 +60,17 @@ async def test_min_tokens_holds_the_end_of_turn_back_and_ignore_eos_goes_past_it
     assert (past.response_length, past.finish_reason) == (8, "length")
 
 
+async def test_a_stop_string_begun_before_min_tokens_and_ended_after_stops_the_answer(tiny_engine):
+    token = tiny_engine.tokenizer("Paris", add_special_tokens=False)["input_ids"][0]
+    word = tiny_engine.tokenizer.decode([token])
+    stop = word[-1] + word[0]  # the last character of the first token and the first of the second
+    assert stop not in word
+    [answer] = await tiny_engine.chat(
+        QUESTION, max_new_tokens=2, min_tokens=1, stop=[stop], logit_bias={token: 100}, **GREEDY
+    )
+    assert (answer.response_text, answer.finish_reason) == (word[:-1], "stop")
+
+
 def test_presence_and_frequency_penalties_are_openais_formula_over_generated_tokens_only():
     params = ResolvedParams(
         do_sample=False, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=8, repetition_penalty=1.0, n=1,
