@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
 from batch.lines import json_lines
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Manifest(BaseModel):
@@ -34,11 +37,28 @@ class Manifest(BaseModel):
 
 
 def dumps(line: dict[str, Any]) -> str:
-    return json.dumps(line, ensure_ascii=False) + "\n"
+    # A lone surrogate (a custom_id or a prompt the input spelt `\ud800`) is written as its JSON escape, as the
+    # input had it: raw, UTF-8 cannot write it, and the line that holds it would stop every run and resume.
+    text = _LONE_SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", json.dumps(line, ensure_ascii=False))
+    return text + "\n"
 
 
 def manifest_path(output: Path) -> Path:
     return output.with_name(f"{output.name}.batch.json")
+
+
+def lock_path(output: Path) -> Path:
+    """The file a run or resume holds locked (flock) while it writes the batch's files; never removed, since
+    a lock file removed while another process waits on it would let a third one lock a new file beside it."""
+    return output.with_name(f"{output.name}.batch.lock")
+
+
+class DoneLines(NamedTuple):
+    """What a resume skips, apart: a refusal is its line's (`batch_req_line-N`), not its custom_id's, which a
+    refused duplicate shares with a line that runs; and a custom_id may itself read `batch_req_line-N`."""
+
+    custom_ids: set[str]  # lines answered or failed
+    refusal_ids: set[str]  # lines refused before they ran
 
 
 class Journal:
@@ -46,14 +66,15 @@ class Journal:
         self.output, self.errors = output, errors
         self._files = {}
 
-    def done(self) -> set[str]:
-        """custom_ids of lines already answered or failed, and the ids of refused lines (`batch_req_line-N`):
-        a refusal is its line's, not its custom_id's, which a refused duplicate shares with a line that runs."""
-        found = set()
+    def done(self) -> DoneLines:
+        done = DoneLines(custom_ids=set(), refusal_ids=set())
         for path in (self.output, self.errors):
             for line in _whole_lines(path):
-                found.add(line["id"] if line["response"] is None else line["custom_id"])
-        return found
+                if line["response"] is None:
+                    done.refusal_ids.add(line["id"])
+                else:
+                    done.custom_ids.add(line["custom_id"])
+        return done
 
     def answered(self) -> dict[str, dict[str, Any]]:
         return {line["custom_id"]: line for line in _whole_lines(self.output)}

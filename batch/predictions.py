@@ -22,5 +22,5 @@ def prediction(line: BatchLine, output: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prompt_text(messages: list[Message]) -> str:
-    users = [message.content for message in messages if message.role == "user" and isinstance(message.content, str)]
+    users = [message.text() for message in messages if message.role == "user"]  # an image's turn: its text
     return users[-1] if users else ""

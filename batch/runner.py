@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from api_client import AsyncInferQClient, AsyncJobHandle
 from api_client.jobs import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TAG_CHARS, idempotent_job_id
 from batch.fleet_share import FleetShare
-from batch.lines import BatchLine
-from engines.errors import InferqError
+from batch.lines import BatchLine, encodes
+from engines.errors import InferqError, InvalidRequest
 from tasks.app import PRIORITY_STEPS
 from tasks.errors import QueueFull
 from tasks.schemas import JobRecord
@@ -51,9 +51,11 @@ class BatchProgress:
 
 def line_key(batch_id: str, custom_id: str) -> str:
     key = f"batch:{batch_id}:{custom_id}"
-    if len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+    if len(key) <= MAX_IDEMPOTENCY_KEY_CHARS and encodes(custom_id):
         return key
-    return f"batch:{batch_id}:sha256:{hashlib.sha256(custom_id.encode()).hexdigest()}"  # a custom_id takes 512
+    # A custom_id takes 512 characters; one UTF-8 cannot encode still names a job id (its line fails unsent).
+    digest = hashlib.sha256(custom_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"batch:{batch_id}:sha256:{digest}"
 
 
 def line_tags(batch_id: str, custom_id: str) -> dict[str, str]:
@@ -98,12 +100,20 @@ async def run_batch(
             outcome = on_result(line, job_id, record, error)
             if outcome is not None:
                 await outcome
-        except Exception as failure:  # its answer was not kept: the loop raises it before feeding another line
+        # Anything else is not the line's (Redis, the journal's disk): its answer was not kept, so the loop
+        # raises it before feeding another line, and a resume submits the line again.
+        except Exception as failure:
             broken.append(failure)
-        finally:
+
+    def counted_out(line: BatchLine) -> Callable[[asyncio.Task], None]:
+        # A done callback, not run_one's `finally`: a task cancelled before it started never runs its body,
+        # and a share kept one too many would hold a gateway's every later batch of the model one row short.
+        def leave(_: asyncio.Task) -> None:
             progress.in_flight -= 1
             share.leave(line.model)
             slots.release()
+
+        return leave
 
     try:
         for line in lines:
@@ -120,18 +130,25 @@ async def run_batch(
             task = asyncio.create_task(run_one(line))
             running.add(task)
             task.add_done_callback(running.discard)
+            task.add_done_callback(counted_out(line))
         await asyncio.gather(*running)
         if broken:
             raise broken[0]
     finally:
         for task in running:  # interrupted: the jobs go on, and a resume finds them by their ids
             task.cancel()
+        # every line counted out of the share before this returns (the caller may start another batch on it)
+        await asyncio.gather(*running, return_exceptions=True)
     return progress
 
 
 async def _submit(
     client: AsyncInferQClient, line: BatchLine, batch_id: str, priority: int, owner: str | None
 ) -> AsyncJobHandle:
+    # The client names a job's own text that UTF-8 cannot encode; a custom_id rides only in the job's key and
+    # tags, where it would fail outside inferq's errors and stop the batch instead of failing its line.
+    if not encodes(line.custom_id):
+        raise InvalidRequest("holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot encode", field="custom_id")
     pause_s = QUEUE_FULL_PAUSE_S[0]
     key, tags = line_key(batch_id, line.custom_id), line_tags(batch_id, line.custom_id)
     while True:

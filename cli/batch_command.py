@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cli.producer import queue_settings
@@ -37,17 +40,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_batch_command(args: argparse.Namespace, _: list[str]) -> int:
-    from batch.journal import Manifest, manifest_path
+    from batch.journal import Manifest
 
     output = args.output.resolve()
-    if manifest_path(output).exists():
-        raise SystemExit(f"inferq batch: {args.output} belongs to a batch already: `inferq batch resume {args.output}`")
     if args.window < 1:
         raise SystemExit("inferq batch: --window must be at least 1")
     errors = (args.errors or output.with_name(f"{output.name}.errors.jsonl")).resolve()
-    for taken in (output, errors):
-        if taken.exists() and taken.stat().st_size:  # another run's answers would count as this batch's
-            raise SystemExit(f"inferq batch: {taken} exists and belongs to no batch: move it, or name another output")
     # Paths resolved now, so that `resume` from any directory reads the same files.
     manifest = Manifest(
         batch_id=uuid.uuid4().hex, model=args.model, formatting=args.formatting, score=args.score, window=args.window,
@@ -90,17 +88,20 @@ def _run(manifest, output: Path, args: argparse.Namespace, new: bool) -> int:
                 *([Path(manifest.predictions)] if manifest.predictions else []),
             ):
                 path.parent.mkdir(parents=True, exist_ok=True)
-            manifest_path(output).write_text(manifest.model_dump_json(indent=2))
-        elif manifest.fingerprint is not None and manifest.fingerprint != fingerprint:
-            print(f"inferq batch: {manifest.input} changed since the batch started (its lines are not the same); "
-                  "start a new batch with another --output", file=sys.stderr)  # fmt: skip
-            return 1
+        with _sole_run(output, args.output):
+            if new:  # checked under the lock: a run started beside this one has written its manifest by now
+                _refuse_a_taken_output(output, Path(manifest.errors), args.output)
+                manifest_path(output).write_text(manifest.model_dump_json(indent=2))
+            elif manifest.fingerprint is not None and manifest.fingerprint != fingerprint:
+                print(f"inferq batch: {manifest.input} changed since the batch started (its lines are not the same); "
+                      "start a new batch with another --output", file=sys.stderr)  # fmt: skip
+                return 1
 
-        async def run() -> str:
-            async with AsyncInferQClient(settings=settings) as client:
-                return await run_file_batch(client, manifest, output, _progress_printer(), lines, refusals)
+            async def run() -> str:
+                async with AsyncInferQClient(settings=settings) as client:
+                    return await run_file_batch(client, manifest, output, _progress_printer(), lines, refusals)
 
-        print(asyncio.run(run()))
+            print(asyncio.run(run()))
     # the input as a whole (a dataset entry that does not exist), a file not there or not text, a full disk
     except (InferqError, OSError, ValueError) as error:
         print(f"inferq batch: {error}", file=sys.stderr)
@@ -109,6 +110,30 @@ def _run(manifest, output: Path, args: argparse.Namespace, new: bool) -> int:
         print(f"\ninferq batch: interrupted; `inferq batch resume {args.output}` carries on", file=sys.stderr)
         return 130
     return 0
+
+
+@contextmanager
+def _sole_run(output: Path, shown: Path) -> Iterator[None]:
+    """Held for the whole run or resume: two at once on one output would each submit and write every line."""
+    from batch.journal import lock_path
+
+    with lock_path(output).open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"inferq batch: another `inferq batch` is running on {shown} (it holds "
+                             f"{lock_path(output).name}): wait for it to end") from None  # fmt: skip
+        yield  # closing the file lets go of the lock, also when the process dies
+
+
+def _refuse_a_taken_output(output: Path, errors: Path, shown: Path) -> None:
+    from batch.journal import manifest_path
+
+    if manifest_path(output).exists():
+        raise SystemExit(f"inferq batch: {shown} belongs to a batch already: `inferq batch resume {shown}`")
+    for taken in (output, errors):
+        if taken.exists() and taken.stat().st_size:  # another run's answers would count as this batch's
+            raise SystemExit(f"inferq batch: {taken} exists and belongs to no batch: move it, or name another output")
 
 
 def _progress_printer():

@@ -6,11 +6,14 @@ answered as errors) → `in_progress` (the lines run as jobs through the shared 
 priority, a window in flight, each line's job id fixed by the batch and the line) → `finalizing` (the output
 and error files written) → `completed`, or `cancelled` / `expired`.
 
-Nothing is kept in the coordinator that is not in Redis: each answered line is written once, by custom_id,
-as it ends (so the lines already answered are skipped by whoever takes over), and a line in flight when its
-gateway died is submitted again under its job id, which finds its job instead of starting another. A lost
-lease (this gateway stalled past `lease_s`) stops this coordinator's run of the batch; whoever took the lease
-writes each remaining line once, whatever the first still had in flight.
+Nothing is kept in the coordinator that is not in Redis or the input file: each answered line is written
+once, by custom_id, as it ends (so the lines already answered are skipped by whoever takes over), and a line
+in flight when its gateway died is submitted again under its job id, which finds its job instead of starting
+another. A refused line is no answer: it is read from the input again by whoever finalizes the batch, so no
+custom_id can ever stand for it. A lost lease (this gateway stalled past `lease_s`) stops this coordinator's
+run of the batch, and its writes to the batch no longer land; whoever took the lease writes each remaining
+line once, whatever the first still had in flight. A batch that this code fails to drive
+`MAX_DRIVE_FAILURES` times in a row fails, rather than being taken up for ever.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
 
 from redis.exceptions import RedisError
 
@@ -29,24 +31,21 @@ from api_client import AsyncInferQClient
 from api_client.jobs import idempotent_job_id
 from batch.file_store import FileStore
 from batch.fleet_share import FleetShare
-from batch.lines import BatchLine, LineError, json_lines
+from batch.lines import BatchLine, LineError
 from batch.runner import BatchProgress, line_key, run_batch
-from engines.errors import InferqError
-from gateway.batch_lines import openai_lines
+from engines.errors import InferqError, InvalidRequest
+from gateway.batch_lines import BatchInput, read_batch_input
 from gateway.batch_objects import ENDED
-from gateway.batch_outputs import answered_line, failed_line, refused_line
+from gateway.batch_outputs import answered_line, expired_line, failed_line, write_output_files
 from tasks.errors import NoSuchModel, error_from_info
 from tasks.schemas import JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
 
-# A refused line has no usable custom_id (a duplicate's is its first line's): it is kept under its line number.
-_REFUSED_KEY = "\x00line-{}"
-
-
-def output_file_id(batch_id: str, succeeded: bool) -> str:
-    """Fixed by the batch, so two coordinators that ever both finalized it write the same file."""
-    return f"file-{batch_id.removeprefix('batch_')}-{'output' if succeeded else 'errors'}"
+# Drives in a row that raised (a bug, or input this code cannot handle) before the batch is failed: a
+# bug met again by every driver would otherwise take the batch up, and fail it, for ever.
+MAX_DRIVE_FAILURES = 3
+_NOT_ENDED = ("validating", "in_progress", "finalizing", "cancelling")
 
 
 class BatchCoordinator:
@@ -95,8 +94,12 @@ class BatchCoordinator:
             await self._advance(batch_id)
         except (RedisError, OSError) as error:  # given back: a later scan (here or elsewhere) carries on
             log.warning("batch %s: %s; it will be taken up again", batch_id, error)
-        except Exception:  # a bug: logged whole, and the batch is taken up again by a later scan
-            log.exception("batch %s: driving it failed; it will be taken up again", batch_id)
+        except Exception:  # a bug: logged whole, and the batch is taken up again by a later scan, a few times
+            log.exception("batch %s: driving it failed", batch_id)
+            try:
+                await self._count_drive_failure(batch_id)
+            except RedisError:
+                pass  # uncounted: the next drive counts its own
         finally:
             keeper.cancel()
             try:
@@ -123,77 +126,75 @@ class BatchCoordinator:
         if fields["status"] in ENDED:  # its driver died between ending it and retiring it
             await self._store.retire_batch(batch_id)
             return
-        lines, refusals = await self._read(fields)
-        if lines is None and fields["status"] in ("validating", "in_progress"):
+        try:
+            batch_input = await self._read(fields)
+        except InvalidRequest as error:  # over the cap: OpenAI fails such a batch whole
+            await self._fail(batch_id, "too_many_requests", error.message, param=error.field)
+            return
+        if batch_input is None and fields["status"] in ("validating", "in_progress"):
             await self._fail(batch_id, "input_file_missing", f"input file {fields['input_file_id']} is gone")
             return
+        lines, refusals = (batch_input.lines, batch_input.refusals) if batch_input else ([], [])
         if fields["status"] == "validating":
-            for refusal in refusals:
-                await self._store.record_line(batch_id, _REFUSED_KEY.format(refusal.index),
-                                              json.dumps(refused_line(refusal)), succeeded=False)  # fmt: skip
-            await self._store.update_batch(batch_id, {"total": len(lines) + len(refusals)})
-            await self._store.transition(batch_id, "in_progress", _now(), ("validating",))
-        fields = await self._store.batch(batch_id)
-        if fields["status"] == "in_progress":
-            await self._run_lines(batch_id, fields, lines)
-            await self._store.transition(batch_id, "finalizing", _now(), ("in_progress",))
-            # finalizing now, or as a cancel (cancelling) or the expiry (finalizing) left it
+            counts = {"total": len(lines) + len(refusals), "failed": len(refusals)}
+            if await self._store.update_driven_batch(batch_id, self._token, counts):
+                await self._store.transition(batch_id, "in_progress", _now(), ("validating",))
             fields = await self._store.batch(batch_id)
-        if fields["status"] == "cancelling" and lines:  # a cancel its last driver may not have carried out
-            answered = await self._store.answered_ids(batch_id)
-            await self._stop_jobs(batch_id, fields["owner"], self._maybe_started(lines, answered))
+        if "total" not in fields:  # cancelled before it was validated: none of its lines was looked at
+            lines, refusals = [], []
+        if fields["status"] == "in_progress":
+            if time.time() < int(fields["expires_at"]) and await self._run_lines(batch_id, fields, lines, refusals):
+                # every line is answered: a cancel or the expiry that came meanwhile came too late to stop any
+                await self._store.transition(batch_id, "finalizing", _now(), ("in_progress", "cancelling"))
+            fields = await self._store.batch(batch_id)
+            if fields["status"] == "in_progress":  # stopped by the expiry (a cancel leaves it cancelling)
+                await self._expire(batch_id, fields["owner"], lines)
+                fields = await self._store.batch(batch_id)
+        if fields["status"] == "cancelling":  # a cancel this driver, or its last one, may not have carried out
+            await self._stop_jobs(batch_id, fields["owner"], lines)
         if fields["status"] in ("finalizing", "cancelling"):
-            await self._finalize(batch_id, fields, lines or [], refusals)
+            await self._finalize(batch_id, fields, lines, refusals)
 
-    async def _read(self, fields: dict[str, str]) -> tuple[list[BatchLine] | None, list[LineError]]:
+    async def _read(self, fields: dict[str, str]) -> BatchInput | None:
         raw = await self._files.read(fields["input_file_id"])
         if raw is None:
-            return None, []
-        lines, refusals = [], []
-        text = json_lines(raw.decode("utf-8", errors="replace"))
-        for line in openai_lines(text, default_model=None, endpoint=fields["endpoint"]):
-            (lines if isinstance(line, BatchLine) else refusals).append(line)
-        return lines, refusals
+            return None
+        # on a thread: a batch's worth of bodies to validate would hold every stream on this loop meanwhile
+        return await asyncio.to_thread(read_batch_input, raw, fields["endpoint"])
 
-    async def _run_lines(self, batch_id: str, fields: dict[str, str], lines: list[BatchLine]) -> None:
+    async def _run_lines(
+        self, batch_id: str, fields: dict[str, str], lines: list[BatchLine], refusals: list[LineError]
+    ) -> bool:
+        """Runs the unanswered lines: True once each is answered, False as soon as a cancel or the expiry is
+        seen (their jobs go on: `_stop_jobs` stops them)."""
         owner = fields["owner"]
         answered = await self._store.answered_ids(batch_id)
         todo = [line for line in lines if line.custom_id not in answered]
         todo = await self._unserved_answered(batch_id, todo, owner)
         progress = BatchProgress(total=len(todo))
-        in_flight: dict[str, BatchLine] = {}
-
-        def feed() -> Iterator[BatchLine]:
-            for line in todo:
-                in_flight[line.custom_id] = line
-                yield line
 
         async def on_result(line: BatchLine, job_id: str, record: JobRecord | None, error: InferqError | None):
             answer = answered_line(line, record) if record is not None else failed_line(line, job_id, error)
             await self._store.record_line(batch_id, line.custom_id, json.dumps(answer), succeeded=record is not None)
-            in_flight.pop(line.custom_id, None)
 
-        runner = asyncio.create_task(run_batch(self._client, feed(), batch_id=batch_id, progress=progress,
+        runner = asyncio.create_task(run_batch(self._client, todo, batch_id=batch_id, progress=progress,
                                                on_result=on_result, window=self._window, owner=owner,
                                                share=self._share))  # fmt: skip
         try:
-            while not runner.done():
+            while True:
                 await asyncio.wait([runner], timeout=self._scan_s)
-                await self._note_progress(batch_id, progress)
+                if runner.done():  # looked at first: a last line that ended meanwhile leaves nothing to stop
+                    break
+                await self._note_progress(batch_id, progress, refusals)
                 now = await self._store.batch(batch_id)  # a cancel, or a window moved, since the last look
-                status, expired = now["status"], time.time() >= int(now["expires_at"])
-                if status == "cancelling" or expired:
-                    runner.cancel()
-                    await asyncio.gather(runner, return_exceptions=True)
-                    await self._stop_jobs(batch_id, owner, in_flight)
-                    if expired and status != "cancelling":
-                        answered = await self._store.answered_ids(batch_id)
-                        await self._expire(batch_id, [line for line in todo if line.custom_id not in answered])
-                    return
+                if now["status"] == "cancelling" or time.time() >= int(now["expires_at"]):
+                    return False
             runner.result()
         finally:
-            runner.cancel()
-        await self._note_progress(batch_id, progress)
+            runner.cancel()  # and waited for: a line it was submitting is submitted before its jobs are stopped
+            await asyncio.gather(runner, return_exceptions=True)
+        await self._note_progress(batch_id, progress, refusals)
+        return True
 
     def _maybe_started(self, lines: list[BatchLine], answered: set[str]) -> dict[str, BatchLine]:
         """The unanswered lines that can have jobs: a driver feeds the unanswered lines in input order with a
@@ -226,18 +227,34 @@ class BatchCoordinator:
                                           succeeded=False)  # fmt: skip
         return kept
 
-    async def _note_progress(self, batch_id: str, progress: BatchProgress) -> None:
+    async def _note_progress(self, batch_id: str, progress: BatchProgress, refusals: list[LineError]) -> None:
         completed, failed = await self._store.line_counts(batch_id)
         eta = progress.eta_s
-        await self._store.update_batch(batch_id, {
-            "completed": completed, "failed": failed, "in_flight": progress.in_flight,
+        fields = {
+            "completed": completed, "failed": failed + len(refusals), "in_flight": progress.in_flight,
             "output_tokens": progress.output_tokens, "eta_s": "" if eta is None else f"{eta:.1f}",
-        })  # fmt: skip
+        }  # fmt: skip
+        if progress.done + progress.failed:  # this drive got lines answered: the last one's failure is not in a row
+            fields["drive_failures"] = 0
+        await self._store.update_driven_batch(batch_id, self._token, fields)
 
-    async def _stop_jobs(self, batch_id: str, owner: str, in_flight: dict[str, BatchLine]) -> None:
-        """Cancels the jobs of the lines in flight. A job that ended before the cancel reached it keeps its
-        answer: the runner, stopped, may not have written it yet, and a line a worker answered is never dropped."""
-        for custom_id, line in in_flight.items():
+    async def _count_drive_failure(self, batch_id: str) -> None:
+        fields = await self._store.batch(batch_id)
+        if fields is None or fields["status"] in ENDED:
+            return
+        failures = int(fields.get("drive_failures", 0)) + 1
+        if failures < MAX_DRIVE_FAILURES:
+            await self._store.update_driven_batch(batch_id, self._token, {"drive_failures": failures})
+            return
+        await self._fail(batch_id, "internal_error", f"the gateway failed to drive this batch {failures} times in a "
+                         "row; its operator finds why in the gateways' logs, by the batch's id")  # fmt: skip
+
+    async def _stop_jobs(self, batch_id: str, owner: str, lines: list[BatchLine]) -> None:
+        """Cancels the jobs of the unanswered lines that can have one (this driver's or a driver's before it). A
+        job that ended before the cancel reached it keeps its answer: the runner, stopped, may not have written
+        it yet, and a line a worker answered is never dropped; a line answered already is left as it is."""
+        answered = await self._store.answered_ids(batch_id)
+        for custom_id, line in self._maybe_started(lines, answered).items():
             handle = await self._client.find_job(idempotent_job_id(owner, line_key(batch_id, custom_id)))
             if handle is None:
                 continue
@@ -251,45 +268,33 @@ class BatchCoordinator:
                 answer, succeeded = failed_line(line, handle.id, error_from_info(record.error, record)), False
             await self._store.record_line(batch_id, custom_id, json.dumps(answer), succeeded=succeeded)
 
-    async def _expire(self, batch_id: str, unanswered: list[BatchLine]) -> None:
-        """OpenAI's expiry: every line not answered in time gets a `batch_expired` error line."""
-        for line in unanswered:
-            error = {"code": "batch_expired", "message": "the batch expired before this line ran"}
-            expired = {"id": f"batch_req_expired_{line.index}", "custom_id": line.custom_id, "response": None,
-                       "error": error}  # fmt: skip
-            await self._store.record_line(batch_id, line.custom_id, json.dumps(expired), succeeded=False)
-        await self._store.update_batch(batch_id, {"ending": "expired"})
-        await self._store.transition(batch_id, "finalizing", _now(), ("in_progress",))
+    async def _expire(self, batch_id: str, owner: str, lines: list[BatchLine]) -> None:
+        """OpenAI's expiry: the jobs a cancel would stop are stopped, and every line not answered in time gets
+        a `batch_expired` error line (one answered meanwhile keeps its answer)."""
+        await self._stop_jobs(batch_id, owner, lines)
+        answered = await self._store.answered_ids(batch_id)
+        for line in (line for line in lines if line.custom_id not in answered):
+            await self._store.record_line(batch_id, line.custom_id, json.dumps(expired_line(line)), succeeded=False)
+        if await self._store.update_driven_batch(batch_id, self._token, {"ending": "expired"}):
+            await self._store.transition(batch_id, "finalizing", _now(), ("in_progress",))
 
     async def _finalize(
         self, batch_id: str, fields: dict[str, str], lines: list[BatchLine], refusals: list[LineError]
     ) -> None:
-        order = {line.custom_id: line.index for line in lines}
-        order.update({_REFUSED_KEY.format(refusal.index): refusal.index for refusal in refusals})
-        written: dict[str, str] = {}
-        for succeeded in (True, False):
-            answers = [(order.get(custom_id, len(order)), custom_id, line)
-                       async for custom_id, line in self._store.lines(batch_id, succeeded)]  # fmt: skip
-            if not answers:
-                continue
-            file_id = output_file_id(batch_id, succeeded)
-            data = "".join(f"{line}\n" for _, _, line in sorted(answers)).encode()
-            await self._files.write(file_id, data)
-            await self._store.add_file(file_id, fields["owner"], _now(), {
-                "id": file_id, "bytes": str(len(data)), "created_at": str(_now()), "purpose": "batch_output",
-                "filename": f"{batch_id}_{'output' if succeeded else 'error'}.jsonl", "files_url": self._files.url,
-            })  # fmt: skip
-            written["output_file_id" if succeeded else "error_file_id"] = file_id
+        written = await write_output_files(self._files, self._store, batch_id, fields["owner"], lines, refusals)
         completed, failed = await self._store.line_counts(batch_id)
-        await self._store.update_batch(batch_id, {**written, "completed": completed, "failed": failed, "in_flight": 0})
+        counts = {"completed": completed, "failed": failed + len(refusals), "in_flight": 0}
+        if not await self._store.update_driven_batch(batch_id, self._token, {**written, **counts}):
+            return  # the lease was lost: the batch's next driver ends it
         ending = "cancelled" if fields["status"] == "cancelling" else fields.get("ending", "completed")
         await self._store.transition(batch_id, ending, _now(), (fields["status"],))
         await self._store.retire_batch(batch_id)
 
-    async def _fail(self, batch_id: str, code: str, message: str) -> None:
-        await self._store.update_batch(batch_id, {"errors": json.dumps([{"code": code, "message": message}])})
-        await self._store.transition(batch_id, "failed", _now(), ("validating", "in_progress"))
-        await self._store.retire_batch(batch_id)
+    async def _fail(self, batch_id: str, code: str, message: str, param: str | None = None) -> None:
+        error = {"code": code, "message": message, "param": param}
+        if await self._store.update_driven_batch(batch_id, self._token, {"errors": json.dumps([error])}):
+            await self._store.transition(batch_id, "failed", _now(), _NOT_ENDED)
+            await self._store.retire_batch(batch_id)
 
 
 def _now() -> int:

@@ -5,16 +5,19 @@
 (`/v1/completions` for a raw prompt, `/v1/score` for a reward model: the gateway's bodies). Bodies are
 checked exactly as the gateway checks them (the same request models, strict JSON), so a line the gateway
 would refuse is refused here, per line, naming the field; a body without a `model` takes the batch's.
+A Batch API batch holds at most `MAX_REQUESTS_PER_BATCH` lines, as OpenAI's does.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from batch.lines import BatchLine, LineError
+from batch.lines import BatchLine, LineError, encodes
 from engines.errors import InvalidRequest
 from gateway.chat_schemas import ChatCompletionRequest, ScoreRequest
 from gateway.completions import CompletionRequest
@@ -25,6 +28,29 @@ from gateway.strict_json import parse_json
 AnsweredWhole = TypeVar("AnsweredWhole", ChatCompletionRequest, CompletionRequest)
 URLS = ("/v1/chat/completions", "/v1/completions", "/v1/score")
 _LINE_FIELDS = {"custom_id", "method", "url", "body"}
+MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's cap on a batch's input file ("up to 50,000 requests")
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    lines: list[BatchLine]
+    refusals: list[LineError]
+
+
+def read_batch_input(raw: bytes, endpoint: str, max_requests: int = MAX_REQUESTS_PER_BATCH) -> BatchInput:
+    """A Batch API input file's lines and refusals (blank lines are neither). Read a line at a time and never
+    past the cap, so a file of millions of short lines never becomes millions of objects; blocking (every body
+    is validated), so the coordinator runs it on a thread. Over the cap: InvalidRequest naming input_file_id."""
+    texts = (line.decode("utf-8", errors="replace") for line in io.BytesIO(raw))  # split at b"\n" alone
+    lines: list[BatchLine] = []
+    refusals: list[LineError] = []
+    for line in openai_lines(texts, default_model=None, endpoint=endpoint):
+        if len(lines) + len(refusals) == max_requests:
+            raise InvalidRequest(
+                f"the input file holds more than {max_requests:,} requests, a batch's cap", field="input_file_id"
+            )
+        (lines if isinstance(line, BatchLine) else refusals).append(line)
+    return BatchInput(lines, refusals)
 
 
 def openai_lines(
@@ -65,7 +91,25 @@ def _custom_id(item: Any) -> str:
     custom_id = item.get("custom_id")
     if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 512:
         raise InvalidRequest("must be a string of 1 to 512 characters", field="custom_id")
+    _refuse_lone_surrogates(custom_id, "custom_id")
     return custom_id
+
+
+def _refuse_lone_surrogates(value: Any, field: str) -> None:
+    """Raises InvalidRequest naming a string (or the object whose key) that holds a lone surrogate: JSON's
+    `\\ud800` escape without its pair. No job could carry it, nor its custom_id name a job: refused here, the
+    line stays a line's refusal instead of a batch that fails each time it is driven."""
+    stack: list[tuple[Any, str]] = [(value, field)]
+    while stack:
+        current, path = stack.pop()
+        if isinstance(current, str) and not encodes(current):
+            raise InvalidRequest("holds a lone surrogate (\\ud800-\\udfff without its pair): not text", field=path)
+        if isinstance(current, dict):
+            if not all(encodes(key) for key in current):
+                raise InvalidRequest("a key holds a lone surrogate (\\ud800-\\udfff without its pair)", field=path)
+            stack += [(item, f"{path}.{key}") for key, item in current.items()]
+        elif isinstance(current, list):
+            stack += [(item, f"{path}.{index}") for index, item in enumerate(current)]
 
 
 def _line(
@@ -81,6 +125,7 @@ def _line(
     body = item.get("body")
     if not isinstance(body, dict):
         raise InvalidRequest("must be a JSON object (the request's body)", field="body")
+    _refuse_lone_surrogates(body, "body")
     if "model" not in body and default_model is not None:
         body = {**body, "model": default_model}
     try:

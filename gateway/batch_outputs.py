@@ -1,4 +1,5 @@
-"""What a batch's OpenAI output and error lines hold (the CLI's and the Batch API's alike).
+"""What a batch's OpenAI output and error lines hold (the CLI's and the Batch API's alike), and the Batch API's
+output and error files that gather them.
 
 OpenAI's line: `{"id", "custom_id", "response": {"status_code", "request_id", "body"}, "error"}`; a line that
 ran and failed carries the error body the gateway would have answered with, under its status code; a line
@@ -7,14 +8,18 @@ refused before it ran has no response and an `error` of its own.
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
+from batch.file_store import FileStore
 from batch.lines import BatchLine, LineError
 from engines.errors import InferqError
 from gateway.chat import completion_object
 from gateway.completions import text_completion_object
 from gateway.errors import api_error_of
 from gateway.score import score_object
+from tasks.batch_store import BatchStore
 from tasks.schemas import JobRecord
 
 REQUEST_PREFIX = "batch_req_"
@@ -45,3 +50,45 @@ def refused_line(refusal: LineError) -> dict[str, Any]:
         "response": None,
         "error": {"code": "invalid_request", "message": message, "line": refusal.index + 1},
     }
+
+
+def expired_line(line: BatchLine) -> dict[str, Any]:
+    """OpenAI's expiry: a line not answered in the batch's window gets a `batch_expired` error of its own."""
+    error = {"code": "batch_expired", "message": "the batch expired before this line ran"}
+    return {
+        "id": f"{REQUEST_PREFIX}expired_{line.index}",
+        "custom_id": line.custom_id,
+        "response": None,
+        "error": error,
+    }
+
+
+def output_file_id(batch_id: str, succeeded: bool) -> str:
+    """Fixed by the batch, so two coordinators that ever both finalized it write the same file."""
+    return f"file-{batch_id.removeprefix('batch_')}-{'output' if succeeded else 'errors'}"
+
+
+async def write_output_files(
+    files: FileStore, store: BatchStore, batch_id: str, owner: str, lines: list[BatchLine], refusals: list[LineError]
+) -> dict[str, str]:
+    """Writes a batch's output and error files, each in input order: its answered lines, and its refused lines
+    (read from its input again: no custom_id stands for them). Returns their ids, by the batch's field names."""
+    order = {line.custom_id: line.index for line in lines}
+    written: dict[str, str] = {}
+    for succeeded in (True, False):
+        answers = [(order.get(custom_id, len(order)), custom_id, line)
+                   async for custom_id, line in store.lines(batch_id, succeeded)]  # fmt: skip
+        if not succeeded:
+            answers += [(refusal.index, "", json.dumps(refused_line(refusal))) for refusal in refusals]
+        if not answers:
+            continue
+        file_id = output_file_id(batch_id, succeeded)
+        data = "".join(f"{line}\n" for _, _, line in sorted(answers)).encode()
+        await files.write(file_id, data)
+        created_at = int(time.time())
+        await store.add_file(file_id, owner, created_at, {
+            "id": file_id, "bytes": str(len(data)), "created_at": str(created_at), "purpose": "batch_output",
+            "filename": f"{batch_id}_{'output' if succeeded else 'error'}.jsonl", "files_url": files.url,
+        })  # fmt: skip
+        written["output_file_id" if succeeded else "error_file_id"] = file_id
+    return written

@@ -1,10 +1,12 @@
 """OpenAI's Batch API: `POST /v1/batches`, `GET /v1/batches/{id}`, `GET /v1/batches` (newest first, `after` and
 `limit`), `POST /v1/batches/{id}/cancel`. A batch is its tenant's, like its input file; the gateways'
-coordinators run it (gateway/batch_coordinator.py). An `Idempotency-Key` makes a retried create the same batch.
+coordinators run it (gateway/batch_coordinator.py). An `Idempotency-Key` makes a retried create the same batch;
+the key used again for another body is a 400 naming `idempotency_key`, as on the other routes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -28,13 +30,25 @@ async def owned_batch(request: Request, batch_id: str) -> dict[str, str]:
     return owned_or_404(fields, tenant_of(request), "batch", batch_id)
 
 
+def _request_digest(body: CreateBatchRequest) -> str:
+    """What a retry must ask again to be the same create."""
+    return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _the_batch_retried(fields: dict[str, str], digest: str) -> dict:
+    if fields.get("request_digest", digest) != digest:  # a batch made before digests were kept: its key alone
+        raise ApiError(400, "this key was used for another batch: a retry must ask the same",
+                       type="invalid_request_error", param="idempotency_key", code="invalid_value")  # fmt: skip
+    return batch_object(fields)
+
+
 @router.post("/v1/batches")
 async def create_batch(body: CreateBatchRequest, request: Request):
     tenant, store = tenant_of(request), inferq_client(request).store.batches
-    key = idempotency_key(request)
+    key, digest = idempotency_key(request), _request_digest(body)
     batch_id = f"batch_{uuid.uuid4().hex if key is None else idempotent_job_id(tenant.name, f'batches:{key}')}"
     if key is not None and (fields := await store.batch(batch_id)) is not None:
-        return batch_object(fields)  # the retry of a create that went through
+        return _the_batch_retried(fields, digest)  # the retry of a create that went through
     try:
         input_file = await owned_file(request, body.input_file_id)
     except ApiError:
@@ -52,8 +66,10 @@ async def create_batch(body: CreateBatchRequest, request: Request):
         "completion_window": body.completion_window, "status": "validating", "created_at": str(created_at),
         "expires_at": str(created_at + body.window_s()), "metadata": json.dumps(body.metadata or {}),
         "files_url": file_store(request).url,  # the gateways that may drive it: those using the same store
+        "request_digest": digest,
     }  # fmt: skip
-    await store.add_batch(batch_id, tenant.name, created_at, fields)
+    if not await store.add_batch(batch_id, tenant.name, created_at, fields):  # a create under the same key won
+        return _the_batch_retried(await store.batch(batch_id), digest)
     return batch_object({**fields, "owner": tenant.name})
 
 

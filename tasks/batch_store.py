@@ -2,8 +2,11 @@
 and their answered lines. It holds strings and hashes; the gateway owns what they mean (gateway/batch_objects.py).
 
 A batch is a hash whose `status` only moves by `transition` (a script: from one of the expected statuses, or
-not at all), so a cancel and the coordinator's own moves can never overwrite each other. Each line's answer is
-written once (HSETNX by custom_id), so two coordinators that ever drove the same batch still write each line once.
+not at all), so a cancel and the coordinator's own moves can never overwrite each other. A batch is created once
+(`add_batch` claims its id), so two creates under one idempotency key cannot both write it. Each line's answer is
+written once (HSETNX by custom_id), so two coordinators that ever drove the same batch still write each line once,
+and only while the batch is active: a coordinator that wakes after another retired the batch writes nothing back.
+Its driver's other writes (`update_driven_batch`) hold only while its lease is the driver's.
 """
 
 from __future__ import annotations
@@ -27,10 +30,26 @@ for i = 3, #ARGV do
 end
 return 0
 """
-# KEYS: the hash for this outcome, the other outcome's. ARGV: custom_id, line. A line is answered once, either way.
+# KEYS: the hash for this outcome, the other outcome's, the active batches. ARGV: custom_id, line, the batch.
+# A line is answered once, either way, and never after its batch was retired (that would leave hashes for ever).
 _RECORD_LINE = """
+if not redis.call('zscore', KEYS[3], ARGV[3]) then return 0 end
 if redis.call('hexists', KEYS[2], ARGV[1]) == 1 then return 0 end
 return redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2])
+"""
+# KEYS: the batch, its owner's batches, the active batches. ARGV: created_at, the batch id, then field, value pairs.
+_ADD_BATCH = """
+if redis.call('exists', KEYS[1]) == 1 then return 0 end
+redis.call('hset', KEYS[1], unpack(ARGV, 3))
+redis.call('zadd', KEYS[2], ARGV[1], ARGV[2])
+redis.call('zadd', KEYS[3], ARGV[1], ARGV[2])
+return 1
+"""
+# KEYS: the batch, its lease. ARGV: the driver's lease token, then field, value pairs.
+_UPDATE_DRIVEN = """
+if redis.call('get', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('hset', KEYS[1], unpack(ARGV, 2))
+return 1
 """
 _TAKE = "return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0"
 
@@ -63,6 +82,8 @@ class BatchStore:
         self._transition = redis.register_script(_TRANSITION)
         self._take = redis.register_script(_TAKE)
         self._record_line = redis.register_script(_RECORD_LINE)
+        self._add_batch = redis.register_script(_ADD_BATCH)
+        self._update_driven = redis.register_script(_UPDATE_DRIVEN)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -84,12 +105,11 @@ class BatchStore:
 
     # -- batches -----------------------------------------------------------------------------
 
-    async def add_batch(self, batch_id: str, owner: str, created_at: int, fields: Mapping[str, str]) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(names.batch_key(batch_id), mapping={**fields, "owner": owner})
-            pipe.zadd(names.owner_batches_key(owner), {batch_id: created_at})
-            pipe.zadd(names.ACTIVE_BATCHES_KEY, {batch_id: created_at})
-            await pipe.execute()
+    async def add_batch(self, batch_id: str, owner: str, created_at: int, fields: Mapping[str, str]) -> bool:
+        """Creates the batch, unless one has this id already (then False, and it is left as it is)."""
+        keys = [names.batch_key(batch_id), names.owner_batches_key(owner), names.ACTIVE_BATCHES_KEY]
+        pairs = [item for field_value in {**fields, "owner": owner}.items() for item in field_value]
+        return bool(await self._add_batch(keys=keys, args=[created_at, batch_id, *pairs]))
 
     async def batch(self, batch_id: str) -> dict[str, str] | None:
         return await self._redis.hgetall(names.batch_key(batch_id)) or None
@@ -97,6 +117,13 @@ class BatchStore:
     async def update_batch(self, batch_id: str, fields: Mapping[str, str]) -> None:
         """Fields other than `status` (counts, file ids, errors); the status moves by `transition` only."""
         await self._redis.hset(names.batch_key(batch_id), mapping=dict(fields))
+
+    async def update_driven_batch(self, batch_id: str, token: str, fields: Mapping[str, str | int]) -> bool:
+        """`update_batch` by the batch's driver: written only while `token` holds its lease (else False), so a
+        driver that stalled past its lease never writes over what the batch's next driver wrote."""
+        keys = [names.batch_key(batch_id), names.batch_lease_key(batch_id)]
+        pairs = [item for field_value in fields.items() for item in field_value]
+        return bool(await self._update_driven(keys=keys, args=[token, *pairs]))
 
     async def transition(self, batch_id: str, to: str, at: int, from_statuses: tuple[str, ...]) -> bool:
         return bool(await self._transition(keys=[names.batch_key(batch_id)], args=[to, at, *from_statuses]))
@@ -139,9 +166,10 @@ class BatchStore:
     # -- answered lines ----------------------------------------------------------------------
 
     async def record_line(self, batch_id: str, custom_id: str, line: str, succeeded: bool) -> bool:
-        """Writes a line's answer unless it has one (then False: this answer is dropped, the first stays)."""
-        keys = [names.batch_lines_key(batch_id, succeeded), names.batch_lines_key(batch_id, not succeeded)]
-        return bool(await self._record_line(keys=keys, args=[custom_id, line]))
+        """Writes a line's answer unless it has one, or its batch is retired (then False: this answer is dropped)."""
+        keys = [names.batch_lines_key(batch_id, succeeded), names.batch_lines_key(batch_id, not succeeded),
+                names.ACTIVE_BATCHES_KEY]  # fmt: skip
+        return bool(await self._record_line(keys=keys, args=[custom_id, line, batch_id]))
 
     async def answered_ids(self, batch_id: str) -> set[str]:
         async with self._redis.pipeline(transaction=False) as pipe:

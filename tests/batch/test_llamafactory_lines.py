@@ -57,3 +57,38 @@ def test_an_entry_that_is_not_there_names_the_dataset(tmp_path):
     with pytest.raises(InvalidRequest) as caught:
         list(dataset_lines("missing", "m", dataset_dir=str(tmp_path)))
     assert caught.value.field == "dataset"
+
+
+def test_a_file_of_messages_reads_role_and_content(tmp_path):
+    # LLaMA-Factory's "OpenAI format": sharegpt with a messages column and role/content tags, the system first
+    path = tmp_path / "chats.jsonl"
+    turns = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
+             {"role": "assistant", "content": "4"}]  # fmt: skip
+    unknown = {"messages": [{"role": "bot", "content": "?"}]}
+    path.write_text(json.dumps({"messages": turns}) + "\n" + json.dumps(unknown))
+    answered, unknown_role = dataset_lines(str(path), "m")
+    assert roles(answered) == [("system", "Be brief."), ("user", "2+2?")] and answered.label == "4"
+    assert isinstance(unknown_role, LineError) and unknown_role.param == "messages.0"
+    assert "role (one of user, assistant, system)" in unknown_role.message
+
+
+def test_an_entry_reads_only_the_columns_it_maps_as_llamafactory_does(tmp_path):
+    example = {"instruction": "Say yes", "q": "Say no", "output": "yes", "a": "no", "system": "Be rude.",
+               "history": [["hi", "hey"]]}  # fmt: skip
+    (tmp_path / "rows.json").write_text(json.dumps([example]))
+    info = {
+        "plain": {"file_name": "rows.json"},  # no columns: instruction, input, output; no system nor history
+        "mapped": {"file_name": "rows.json", "columns": {"prompt": "q", "response": "a"}},
+        "with_system": {"file_name": "rows.json", "columns": {"prompt": "q", "system": "system"}},
+        "nothing_to_ask": {"file_name": "rows.json", "columns": {"response": "a"}},
+    }
+    (tmp_path / "dataset_info.json").write_text(json.dumps(info))
+    [plain] = dataset_lines("plain", "m", dataset_dir=str(tmp_path))
+    assert roles(plain) == [("user", "Say yes")] and plain.label == "yes"
+    [mapped] = dataset_lines("mapped", "m", dataset_dir=str(tmp_path))
+    assert roles(mapped) == [("user", "Say no")] and mapped.label == "no"
+    [with_system] = dataset_lines("with_system", "m", dataset_dir=str(tmp_path))
+    assert roles(with_system) == [("system", "Be rude."), ("user", "Say no")] and with_system.label is None
+    with pytest.raises(InvalidRequest) as caught:
+        list(dataset_lines("nothing_to_ask", "m", dataset_dir=str(tmp_path)))
+    assert caught.value.field == "dataset" and "prompt or query" in caught.value.message

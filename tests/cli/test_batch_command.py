@@ -1,5 +1,6 @@
 """`inferq batch run|resume`, as processes, against real workers: every line answered exactly once."""
 
+import fcntl
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 import pytest
 
 from api_client.jobs import idempotent_job_id
+from batch.journal import Manifest, lock_path, manifest_path
 from batch.runner import line_key
 
 # Bounds for failure only: each wait ends as soon as what it waits for is there.
@@ -140,3 +142,59 @@ def test_a_torn_first_line_is_refused_alone_and_resume_refuses_a_changed_input(r
     requests.write_text(_chat("whole", "another question") + "\n")  # the same custom_id, another request
     changed = _batch(redis_url, "resume", str(tmp_path / "out.jsonl"))
     assert changed.returncode == 1 and "changed since the batch started" in changed.stderr
+
+
+def test_a_run_or_resume_on_an_output_another_one_holds_is_refused(redis_url, tmp_path):
+    (tmp_path / "in.jsonl").write_text(_chat("q", "hello", model="nobody-serves-this") + "\n")
+    output = tmp_path / "out.jsonl"
+    with lock_path(output).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a run or resume on this output holds it
+        run = _batch(redis_url, "run", str(tmp_path / "in.jsonl"), "-o", str(output))
+        assert run.returncode == 1 and "another `inferq batch` is running on" in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and not manifest_path(output).exists()
+        manifest = Manifest(batch_id="b", input=str(tmp_path / "in.jsonl"), model=None,
+                            errors=str(tmp_path / "out.jsonl.errors.jsonl"), window=4)  # fmt: skip
+        manifest_path(output).write_text(manifest.model_dump_json())
+        resume = _batch(redis_url, "resume", str(output))
+        assert resume.returncode == 1 and "another `inferq batch` is running on" in resume.stderr, resume.stderr
+    assert not output.exists() and not (tmp_path / "out.jsonl.errors.jsonl").exists()  # neither wrote a line
+
+
+def test_lone_surrogates_in_a_dataset_fail_their_line_and_are_kept_as_escapes(redis_url, batch_worker, tmp_path):
+    # JSON's "\ud800" escape makes a string UTF-8 cannot encode: a prompt holding one fails its line, a label
+    # holding one is written to the predictions as the input spelt it; neither stops the batch
+    examples = [{"instruction": "bad \udfff text"}, {"instruction": "fine", "output": "label \ud800"}]
+    (tmp_path / "data.json").write_text(json.dumps(examples))  # json.dumps escapes a lone surrogate
+    output, predictions = tmp_path / "out.jsonl", tmp_path / "generated_predictions.jsonl"
+    run = _batch(redis_url, "run", str(tmp_path / "data.json"), "-o", str(output), "--model", "batch-echo",
+                 "--predictions", str(predictions))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert [line["custom_id"] for line in _lines(output)] == ["example-1"]
+    [failed] = _lines(tmp_path / "out.jsonl.errors.jsonl")
+    assert failed["custom_id"] == "example-0" and failed["response"]["status_code"] == 400
+    assert "surrogate" in failed["response"]["body"]["error"]["message"]
+    assert "\\ud800" in predictions.read_text() and _lines(predictions)[0]["label"] == "label \ud800"
+    resumed = _batch(redis_url, "resume", str(output))
+    assert resumed.returncode == 0 and "2 lines: 1 answered" in resumed.stdout, resumed.stderr
+
+
+def test_a_custom_id_that_reads_like_a_refused_lines_id_still_runs_on_resume(redis_url, batch_worker, tmp_path):
+    release = tmp_path / "release"
+    (tmp_path / "in.jsonl").write_text("\n".join(["{broken", _chat("batch_req_line-0", f"[wait:{release}] x")]) + "\n")
+    output, errors = tmp_path / "out.jsonl", tmp_path / "out.jsonl.errors.jsonl"
+    first = subprocess.Popen(_inferq_args("run", str(tmp_path / "in.jsonl"), "-o", str(output)), env=_env(redis_url),
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    give_up_at = time.monotonic() + PATIENCE_S
+    while not (errors.exists() and errors.read_text().endswith("\n")) and time.monotonic() < give_up_at:
+        time.sleep(0.1)  # line 0's refusal is written before any line is submitted
+    first.send_signal(signal.SIGKILL)  # line 1 waits for the release: surely not answered
+    first.wait()
+    assert [line["id"] for line in _lines(errors)] == ["batch_req_line-0"] and not _lines_if(output)
+    release.touch()
+    resumed = _batch(redis_url, "resume", str(output))
+    assert resumed.returncode == 0 and "2 lines: 1 answered" in resumed.stdout, resumed.stderr
+    assert [line["custom_id"] for line in _lines(output)] == ["batch_req_line-0"]
+
+
+def _lines_if(path):
+    return _lines(path) if path.exists() else []

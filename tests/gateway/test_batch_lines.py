@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
+
 from batch.lines import BatchLine, LineError
-from gateway.batch_lines import openai_lines
+from engines.errors import InvalidRequest
+from gateway.batch_lines import openai_lines, read_batch_input
 
 
 def chat_line(custom_id, **body):
@@ -78,3 +81,28 @@ def test_a_completion_line_carries_its_raw_prompt_and_echo():
     refused = parse(*(json.dumps({"custom_id": f"x{i}", "url": "/v1/completions", "body": b})
                       for i, b in enumerate((two_prompts, streamed))))  # fmt: skip
     assert [(error.param, error.custom_id) for error in refused] == [("body.prompt", "x0"), ("body.stream", "x1")]
+
+
+def test_a_lone_surrogate_is_refused_by_the_field_that_holds_it():
+    # JSON's escapes, as a client wrote them: json.dumps would never write a lone surrogate of its own
+    line = '{{"custom_id": "{}", "url": "/v1/chat/completions", "body": {}}}'
+    results = parse(
+        line.format("\\ud800", '{"messages": [{"role": "user", "content": "hi"}]}'),
+        line.format("c1", '{"messages": [{"role": "user", "content": "a \\udfff b"}]}'),
+        line.format("c2", '{"messages": [{"role": "user", "content": "hi"}], "metadata": {"\\ud800": "x"}}'),
+        line.format("pair", '{"messages": [{"role": "user", "content": "\\ud83d\\ude00"}]}'),  # a whole pair: text
+    )
+    refused = [(error.custom_id, error.param) for error in results if isinstance(error, LineError)]
+    assert refused == [(None, "custom_id"), ("c1", "body.messages.0.content"), ("c2", "body.metadata")]
+    assert all("lone surrogate" in error.message for error in results[:3])
+    assert results[3].messages[0].content == "\U0001f600"
+
+
+def test_an_input_is_read_to_its_cap_and_no_further():
+    raw = b"".join(f"{chat_line(f'q{i}', model='m')}\n\n".encode() for i in range(3)) + b"1\n"
+    batch_input = read_batch_input(raw, "/v1/chat/completions", max_requests=4)  # blank lines are no requests
+    assert [line.custom_id for line in batch_input.lines] == ["q0", "q1", "q2"]
+    assert [(error.index, error.message) for error in batch_input.refusals] == [(6, "each line must be a JSON object")]
+    with pytest.raises(InvalidRequest) as over:
+        read_batch_input(raw + b"2\n", "/v1/chat/completions", max_requests=4)
+    assert over.value.field == "input_file_id" and "4 requests" in over.value.message

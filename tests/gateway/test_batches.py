@@ -4,12 +4,14 @@ batch that outlives a SIGKILLed worker and a SIGKILLed gateway with every line a
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import subprocess
 import sys
 import time
+import uuid
 
 import openai
 import pytest
@@ -220,11 +222,14 @@ async def test_a_line_whose_job_ended_before_a_cancel_keeps_its_answer_though_th
     await handles["ended"].result(timeout=120)
     await until(lambda: inferq.store.is_running(handles["held"].id), "the held line never ran")
     coordinator = BatchCoordinator(inferq, LocalFileStore(str(tmp_path)), lease_s=15, scan_s=1, window=2)
-    await coordinator._stop_jobs(batch_id, owner, lines)
+    # an active batch (an ended one takes no answers), in a store no gateway of the session drives
+    await inferq.store.batches.add_batch(batch_id, owner, 0, {"id": batch_id, "status": "cancelling"})
+    await coordinator._stop_jobs(batch_id, owner, list(lines.values()))
     answered = {custom_id: json.loads(line) async for custom_id, line in inferq.store.batches.lines(batch_id, True)}
+    assert [line async for line in inferq.store.batches.lines(batch_id, False)] == []
+    await inferq.store.batches.retire_batch(batch_id)
     assert list(answered) == ["ended"]
     assert answered["ended"]["response"]["body"]["choices"][0]["message"]["content"] == "answered in time"
-    assert [line async for line in inferq.store.batches.lines(batch_id, False)] == []
     with pytest.raises(JobCancelled):
         await handles["held"].result(timeout=120)
 
@@ -352,3 +357,39 @@ def _status_of_batch(redis_url: str, batch_id: str) -> dict:
                             env={**os.environ, "INFERQ_REDIS_URL": redis_url}, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return next(batch for batch in json.loads(result.stdout)["batches"] if batch["id"] == batch_id)
+
+
+# Creating a batch under an `Idempotency-Key`: a retry (even one racing the first try) is the same batch, never a
+# second write over it; the key used for another body is a 400 naming `idempotency_key`, as on the other routes.
+
+
+async def test_a_create_retried_under_its_key_is_the_same_batch_even_after_it_ended(oai):
+    uploaded = await oai.files.create(file=("same.jsonl", jsonl([chat_line("a", "once")])), purpose="batch")
+    key = {"Idempotency-Key": f"create-{uuid.uuid4().hex}"}
+    body = {"input_file_id": uploaded.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    first, *retries = await asyncio.gather(*(oai.batches.create(**body, extra_headers=key) for _ in range(4)))
+    assert {retry.id for retry in retries} == {first.id}
+    ended = await finished(oai, first.id)
+    again = await oai.batches.create(**body, extra_headers=key)
+    assert (again.id, again.status, again.request_counts.completed) == (first.id, ended.status, 1)
+    assert ended.status == "completed"
+
+
+async def test_a_key_used_again_for_another_body_is_refused_by_name(oai):
+    uploads = [await oai.files.create(file=(f"{name}.jsonl", jsonl([chat_line(name, "x")])), purpose="batch")
+               for name in ("first", "second")]  # fmt: skip
+    key = {"Idempotency-Key": f"create-{uuid.uuid4().hex}"}
+    body = {"endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    # two creates racing under one key, for two files: one makes the batch, the other is told why not
+    outcomes = await asyncio.gather(
+        *(oai.batches.create(input_file_id=upload.id, **body, extra_headers=key) for upload in uploads),
+        return_exceptions=True,
+    )
+    [created] = [outcome for outcome in outcomes if not isinstance(outcome, Exception)]
+    [refused] = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert isinstance(refused, openai.BadRequestError) and refused.body["param"] == "idempotency_key"
+    assert (await oai.batches.retrieve(created.id)).input_file_id == created.input_file_id
+    with pytest.raises(openai.BadRequestError) as metadata_differs:
+        await oai.batches.create(input_file_id=created.input_file_id, **body, metadata={"run": "2"}, extra_headers=key)
+    assert metadata_differs.value.body["param"] == "idempotency_key"
+    assert (await finished(oai, created.id)).status == "completed"

@@ -1,5 +1,8 @@
-"""The Batch API's state on a real Redis: a status moves only from what it was, a line is answered once
-(either way), a lease is one coordinator's, and an owner's batches page newest first."""
+"""The Batch API's state on a real Redis: a batch is created once, a status moves only from what it was, a line
+is answered once (either way) and never after its batch is retired, a lease is one coordinator's and so are the
+driver's writes, and an owner's batches page newest first."""
+
+from tasks import names
 
 
 async def test_a_status_moves_only_from_the_statuses_it_names(store):
@@ -13,8 +16,19 @@ async def test_a_status_moves_only_from_the_statuses_it_names(store):
     assert "finalizing_at" not in fields and fields["owner"] == "alice"
 
 
-async def test_a_line_is_answered_once_either_way(store):
+async def test_a_batch_is_created_once_and_a_second_create_changes_nothing(store):
     batches = store.batches
+    assert await batches.add_batch("b0", "alice", 1, {"id": "b0", "status": "validating", "input_file_id": "f1"})
+    await batches.transition("b0", "in_progress", 2, ("validating",))
+    assert not await batches.add_batch("b0", "bob", 3, {"id": "b0", "status": "validating", "input_file_id": "f2"})
+    fields = await batches.batch("b0")
+    assert (fields["status"], fields["input_file_id"], fields["owner"]) == ("in_progress", "f1", "alice")
+    assert await batches.batches_of("bob", None, 10) == []
+
+
+async def test_a_line_is_answered_once_either_way_and_never_after_its_batch_is_retired(store, isolated_redis):
+    batches = store.batches
+    await batches.add_batch("b2", "alice", 1, {"id": "b2", "status": "in_progress"})
     assert await batches.record_line("b2", "q1", '{"first": true}', succeeded=True)
     assert not await batches.record_line("b2", "q1", '{"second": true}', succeeded=True)
     assert not await batches.record_line("b2", "q1", '{"failed": true}', succeeded=False)
@@ -22,9 +36,27 @@ async def test_a_line_is_answered_once_either_way(store):
     assert await batches.line_counts("b2") == (1, 1)
     assert await batches.answered_ids("b2") == {"q1", "q2"}
     assert [line async for line in batches.lines("b2", True)] == [("q1", '{"first": true}')]
-    await batches.add_batch("b2", "alice", 1, {"id": "b2", "status": "completed"})
+    await batches.transition("b2", "completed", 2, ("in_progress",))
     await batches.retire_batch("b2")
     assert await batches.line_counts("b2") == (0, 0) and "b2" not in await batches.active_batches()
+    # a driver that wakes after the batch ended: its answer would be a hash nobody ever deletes
+    assert not await batches.record_line("b2", "q3", '{"late": true}', succeeded=True)
+    assert not await batches.record_line("b2", "q4", '{"late": true}', succeeded=False)
+    assert not isolated_redis.exists(names.batch_lines_key("b2", True), names.batch_lines_key("b2", False))
+
+
+async def test_a_drivers_writes_land_only_while_it_holds_the_lease(store):
+    batches = store.batches
+    await batches.add_batch("b4", "alice", 1, {"id": "b4", "status": "in_progress", "completed": "0"})
+    assert await batches.take_lease("b4", "gateway-a", 60)
+    assert await batches.update_driven_batch("b4", "gateway-a", {"completed": 7, "eta_s": "1.5"})
+    await batches.release_lease("b4", "gateway-a")
+    assert await batches.take_lease("b4", "gateway-b", 60)
+    assert not await batches.update_driven_batch("b4", "gateway-a", {"completed": 0})  # stalled past its lease
+    await batches.release_lease("b4", "gateway-b")
+    assert not await batches.update_driven_batch("b4", "gateway-a", {"completed": 0})  # nobody's lease
+    fields = await batches.batch("b4")
+    assert (fields["completed"], fields["eta_s"]) == ("7", "1.5")
 
 
 async def test_a_lease_is_one_coordinators_until_released(store):
