@@ -95,7 +95,7 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with AsyncInferQClient(settings=queue_settings) as client:
-            app.state.inferq, app.state.files = client, file_store
+            app.state.inferq, app.state.files, app.state.settings = client, file_store, settings
             coordinator = BatchCoordinator(client, file_store, lease_s=settings.batch_lease_s,
                                            scan_s=settings.batch_scan_s, window=settings.batch_window)  # fmt: skip
             driving = asyncio.create_task(coordinator.run())

@@ -68,8 +68,16 @@ async def create_batch(body: CreateBatchRequest, request: Request):
         "files_url": file_store(request).url,  # the gateways that may drive it: those using the same store
         "request_digest": digest,
     }  # fmt: skip
-    if not await store.add_batch(batch_id, tenant.name, created_at, fields):  # a create under the same key won
+    # A cap per tenant, so one tenant's many batches cannot take every batch row from the others' (the fleet's
+    # batch share is served first come, first served) nor become more jobs than a window each bounds.
+    cap = request.app.state.settings.tenant_max_batches
+    outcome = await store.add_batch(batch_id, tenant.name, created_at, fields, max_active=cap)
+    if outcome == "exists":  # a create under the same key won
         return _the_batch_retried(await store.batch(batch_id), digest)
+    if outcome == "over_cap":
+        raise ApiError(429, f"{tenant.name!r} has {cap} batches not finished yet, its cap "
+                       "(INFERQ_GATEWAY_TENANT_MAX_BATCHES); try again once one ends", type="rate_limit_error",
+                       code="too_many_batches")  # fmt: skip
     return batch_object({**fields, "owner": tenant.name})
 
 

@@ -39,6 +39,9 @@ class GatewaySettings(BaseSettings):
         200 * 1024 * 1024, ge=1024, description="largest file `POST /v1/files` takes (held in memory while it arrives)"
     )
     batch_window: int = Field(DEFAULT_WINDOW, ge=1, description="a Batch API batch's jobs in flight at once")
+    tenant_max_batches: int = Field(
+        8, ge=1, description="a tenant's Batch API batches not finished yet at once (a create past it is a 429)"
+    )
     batch_lease_s: float = Field(
         15.0, ge=1, description="a gateway that stops renewing a batch's lease this long gives the batch to another"
     )

@@ -12,6 +12,7 @@ Its driver's other writes (`update_driven_batch`) hold only while its lease is t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from typing import Literal
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
@@ -37,13 +38,28 @@ if not redis.call('zscore', KEYS[3], ARGV[3]) then return 0 end
 if redis.call('hexists', KEYS[2], ARGV[1]) == 1 then return 0 end
 return redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2])
 """
-# KEYS: the batch, its owner's batches, the active batches. ARGV: created_at, the batch id, then field, value pairs.
+# KEYS: the batch, its owner's batches, the active batches, its owner's active batches. ARGV: created_at, the
+# batch id, the owner's cap of unfinished batches (0: none), the batches' key prefix, then field, value pairs. A
+# batch its driver has ended but not yet retired (one round trip later) is finished already: it does not count.
+# (Its hash is named from its id here, which a script may only do on one Redis, not a cluster: inferq's case.)
 _ADD_BATCH = """
-if redis.call('exists', KEYS[1]) == 1 then return 0 end
-redis.call('hset', KEYS[1], unpack(ARGV, 3))
+if redis.call('exists', KEYS[1]) == 1 then return 'exists' end
+local cap = tonumber(ARGV[3])
+if cap > 0 and redis.call('zcard', KEYS[4]) >= cap then
+  local unfinished = 0
+  for _, id in ipairs(redis.call('zrange', KEYS[4], 0, -1)) do
+    local status = redis.call('hget', ARGV[4] .. id, 'status')
+    if status ~= 'completed' and status ~= 'failed' and status ~= 'expired' and status ~= 'cancelled' then
+      unfinished = unfinished + 1
+    end
+  end
+  if unfinished >= cap then return 'over_cap' end
+end
+redis.call('hset', KEYS[1], unpack(ARGV, 5))
 redis.call('zadd', KEYS[2], ARGV[1], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[1], ARGV[2])
-return 1
+redis.call('zadd', KEYS[4], ARGV[1], ARGV[2])
+return 'added'
 """
 # KEYS: the batch, its lease. ARGV: the driver's lease token, then field, value pairs.
 _UPDATE_DRIVEN = """
@@ -105,11 +121,16 @@ class BatchStore:
 
     # -- batches -----------------------------------------------------------------------------
 
-    async def add_batch(self, batch_id: str, owner: str, created_at: int, fields: Mapping[str, str]) -> bool:
-        """Creates the batch, unless one has this id already (then False, and it is left as it is)."""
-        keys = [names.batch_key(batch_id), names.owner_batches_key(owner), names.ACTIVE_BATCHES_KEY]
+    async def add_batch(
+        self, batch_id: str, owner: str, created_at: int, fields: Mapping[str, str], max_active: int | None = None
+    ) -> Literal["added", "exists", "over_cap"]:
+        """Creates the batch, unless one has this id already (`exists`: it is left as it is) or its owner has
+        `max_active` batches not finished yet (`over_cap`), checked and counted in one step."""
+        keys = [names.batch_key(batch_id), names.owner_batches_key(owner), names.ACTIVE_BATCHES_KEY,
+                names.owner_active_batches_key(owner)]  # fmt: skip
         pairs = [item for field_value in {**fields, "owner": owner}.items() for item in field_value]
-        return bool(await self._add_batch(keys=keys, args=[created_at, batch_id, *pairs]))
+        prefix = names.batch_key("")
+        return await self._add_batch(keys=keys, args=[created_at, batch_id, max_active or 0, prefix, *pairs])
 
     async def batch(self, batch_id: str) -> dict[str, str] | None:
         return await self._redis.hgetall(names.batch_key(batch_id)) or None
@@ -147,8 +168,11 @@ class BatchStore:
 
     async def retire_batch(self, batch_id: str) -> None:
         """The batch has ended: no coordinator needs to drive it, and its lines live in its files now."""
+        owner = await self._redis.hget(names.batch_key(batch_id), "owner")
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrem(names.ACTIVE_BATCHES_KEY, batch_id)
+            if owner is not None:
+                pipe.zrem(names.owner_active_batches_key(owner), batch_id)
             pipe.delete(names.batch_lines_key(batch_id, True), names.batch_lines_key(batch_id, False))
             await pipe.execute()
 

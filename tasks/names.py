@@ -117,6 +117,11 @@ def owner_batches_key(owner: str) -> str:
 ACTIVE_BATCHES_KEY = f"{PREFIX}batches-active"
 
 
+def owner_active_batches_key(owner: str) -> str:
+    """An owner's batches not finished yet: what its cap on batches at once counts."""
+    return f"{PREFIX}batches-active-of:{owner}"
+
+
 def batch_lease_key(batch_id: str) -> str:
     return f"{PREFIX}batch-lease:{batch_id}"
 

@@ -26,7 +26,9 @@ def start_gateway(redis_url, tmp_path_factory):
     started: list[GatewayProcess] = []
 
     def start(**options) -> GatewayProcess:
-        options["env"] = {"INFERQ_GATEWAY_FILES_URL": str(files), **options.get("env", {})}
+        # The session's tests share one tenant and leave some batches unfinished; the cap is tested on its own.
+        defaults = {"INFERQ_GATEWAY_FILES_URL": str(files), "INFERQ_GATEWAY_TENANT_MAX_BATCHES": "1000"}
+        options["env"] = {**defaults, **options.get("env", {})}
         gateway = GatewayProcess(redis_url, logs / f"gateway-{len(started)}.log", **options)
         started.append(gateway)
         return gateway.start()

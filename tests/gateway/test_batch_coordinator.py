@@ -95,7 +95,7 @@ async def add_batch(inferq, files, lines: list, *, status="validating", **fields
               "completion_window": "24h", "status": status, "created_at": str(now), "expires_at": str(now + 3600),
               "metadata": "{}", "files_url": files.url, **fields}  # fmt: skip
     fields = {name: value for name, value in fields.items() if value is not None}
-    assert await inferq.store.batches.add_batch(batch_id, OWNER, now, fields)
+    assert await inferq.store.batches.add_batch(batch_id, OWNER, now, fields) == "added"
     return batch_id
 
 

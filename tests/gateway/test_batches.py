@@ -165,6 +165,27 @@ async def test_a_gateway_with_an_s3_bucket_keeps_its_batch_files_there(start_gat
         assert s3_server.object("inferq-files", f"gateway/{file_id}")
 
 
+async def test_a_tenant_at_its_cap_of_unfinished_batches_gets_a_429_until_one_ends(
+    start_gateway, echo_worker, tmp_path
+):
+    key = f"batch-cap-{uuid.uuid4().hex}"  # a tenant of its own: its count starts at 0
+    gateway = start_gateway(api_keys=key, env={"INFERQ_GATEWAY_TENANT_MAX_BATCHES": "1"})
+    release = tmp_path / "release"
+    async with openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as oai:
+        upload = await oai.files.create(file=("cap.jsonl", jsonl([chat_line("a", f"held [wait:{release}]")])),
+                                        purpose="batch")  # fmt: skip
+        body = {"input_file_id": upload.id, "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        first = await oai.batches.create(**body)
+        with pytest.raises(openai.RateLimitError) as refused:
+            await oai.batches.create(**body)
+        assert refused.value.body["code"] == "too_many_batches"
+        release.touch()
+        assert (await finished(oai, first.id)).status == "completed"
+        second = await oai.batches.create(**body)  # the first ended: room again
+        assert (await finished(oai, second.id)).status == "completed"
+    gateway.stop()
+
+
 async def _batch_held_beside_an_answer(oai, inferq, held_lines: int):
     """A batch of one quick line ("done") and `held_lines` that hold, once the held ones run and "done" is
     answered (whether or not the batch has written it yet); returns the batch and the held lines' job ids."""

@@ -18,9 +18,13 @@ async def test_a_status_moves_only_from_the_statuses_it_names(store):
 
 async def test_a_batch_is_created_once_and_a_second_create_changes_nothing(store):
     batches = store.batches
-    assert await batches.add_batch("b0", "alice", 1, {"id": "b0", "status": "validating", "input_file_id": "f1"})
+    assert (
+        await batches.add_batch("b0", "alice", 1, {"id": "b0", "status": "validating", "input_file_id": "f1"})
+        == "added"
+    )
     await batches.transition("b0", "in_progress", 2, ("validating",))
-    assert not await batches.add_batch("b0", "bob", 3, {"id": "b0", "status": "validating", "input_file_id": "f2"})
+    again = await batches.add_batch("b0", "bob", 3, {"id": "b0", "status": "validating", "input_file_id": "f2"})
+    assert again == "exists"
     fields = await batches.batch("b0")
     assert (fields["status"], fields["input_file_id"], fields["owner"]) == ("in_progress", "f1", "alice")
     assert await batches.batches_of("bob", None, 10) == []
@@ -84,3 +88,20 @@ async def test_an_owners_batches_page_newest_first_and_running_ones_show_progres
     await batches.update_batch("p0", {"total": "10", "completed": "4", "eta_s": "3.5"})
     [first] = [info for info in await batches.running() if info.id == "p0"]
     assert (first.owner, first.total, first.completed, first.failed, first.eta_s) == ("bob", 10, 4, 0, 3.5)
+
+
+async def test_an_owner_at_its_cap_of_unfinished_batches_makes_no_more_until_one_is_retired(store):
+    batches = store.batches
+    for batch_id in ("c1", "c2"):
+        assert (
+            await batches.add_batch(batch_id, "dora", 1, {"id": batch_id, "status": "validating"}, max_active=2)
+            == "added"
+        )
+    assert await batches.add_batch("c3", "dora", 1, {"id": "c3", "status": "validating"}, max_active=2) == "over_cap"
+    assert await batches.batch("c3") is None  # nothing of it was written
+    assert await batches.add_batch("e1", "erin", 1, {"id": "e1", "status": "validating"}, max_active=2) == "added"
+    await batches.transition("c1", "completed", 2, ("validating",))  # ended, not yet retired: finished
+    assert await batches.add_batch("c3", "dora", 1, {"id": "c3", "status": "validating"}, max_active=2) == "added"
+    await batches.retire_batch("c1")
+    await batches.retire_batch("c2")
+    assert await batches.add_batch("c4", "dora", 1, {"id": "c4", "status": "validating"}, max_active=2) == "added"
