@@ -1,6 +1,7 @@
 """What the client twins share."""
 
 import json
+import threading
 from urllib.parse import urlsplit
 
 import psutil
@@ -31,3 +32,16 @@ def redis_sockets(redis_url):
     connections stay open once made, so after a crowd of jobs this is the most the crowd needed)."""
     port = urlsplit(redis_url).port
     return lambda: sum(1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port)
+
+
+def seen_waiting_for_its_first_try(monkeypatch, store) -> threading.Event:
+    """Set once an idempotent retry looks at where its first try stands: it found the first try's meta and
+    waits for it (a threading.Event: the sync client's retry runs on its loop thread)."""
+    looked, real = threading.Event(), store.submit_state
+
+    async def submit_state(job_id):
+        looked.set()
+        return await real(job_id)
+
+    monkeypatch.setattr(store, "submit_state", submit_state)
+    return looked

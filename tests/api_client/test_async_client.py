@@ -31,7 +31,7 @@ from api_client import (
 from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
-from tests.api_client.conftest import FEW_SOCKETS
+from tests.api_client.conftest import FEW_SOCKETS, seen_waiting_for_its_first_try
 from tests.waiting import until
 
 BAD_TAGS = [
@@ -325,7 +325,7 @@ async def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(
     first_try = meta_of(idempotent_job_id(owner, key), job, owner, digest=request_digest(job))
     store = redis.Redis.from_url(redis_url)
     store.set(names.job_key(first_try.job_id), first_try.model_dump_json(), ex=3600)  # claimed, not yet sent
-    waiting = _seen_waiting_for_its_first_try(monkeypatch, aclient.store)
+    waiting = seen_waiting_for_its_first_try(monkeypatch, aclient.store)
     retry = asyncio.ensure_future(aclient.submit_chat(ask("one too many"), owner=owner, quota=quota,
                                                       idempotency_key=key))  # fmt: skip
     await until(waiting.is_set, "the retry never waited for its first try")
@@ -377,15 +377,3 @@ async def test_closing_the_client_wakes_whoever_waits_on_it(aclient, client_sett
     with pytest.raises(ClientClosed):
         await asyncio.wait_for(waiter, 300)  # the bound only turns a hang into a failure
     await (await aclient.find_job(handle.id)).cancel()  # the job went on: another client finds it
-
-
-def _seen_waiting_for_its_first_try(monkeypatch, store) -> asyncio.Event:
-    """Set once a retry looks at where its first try stands: it found the first try's meta and waits."""
-    looked, real = asyncio.Event(), store.submit_state
-
-    async def submit_state(job_id):
-        looked.set()
-        return await real(job_id)
-
-    monkeypatch.setattr(store, "submit_state", submit_state)
-    return looked

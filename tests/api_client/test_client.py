@@ -33,7 +33,7 @@ from api_client import (
 from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
-from tests.api_client.conftest import FEW_SOCKETS
+from tests.api_client.conftest import FEW_SOCKETS, seen_waiting_for_its_first_try
 
 BAD_TAGS = [
     ({"not a name": "x"}, "tags"),
@@ -324,7 +324,7 @@ def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(client, 
     first_try = meta_of(idempotent_job_id(owner, key), job, owner, digest=request_digest(job))
     store = redis.Redis.from_url(redis_url)
     store.set(names.job_key(first_try.job_id), first_try.model_dump_json(), ex=3600)  # claimed, not yet sent
-    waiting = _seen_waiting_for_its_first_try(monkeypatch, client._client.store)
+    waiting = seen_waiting_for_its_first_try(monkeypatch, client._client.store)
     refusal = threading.Thread(target=lambda: waiting.wait(120) and store.delete(names.job_key(first_try.job_id)))
     refusal.start()  # the first try's refusal, while the retry waits for it
     with pytest.raises(QuotaExceeded):
@@ -391,15 +391,3 @@ def _raised(call):
     except Exception as error:
         return error
     return None
-
-
-def _seen_waiting_for_its_first_try(monkeypatch, store) -> threading.Event:
-    """Set once a retry looks at where its first try stands: it found the first try's meta and waits."""
-    looked, real = threading.Event(), store.submit_state
-
-    async def submit_state(job_id):
-        looked.set()
-        return await real(job_id)
-
-    monkeypatch.setattr(store, "submit_state", submit_state)
-    return looked

@@ -27,14 +27,18 @@ from tests.waiting import until
 OWNER = "tenant-of-the-coordinator-tests"
 
 
+async def _ran_to_its_end(oai, name: str, lines: list):
+    uploaded = await oai.files.create(file=(name, jsonl(lines)), purpose="batch")
+    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
+                                       completion_window="24h")  # fmt: skip
+    return await finished(oai, created.id)
+
+
 async def test_lines_holding_lone_surrogates_are_refused_by_field_and_the_batch_completes(oai, gateway):
     template = '{{"custom_id": "{}", "url": "/v1/chat/completions", "body": {{"model": "echo", "messages": '
     template += '[{{"role": "user", "content": "{}"}}]}}}}'
     raw = [template.format("ok", "fine"), template.format("\\ud800", "x"), template.format("c1", "a \\udfff b")]
-    uploaded = await oai.files.create(file=("surrogates.jsonl", jsonl(raw)), purpose="batch")
-    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                       completion_window="24h")  # fmt: skip
-    batch = await finished(oai, created.id)
+    batch = await _ran_to_its_end(oai, "surrogates.jsonl", raw)
     counts = batch.request_counts
     assert (batch.status, counts.total, counts.completed, counts.failed) == ("completed", 3, 1, 2)
     errors = await lines_of(oai, batch.error_file_id)
@@ -49,10 +53,7 @@ async def test_lines_holding_lone_surrogates_are_refused_by_field_and_the_batch_
 async def test_a_custom_id_that_spells_a_refusals_old_key_is_still_answered(oai, gateway):
     # Refusals were once kept among the answers under "\x00line-<N>": such a custom_id then counted as answered.
     lines = ["{not json", chat_line("\x00line-0", "answer me")]
-    uploaded = await oai.files.create(file=("nul.jsonl", jsonl(lines)), purpose="batch")
-    created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                       completion_window="24h")  # fmt: skip
-    batch = await finished(oai, created.id)
+    batch = await _ran_to_its_end(oai, "nul.jsonl", lines)
     counts = batch.request_counts
     assert (batch.status, counts.total, counts.completed, counts.failed) == ("completed", 2, 1, 1)
     [answer] = await lines_of(oai, batch.output_file_id)
