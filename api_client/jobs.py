@@ -126,10 +126,10 @@ def encode_job(job: ChatJob | ScoreJob, max_payload_bytes: int) -> dict[str, Any
     try:
         encoded = job.model_dump_json(exclude_none=True)
     except PydanticSerializationError:
-        raise InvalidRequest(
-            "holds a lone surrogate escape (such as \\ud800), which is not text and cannot be sent",
-            field=_unencodable_path(job.model_dump(exclude_none=True)) or "payload",
-        ) from None
+        where = lone_surrogate_path(job.model_dump(exclude_none=True))
+        if where is None:
+            raise
+        raise InvalidRequest(LONE_SURROGATE, field=where) from None
     size = len(encoded.encode())
     if size > max_payload_bytes:
         raise InvalidRequest(
@@ -139,24 +139,29 @@ def encode_job(job: ChatJob | ScoreJob, max_payload_bytes: int) -> dict[str, Any
     return json.loads(encoded)
 
 
-def _unencodable_path(value: Any, path: str = "") -> str | None:
-    """Where in a job's fields a string is not UTF-8 (JSON's `\\ud800` parses, but is no text): its dotted
-    path, as a field is named in every other refusal."""
+LONE_SURROGATE = "holds a lone surrogate escape (such as \\ud800), which is not text and cannot be sent"
+
+
+def lone_surrogate_path(value: Any, path: str = "") -> str | None:
+    """Where in `value` (dicts, lists, strings) a string or key is not UTF-8, as a dotted path (a field is
+    named so in every other refusal); None if nowhere. JSON's `\\ud800` parses into such a string, which no
+    job can carry (its JSON goes to Redis as UTF-8)."""
     if isinstance(value, str):
-        return None if _is_text(value) else path
+        return None if encodes(value) else path
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         where = f"{path}.{key}" if path else str(key)
-        if isinstance(key, str) and not _is_text(key):
-            return where  # a dict key (a tool parameter's name, say)
-        if (found := _unencodable_path(item, where)) is not None:
+        if isinstance(key, str) and not encodes(key):
+            return path or where  # a key (a tool parameter's name, say): named by the object that holds it
+        if (found := lone_surrogate_path(item, where)) is not None:
             return found
     return None
 
 
-def _is_text(value: str) -> bool:
+def encodes(text: str) -> bool:
+    """Whether UTF-8 can encode `text`."""
     try:
-        value.encode()
+        text.encode()
     except UnicodeEncodeError:
         return False
     return True

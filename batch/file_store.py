@@ -96,19 +96,30 @@ class S3FileStore:
         return self._fs
 
     async def write(self, name: str, data: bytes) -> None:
-        await (await self._filesystem())._pipe_file(f"{self._root}/{_checked(name)}", data)
+        await self._call("_pipe_file", name, data)
 
     async def read(self, name: str) -> bytes | None:
         try:
-            return await (await self._filesystem())._cat_file(f"{self._root}/{_checked(name)}")
+            return await self._call("_cat_file", name)
         except FileNotFoundError:
             return None
 
     async def delete(self, name: str) -> None:
         try:
-            await (await self._filesystem())._rm_file(f"{self._root}/{_checked(name)}")
+            await self._call("_rm_file", name)
         except FileNotFoundError:
             pass
+
+    async def _call(self, method: str, name: str, *args: Any) -> Any:
+        """s3fs turns S3's answers into OSErrors, but passes botocore's own failures through (an endpoint that
+        cannot be reached, a connection closed): those are an outage too, an OSError like a local disk's,
+        which whoever waits on the store retries rather than counts against a batch."""
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return await getattr(await self._filesystem(), method)(f"{self._root}/{_checked(name)}", *args)
+        except BotoCoreError as error:
+            raise ConnectionError(f"S3 at {self.url}: {error}") from error
 
     async def aclose(self) -> None:
         if self._session is not None:

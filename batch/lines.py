@@ -43,13 +43,3 @@ class LineError(BaseModel):
     index: int
     message: str
     param: str | None = None
-
-
-def encodes(text: str) -> bool:
-    """Whether UTF-8 can encode `text`: JSON's `\\ud800` escape lets a lone surrogate into a Python string,
-    which no job can carry (its JSON goes to Redis as UTF-8)."""
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from api_client import AsyncInferQClient, AsyncJobHandle
-from api_client.jobs import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TAG_CHARS, idempotent_job_id
+from api_client.jobs import LONE_SURROGATE, MAX_IDEMPOTENCY_KEY_CHARS, MAX_TAG_CHARS, encodes, idempotent_job_id
 from batch.fleet_share import FleetShare
-from batch.lines import BatchLine, encodes
+from batch.lines import BatchLine
 from engines.errors import InferqError, InvalidRequest
 from tasks.app import PRIORITY_STEPS
 from tasks.errors import QueueFull
@@ -148,7 +148,7 @@ async def _submit(
     # The client names a job's own text that UTF-8 cannot encode; a custom_id rides only in the job's key and
     # tags, where it would fail outside inferq's errors and stop the batch instead of failing its line.
     if not encodes(line.custom_id):
-        raise InvalidRequest("holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot encode", field="custom_id")
+        raise InvalidRequest(LONE_SURROGATE, field="custom_id")
     pause_s = QUEUE_FULL_PAUSE_S[0]
     key, tags = line_key(batch_id, line.custom_id), line_tags(batch_id, line.custom_id)
     while True:

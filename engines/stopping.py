@@ -28,7 +28,12 @@ class StopStringMatcher:
         if not self._stop:  # most requests: nothing to find, nothing held (a step's text, every token)
             return text, False
         pending = self._held + text
-        hits = [i for i in (pending.find(s) for s in self._stop) if i >= 0] if can_stop else []
+        # Only a stop that ends in the new text: one whole inside the held text lay before the answer could stop
+        # (a stop found there earlier would have stopped it then).
+        after = len(self._held)
+        hits = (
+            [i for i in (pending.find(s, max(0, after - len(s) + 1)) for s in self._stop) if i >= 0] if can_stop else []
+        )
         if hits:
             self._held = ""
             return pending[: min(hits)], True

@@ -25,6 +25,7 @@ import logging
 import time
 import uuid
 
+from kombu.exceptions import OperationalError as BrokerUnreachable
 from redis.exceptions import RedisError
 
 from api_client import AsyncInferQClient
@@ -92,7 +93,8 @@ class BatchCoordinator:
         keeper = asyncio.create_task(self._keep_lease(batch_id, asyncio.current_task()))
         try:
             await self._advance(batch_id)
-        except (RedisError, OSError) as error:  # given back: a later scan (here or elsewhere) carries on
+        # Redis, the file store or the broker away: an outage, not the batch's fault; a later scan carries on
+        except (RedisError, OSError, BrokerUnreachable) as error:
             log.warning("batch %s: %s; it will be taken up again", batch_id, error)
         except Exception:  # a bug: logged whole, and the batch is taken up again by a later scan, a few times
             log.exception("batch %s: driving it failed", batch_id)

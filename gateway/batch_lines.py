@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from batch.lines import BatchLine, LineError, encodes
+from api_client.jobs import LONE_SURROGATE, lone_surrogate_path
+from batch.lines import BatchLine, LineError
 from engines.errors import InvalidRequest
 from gateway.chat_schemas import ChatCompletionRequest, ScoreRequest
 from gateway.completions import CompletionRequest
@@ -96,20 +97,10 @@ def _custom_id(item: Any) -> str:
 
 
 def _refuse_lone_surrogates(value: Any, field: str) -> None:
-    """Raises InvalidRequest naming a string (or the object whose key) that holds a lone surrogate: JSON's
-    `\\ud800` escape without its pair. No job could carry it, nor its custom_id name a job: refused here, the
+    """No job could carry a lone surrogate, nor its custom_id name a job: refused here, naming where it is, the
     line stays a line's refusal instead of a batch that fails each time it is driven."""
-    stack: list[tuple[Any, str]] = [(value, field)]
-    while stack:
-        current, path = stack.pop()
-        if isinstance(current, str) and not encodes(current):
-            raise InvalidRequest("holds a lone surrogate (\\ud800-\\udfff without its pair): not text", field=path)
-        if isinstance(current, dict):
-            if not all(encodes(key) for key in current):
-                raise InvalidRequest("a key holds a lone surrogate (\\ud800-\\udfff without its pair)", field=path)
-            stack += [(item, f"{path}.{key}") for key, item in current.items()]
-        elif isinstance(current, list):
-            stack += [(item, f"{path}.{index}") for index, item in enumerate(current)]
+    if (where := lone_surrogate_path(value, field)) is not None:
+        raise InvalidRequest(LONE_SURROGATE, field=where)
 
 
 def _line(

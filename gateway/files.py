@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from batch.file_store import FileStore
 from gateway.access import owned_or_404, tenant_of
-from gateway.batch_objects import file_object
+from gateway.batch_objects import ENDED, file_object
 from gateway.errors import ApiError
 from gateway.fleet import inferq_client
 
@@ -66,6 +66,13 @@ async def file_content(file_id: str, request: Request):
 @router.delete("/v1/files/{file_id}")
 async def delete_file(file_id: str, request: Request):
     fields = await owned_file(request, file_id)
+    # A batch reads its input again whenever a gateway takes it up (its refused lines too, as it ends): the
+    # input of a batch that has not ended stays until the batch has written its files.
+    batches = inferq_client(request).store.batches
+    for batch in await batches.unretired_batches_of(fields["owner"]):
+        if batch.get("input_file_id") == file_id and batch.get("status") not in ENDED:
+            raise ApiError(409, f"the input of batch {batch['id']}, which has not ended yet; delete it once it has",
+                           type="invalid_request_error", param="file_id", code="file_in_use")  # fmt: skip
     await inferq_client(request).store.batches.remove_file(file_id, fields["owner"])
     await file_store(request).delete(file_id)
     return {"id": file_id, "object": "file", "deleted": True}

@@ -161,6 +161,12 @@ class BatchStore:
     async def active_batches(self) -> list[str]:
         return await self._redis.zrange(names.ACTIVE_BATCHES_KEY, 0, -1)
 
+    async def unretired_batches_of(self, owner: str) -> list[dict[str, str]]:
+        """An owner's batches not retired yet (at most its cap, and those ended a moment ago)."""
+        found = [await self.batch(batch_id) for batch_id in await self._redis.zrange(
+            names.owner_active_batches_key(owner), 0, -1)]  # fmt: skip
+        return [fields for fields in found if fields is not None]
+
     async def running(self) -> list[BatchInfo]:
         """The batches not ended yet, oldest first."""
         found = [await self.batch(batch_id) for batch_id in await self.active_batches()]

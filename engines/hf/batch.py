@@ -263,26 +263,31 @@ class DecodeBatch:
                 self.attention_mask = self.attention_mask[:, shared_padding:]
 
     def merge(self, other: DecodeBatch) -> None:
-        """Appends `other`'s rows, left-padding the shorter cache to the longer one. Everything merged is built
-        before any of it is assigned: a merge that fails (out of memory) leaves this batch as it was, at the
-        cost of holding both caches at once for a moment."""
-        mine, theirs = self.attention_mask.shape[1], other.attention_mask.shape[1]
+        """Appends `other`'s rows, left-padding the shorter cache to the longer one, a layer at a time (at most
+        one layer's old and merged copies are held at once). A merge that fails (out of memory) leaves this
+        batch as it was: the layers merged so far go back to this batch's rows, as views of the merged ones."""
+        rows, mine, theirs = self.attention_mask.shape[0], self.attention_mask.shape[1], other.attention_mask.shape[1]
         width = max(mine, theirs)
 
         def joined(own: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
             return torch.cat([_left_pad(own, width - mine), _left_pad(others, width - theirs)])
 
-        layers = [
-            (joined(layer.keys, other_layer.keys), joined(layer.values, other_layer.values))
-            for layer, other_layer in zip(self.cache.layers, other.cache.layers, strict=True)
-        ]
-        attention_mask = torch.cat(
-            [F.pad(self.attention_mask, (width - mine, 0)), F.pad(other.attention_mask, (width - theirs, 0))]
-        )
-        positions = torch.cat([self.positions, other.positions])
-        next_input = torch.cat([self.next_input, other.next_input])
-        for layer, (keys, values) in zip(self.cache.layers, layers, strict=True):
-            layer.keys, layer.values = keys, values
+        merged: list[Any] = []
+        try:
+            for layer, other_layer in zip(self.cache.layers, other.cache.layers, strict=True):
+                keys, values = joined(layer.keys, other_layer.keys), joined(layer.values, other_layer.values)
+                layer.keys, layer.values = keys, values
+                merged.append(layer)
+            attention_mask = torch.cat(
+                [F.pad(self.attention_mask, (width - mine, 0)), F.pad(other.attention_mask, (width - theirs, 0))]
+            )
+            positions = torch.cat([self.positions, other.positions])
+            next_input = torch.cat([self.next_input, other.next_input])
+        except BaseException:
+            for layer in merged:  # [rows, heads, tokens, head_dim]: this batch's rows, without the padding added
+                layer.keys = layer.keys[:rows, :, width - mine :]
+                layer.values = layer.values[:rows, :, width - mine :]
+            raise
         self.attention_mask, self.positions, self.next_input = attention_mask, positions, next_input
         self.sequences += other.sequences
 

@@ -5,6 +5,7 @@ import pytest
 
 from batch.file_store import open_file_store
 from engines.errors import InvalidRequest
+from harness.embedded_redis import free_port
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -51,3 +52,14 @@ def test_the_url_names_the_store_and_a_wrong_one_is_refused_by_name(tmp_path):
         with pytest.raises(InvalidRequest) as refused:
             open_file_store(wrong)
         assert refused.value.field == "files_url"
+
+
+async def test_an_s3_endpoint_nobody_answers_is_an_outage_an_oserror(s3_server, monkeypatch):
+    # botocore's own failures pass through s3fs untranslated; the batch coordinator retries OSErrors, not those
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    store = open_file_store("s3://inferq-files/away")
+    with pytest.raises(ConnectionError, match="S3 at s3://inferq-files/away"):
+        await store.read("file-c")
+    await store.aclose()

@@ -51,3 +51,6 @@ def test_before_the_answer_may_stop_a_stop_string_is_text_but_its_beginning_is_h
     matcher = StopStringMatcher(["ab"])
     assert matcher.feed("ab x a", can_stop=False) == ("ab x ", False)  # whole: text; a beginning: held
     assert matcher.feed("b", can_stop=True) == ("", True)  # begun before, ended after: found
+    shorter = StopStringMatcher(["b", "abcd"])  # "ab" is held as the start of "abcd", and holds all of "b"
+    assert shorter.feed("xab", can_stop=False) == ("x", False)
+    assert shorter.feed("e", can_stop=True) == ("abe", False)  # that "b" came before the answer could stop

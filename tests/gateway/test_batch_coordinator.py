@@ -14,6 +14,7 @@ import time
 import uuid
 
 import pytest
+from kombu.exceptions import OperationalError
 
 from api_client.jobs import idempotent_job_id
 from batch.file_store import LocalFileStore
@@ -123,6 +124,26 @@ async def test_a_batch_no_driver_can_drive_fails_after_a_few_tries(inferq, echo_
     assert (fields["status"], error["code"]) == ("failed", "internal_error")
     assert f"{MAX_DRIVE_FAILURES} times in a row" in error["message"]
     assert batch_id not in await inferq.store.batches.active_batches()
+
+
+async def test_a_broker_away_for_more_drives_than_fail_a_batch_is_an_outage_not_a_failure(
+    inferq, echo_worker, tmp_path, monkeypatch
+):
+    files = LocalFileStore(str(tmp_path))
+    real, refused = inferq._celery.send_task, []
+
+    def send_task(*args, **kwargs):  # the broker away for the first sends: kombu gives up and raises
+        if len(refused) < 2 * MAX_DRIVE_FAILURES:
+            refused.append(args)
+            raise OperationalError("the broker is away (for the test)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inferq._celery, "send_task", send_task)
+    batch_id = await add_batch(inferq, files, [chat_line("a", "sent at last")])
+    async with coordinator_of_its_own(inferq, files, scan_s=0.05):
+        fields = await ended(inferq, batch_id)
+    assert len(refused) == 2 * MAX_DRIVE_FAILURES  # each a drive that ended on the outage
+    assert (fields["status"], fields["completed"]) == ("completed", "1")
 
 
 @pytest.mark.parametrize("interruption", ["expiry", "cancel"])

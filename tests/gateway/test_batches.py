@@ -165,7 +165,7 @@ async def test_a_gateway_with_an_s3_bucket_keeps_its_batch_files_there(start_gat
         assert s3_server.object("inferq-files", f"gateway/{file_id}")
 
 
-async def test_a_tenant_at_its_cap_of_unfinished_batches_gets_a_429_until_one_ends(
+async def test_a_tenant_at_its_cap_of_unfinished_batches_gets_a_429_and_keeps_their_input_until_one_ends(
     start_gateway, echo_worker, tmp_path
 ):
     key = f"batch-cap-{uuid.uuid4().hex}"  # a tenant of its own: its count starts at 0
@@ -179,10 +179,14 @@ async def test_a_tenant_at_its_cap_of_unfinished_batches_gets_a_429_until_one_en
         with pytest.raises(openai.RateLimitError) as refused:
             await oai.batches.create(**body)
         assert refused.value.body["code"] == "too_many_batches"
+        with pytest.raises(openai.ConflictError) as in_use:  # read again by whoever drives the batch next
+            await oai.files.delete(upload.id)
+        assert in_use.value.body["code"] == "file_in_use"
         release.touch()
         assert (await finished(oai, first.id)).status == "completed"
         second = await oai.batches.create(**body)  # the first ended: room again
         assert (await finished(oai, second.id)).status == "completed"
+        assert (await oai.files.delete(upload.id)).deleted  # no batch reads it any more
     gateway.stop()
 
 
