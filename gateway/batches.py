@@ -71,7 +71,7 @@ async def create_batch(body: CreateBatchRequest, request: Request):
     # A cap per tenant, so one tenant's many batches cannot take every batch row from the others' (the fleet's
     # batch share is served first come, first served) nor become more jobs than a window each bounds.
     cap = request.app.state.settings.tenant_max_batches
-    outcome = await store.add_batch(batch_id, tenant.name, created_at, fields, max_active=cap)
+    outcome = await store.add_batch(batch_id, tenant.name, created_at, fields, max_active=cap, ended=ENDED)
     if outcome == "exists":  # a create under the same key won
         return _the_batch_retried(await store.batch(batch_id), digest)
     if outcome == "over_cap":

@@ -11,7 +11,7 @@ Its driver's other writes (`update_driven_batch`) hold only while its lease is t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Literal
 
 from pydantic import BaseModel
@@ -39,23 +39,22 @@ if redis.call('hexists', KEYS[2], ARGV[1]) == 1 then return 0 end
 return redis.call('hsetnx', KEYS[1], ARGV[1], ARGV[2])
 """
 # KEYS: the batch, its owner's batches, the active batches, its owner's active batches. ARGV: created_at, the
-# batch id, the owner's cap of unfinished batches (0: none), the batches' key prefix, then field, value pairs. A
-# batch its driver has ended but not yet retired (one round trip later) is finished already: it does not count.
-# (Its hash is named from its id here, which a script may only do on one Redis, not a cluster: inferq's case.)
+# batch id, the owner's cap of unfinished batches (0: none), the batches' key prefix, the ended statuses (as
+# ",a,b,"), then field, value pairs. A batch its driver has ended but not yet retired (one round trip later) is
+# finished already: it does not count. (Its hash is named from its id here, which a script may only do on one
+# Redis, not a cluster: inferq's case.)
 _ADD_BATCH = """
 if redis.call('exists', KEYS[1]) == 1 then return 'exists' end
 local cap = tonumber(ARGV[3])
 if cap > 0 and redis.call('zcard', KEYS[4]) >= cap then
   local unfinished = 0
   for _, id in ipairs(redis.call('zrange', KEYS[4], 0, -1)) do
-    local status = redis.call('hget', ARGV[4] .. id, 'status')
-    if status ~= 'completed' and status ~= 'failed' and status ~= 'expired' and status ~= 'cancelled' then
-      unfinished = unfinished + 1
-    end
+    local status = redis.call('hget', ARGV[4] .. id, 'status') or ''
+    if not string.find(ARGV[5], ',' .. status .. ',', 1, true) then unfinished = unfinished + 1 end
   end
   if unfinished >= cap then return 'over_cap' end
 end
-redis.call('hset', KEYS[1], unpack(ARGV, 5))
+redis.call('hset', KEYS[1], unpack(ARGV, 6))
 redis.call('zadd', KEYS[2], ARGV[1], ARGV[2])
 redis.call('zadd', KEYS[3], ARGV[1], ARGV[2])
 redis.call('zadd', KEYS[4], ARGV[1], ARGV[2])
@@ -122,15 +121,22 @@ class BatchStore:
     # -- batches -----------------------------------------------------------------------------
 
     async def add_batch(
-        self, batch_id: str, owner: str, created_at: int, fields: Mapping[str, str], max_active: int | None = None
+        self,
+        batch_id: str,
+        owner: str,
+        created_at: int,
+        fields: Mapping[str, str],
+        max_active: int | None = None,
+        ended: Collection[str] = (),
     ) -> Literal["added", "exists", "over_cap"]:
         """Creates the batch, unless one has this id already (`exists`: it is left as it is) or its owner has
-        `max_active` batches not finished yet (`over_cap`), checked and counted in one step."""
+        `max_active` batches whose status is not one of `ended` (`over_cap`), checked and counted in one step."""
         keys = [names.batch_key(batch_id), names.owner_batches_key(owner), names.ACTIVE_BATCHES_KEY,
                 names.owner_active_batches_key(owner)]  # fmt: skip
         pairs = [item for field_value in {**fields, "owner": owner}.items() for item in field_value]
         prefix = names.batch_key("")
-        return await self._add_batch(keys=keys, args=[created_at, batch_id, max_active or 0, prefix, *pairs])
+        args = [created_at, batch_id, max_active or 0, prefix, f",{','.join(ended)},", *pairs]
+        return await self._add_batch(keys=keys, args=args)
 
     async def batch(self, batch_id: str) -> dict[str, str] | None:
         return await self._redis.hgetall(names.batch_key(batch_id)) or None

@@ -2,6 +2,7 @@
 is answered once (either way) and never after its batch is retired, a lease is one coordinator's and so are the
 driver's writes, and an owner's batches page newest first."""
 
+from gateway.batch_objects import ENDED
 from tasks import names
 
 
@@ -92,16 +93,18 @@ async def test_an_owners_batches_page_newest_first_and_running_ones_show_progres
 
 async def test_an_owner_at_its_cap_of_unfinished_batches_makes_no_more_until_one_is_retired(store):
     batches = store.batches
+
+    async def add(batch_id: str, owner: str = "dora") -> str:
+        return await batches.add_batch(batch_id, owner, 1, {"id": batch_id, "status": "validating"}, max_active=2,
+                                       ended=ENDED)  # fmt: skip
+
     for batch_id in ("c1", "c2"):
-        assert (
-            await batches.add_batch(batch_id, "dora", 1, {"id": batch_id, "status": "validating"}, max_active=2)
-            == "added"
-        )
-    assert await batches.add_batch("c3", "dora", 1, {"id": "c3", "status": "validating"}, max_active=2) == "over_cap"
+        assert await add(batch_id) == "added"
+    assert await add("c3") == "over_cap"
     assert await batches.batch("c3") is None  # nothing of it was written
-    assert await batches.add_batch("e1", "erin", 1, {"id": "e1", "status": "validating"}, max_active=2) == "added"
+    assert await add("e1", "erin") == "added"
     await batches.transition("c1", "completed", 2, ("validating",))  # ended, not yet retired: finished
-    assert await batches.add_batch("c3", "dora", 1, {"id": "c3", "status": "validating"}, max_active=2) == "added"
+    assert await add("c3") == "added"
     await batches.retire_batch("c1")
     await batches.retire_batch("c2")
-    assert await batches.add_batch("c4", "dora", 1, {"id": "c4", "status": "validating"}, max_active=2) == "added"
+    assert await add("c4") == "added"
