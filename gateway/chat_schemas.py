@@ -41,6 +41,7 @@ StopStrings = (
 
 class StreamOptions(OpenAIRequest):
     include_usage: bool = False
+    include_obfuscation: bool | None = None  # inferq never obfuscates: either value changes nothing
 
 
 class ChatCompletionRequest(SamplingParameters):

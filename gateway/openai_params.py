@@ -115,14 +115,14 @@ class SamplingParameters(InferqExtensions):
     ignore_eos: bool | None = None
     min_tokens: int | None = Field(None, ge=0, le=MAX_TOKENS_BOUND)
     min_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=0, description="0 disables top-k")
+    top_k: int | None = Field(None, ge=-1, description="0 or -1 (vLLM's) disables top-k")
     repetition_penalty: float | None = Field(None, gt=0, le=MAX_REPETITION_PENALTY)
 
     @field_validator("logit_bias")
     @classmethod
     def _token_ids(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
         for token in bias or {}:
-            if not token.isdigit():
+            if not (token.isascii() and token.isdigit()):  # "²" is a digit to str.isdigit, not to int()
                 raise ValueError(f"keys are token ids, not {token!r}")
         return bias
 
@@ -138,7 +138,7 @@ class SamplingParameters(InferqExtensions):
             "ignore_eos": self.ignore_eos,
             "min_tokens": self.min_tokens,
             "min_p": self.min_p,
-            "top_k": self.top_k,
+            "top_k": 0 if self.top_k == -1 else self.top_k,
             "repetition_penalty": self.repetition_penalty,
             "deadline_s": self.deadline_s,
             "max_runtime_s": self.max_runtime_s,

@@ -5,7 +5,7 @@ gateway numbers every event alike (the log is the same for all) and `starting_af
 job's log and drop what is numbered N or less": nothing of a stream lives in a gateway's memory.
 
 Items open as their first piece arrives, each with its `output_item.added`, and close at the end: a
-reasoning item (its thoughts, `response.reasoning.delta`), the message (its text, with logprobs when asked
+reasoning item (its thoughts, `response.reasoning_text.delta`), the message (its text, with logprobs when asked
 for), and one `function_call` item per call (`response.function_call_arguments.delta` as the arguments
 arrive). The terminal event carries the whole response, its output the items as streamed.
 
@@ -99,7 +99,8 @@ class ResponseEventBuilder:
             item = reasoning_item(self._job_id, "", "in_progress")
             made.append(self._emit("response.output_item.added", output_index=self._reasoning.output_index, item=item))
         self._reasoning.text.append(text)
-        made.append(self._emit("response.reasoning.delta", **self._where(self._reasoning, reasoning_id), delta=text))
+        where = self._where(self._reasoning, reasoning_id)
+        made.append(self._emit("response.reasoning_text.delta", **where, delta=text))
         return made
 
     def _say(self, text: str, logprobs: list | None) -> list[dict[str, Any]]:
@@ -182,7 +183,7 @@ class ResponseEventBuilder:
         if item.kind == "reasoning":
             where = self._where(item, reasoning_id)
             done = reasoning_item(self._job_id, text, "completed")
-            events = [self._emit("response.reasoning.done", **where, text=text)]
+            events = [self._emit("response.reasoning_text.done", **where, text=text)]
         elif item.kind == "message":
             where = self._where(item, message_id)
             done = message_item(self._job_id, text, status, item.logprobs)

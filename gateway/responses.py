@@ -92,7 +92,8 @@ async def _find(client: AsyncInferQClient, response_id: str, tenant: Tenant) -> 
     """The response's job, if this tenant may see it; another tenant's is a 404 like one that never was."""
     job_id = job_id_of(response_id)
     handle = None if job_id is None else await find_owned_job(client, job_id, tenant)
-    if handle is None or handle.meta.kind != "chat":
+    # An unstored response (store: false) is found by nobody, as OpenAI's: its job still runs to its end.
+    if handle is None or handle.meta.kind != "chat" or (handle.meta.echo or {}).get("store") is False:
         raise ApiError(404, f"no response {response_id!r} (or it is older than the record TTL)",
                        type="invalid_request_error", param="response_id", code="not_found")  # fmt: skip
     return handle

@@ -55,6 +55,14 @@ class TextParam(OpenAIRequest):
     verbosity: unsupported("medium") = None  # a hint to OpenAI's own models; inferq's cannot take it
 
 
+class ReasoningParam(OpenAIRequest):
+    """Only its nulls are taken: a model that reasons does so on its own, with no effort or summary to set."""
+
+    effort: unsupported() = None
+    summary: unsupported() = None
+    generate_summary: unsupported() = None  # the older name of summary
+
+
 class StreamOptions(OpenAIRequest):
     include_obfuscation: bool | None = None  # inferq never obfuscates: either value changes nothing
 
@@ -76,8 +84,9 @@ class CreateResponseRequest(SamplingParameters):
     stream: bool = False
     stream_options: StreamOptions | None = None
     background: bool = False
-    # Every response is kept (in Redis, for the record TTL): a request not to store it cannot be honoured.
-    store: unsupported(True) = None
+    # False: the response cannot be retrieved, cancelled or streamed again (404), as OpenAI's and vLLM's. Its job
+    # record still lives for the record TTL, as every job's must for the queue to deliver it.
+    store: bool | None = None
     metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=MAX_METADATA)
     safety_identifier: str | None = Field(None, max_length=64)
     prompt_cache_key: str | None = Field(None, max_length=64)  # a cache hint: inferq has no prompt cache to aim
@@ -88,9 +97,11 @@ class CreateResponseRequest(SamplingParameters):
     previous_response_id: NOTHING = None
     conversation: NOTHING = None
     prompt: NOTHING = None
-    reasoning: unsupported({"effort": None, "summary": None}) = None
+    reasoning: ReasoningParam | None = None
 
     def job_options(self) -> dict[str, Any]:
+        if self.background and self.store is False:
+            raise InvalidRequest("a background response must be stored, to be retrieved", field="store")
         if "reasoning.encrypted_content" in (self.include or ()):
             raise InvalidRequest("inferq keeps no encrypted reasoning", field="include")
         if self.tool_choice not in (None, "none", "auto") and not self.tools:
@@ -133,6 +144,7 @@ class CreateResponseRequest(SamplingParameters):
             "top_logprobs": self.top_logprobs or 0,
             "max_output_tokens": self.max_output_tokens,
             "background": self.background,
+            "store": self.store is not False,
             "metadata": self.metadata or {},
             "safety_identifier": self.safety_identifier,
             "prompt_cache_key": self.prompt_cache_key,

@@ -186,8 +186,8 @@ EVENTS: dict[str, Check] = {
     "response.function_call_arguments.done": obj(
         {**_NUMBERED, "item_id": string, "output_index": integer, "arguments": string}
     ),
-    "response.reasoning.delta": obj({**_IN_PART, "delta": string}),
-    "response.reasoning.done": obj({**_IN_PART, "text": string}),
+    "response.reasoning_text.delta": obj({**_IN_PART, "delta": string}),
+    "response.reasoning_text.done": obj({**_IN_PART, "text": string}),
     "error": obj(
         {
             **_NUMBERED,

@@ -6,6 +6,7 @@ request vLLM's own load generator sends, and the same on SmolLM2 served by vLLM.
 import json
 
 import httpx
+import openai
 import pytest
 
 from tests.gateway.conftest import API_KEY
@@ -192,6 +193,11 @@ async def test_a_reasoning_models_thoughts_are_split_from_its_answer(oai, thinke
     response = await oai.responses.create(model="thinker", input="Weather?")
     assert [item.type for item in response.output] == ["reasoning", "message"]
     assert response.output_text == "It is sunny."
+    # Streamed, the thoughts are the events the package types (ResponseReasoningTextDeltaEvent)
+    events = [event async for event in await oai.responses.create(model="thinker", input="Weather?", stream=True)]
+    deltas = [e for e in events if isinstance(e, openai.types.responses.ResponseReasoningTextDeltaEvent)]
+    [done] = [e for e in events if isinstance(e, openai.types.responses.ResponseReasoningTextDoneEvent)]
+    assert "".join(d.delta for d in deltas) == done.text == "sunny it is"
     # The answer sent back as history, thoughts and all, as the package serialises it: they are dropped.
     again = await oai.chat.completions.create(model="thinker", messages=[*ask("Weather?"), message, *ask("And?")])
     assert again.choices[0].message.content == "It is sunny."

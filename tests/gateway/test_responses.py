@@ -111,7 +111,8 @@ async def test_a_client_that_leaves_a_foreground_response_cancels_its_job(gatewa
     ("options", "param"),
     [
         ({"tools": [{"type": "web_search"}]}, "tools.0.type"),
-        ({"store": False}, "store"),
+        ({"store": False, "background": True}, "store"),  # a background response is retrieved: it must be kept
+        ({"reasoning": {"effort": "high"}}, "reasoning.effort"),
         ({"previous_response_id": "resp_x"}, "previous_response_id"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
@@ -131,6 +132,16 @@ async def test_what_cannot_be_honoured_is_a_400_naming_the_field(oai, options, p
     with pytest.raises(openai.BadRequestError) as caught:
         await oai.responses.create(**{"model": "echo", "input": "x", **options})
     assert caught.value.body["param"] == param
+
+
+async def test_an_unstored_response_is_answered_then_found_by_nobody(oai):
+    # vLLM's load generator sends store: false (--backend openai-responses), and an empty reasoning object is null
+    response = await oai.responses.create(model="echo", input="a b", store=False, reasoning={"effort": None})
+    assert (response.output_text, response.store) == ("a b", False)
+    with pytest.raises(openai.NotFoundError):
+        await oai.responses.retrieve(response.id)
+    with pytest.raises(openai.NotFoundError):
+        await oai.responses.cancel(response.id)
 
 
 async def test_an_unknown_response_is_a_404(oai):
