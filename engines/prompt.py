@@ -14,7 +14,7 @@ from engines.reasoning import template_thinks
 from engines.schemas import AudioPart, ImagePart, MediaKind, Message, TextPart, VideoPart
 from engines.tool_schemas import FunctionTool
 from engines.tools.formats import FORMATS, ToolFormatName, detect_format, renders_tools
-from engines.tools.rendering import template_turns
+from engines.tools.rendering import named_turn, template_turns
 
 _PART_FOR_KIND = {"image": ImagePart, "video": VideoPart, "audio": AudioPart}
 
@@ -121,7 +121,7 @@ def _rendered_without_a_system_turn(
 def render_conversation(tokenizer: Any, messages: list[Message]) -> str:
     """A whole conversation, its answer included, as the model's chat template writes it and with no
     generation prompt after it: the text a reward model trained on templated chats is meant to score."""
-    conversation = [{"role": m.role, "content": _template_content(m)} for m in messages]
+    conversation = [named_turn(m, _template_content(m)) for m in messages]
     try:
         return tokenizer.apply_chat_template(conversation, add_generation_prompt=False, tokenize=False)
     except Exception as exc:  # as in build_prompt: jinja2's errors and the template's raise_exception
@@ -159,8 +159,9 @@ def end_of_turn_ids(tokenizer: Any, generation_eos: int | list[int] | None) -> t
     return tuple(sorted(ids))
 
 
-def output_habits(tokenizer: Any, tool_format: str, reasoning: str) -> tuple[ToolFormatName, bool]:
-    """How the model writes tool calls and whether it thinks first: the worker's choice, else its template's."""
+def output_habits(tokenizer: Any, tool_format: str, reasoning: str) -> tuple[ToolFormatName | None, bool]:
+    """How the model writes tool calls (None: in a syntax inferq cannot read) and whether it thinks first: the
+    worker's choice, else its template's."""
     template = tokenizer.chat_template or ""
     chosen_format = detect_format(template) if tool_format == "auto" else tool_format
     thinks = template_thinks(template) if reasoning == "auto" else reasoning == "think"

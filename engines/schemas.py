@@ -75,6 +75,8 @@ ContentPart = Annotated[TextPart | ImagePart | VideoPart | AudioPart, Field(disc
 
 class Message(_Model):
     role: Role
+    # OpenAI's participant name (LangGraph's agents set it): given to chat templates that write it, as vLLM does
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="who spoke this turn")
     tool_calls: list[ToolCall] | None = Field(None, description="an assistant turn's calls, fed back")
     tool_call_id: str | None = Field(None, description="a tool turn: the call it answers")
     content: str | list[ContentPart] | None = Field(None, validate_default=True)  # null only beside tool calls

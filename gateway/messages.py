@@ -8,6 +8,7 @@ fetches them, never a local path. Errors name the field as the client sent it (`
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from engines.errors import InvalidRequest
@@ -18,10 +19,11 @@ from engines.tool_schemas import ToolCall
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 CHAT_TEXT_PARTS = frozenset({"text"})
 RESPONSES_TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
-_CHAT_FIELDS = {"role", "content", "tool_calls", "tool_call_id"}
+_CHAT_FIELDS = {"role", "content", "name", "tool_calls", "tool_call_id"}
 # An answer sent back as history carries its thoughts (the field the gateway writes, vLLM's and DeepSeek's):
 # dropped, as chat templates drop a past answer's thoughts.
 _PAST_ANSWER_FIELDS = {"reasoning_content", "reasoning"}
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's pattern for a participant's name
 
 
 def chat_messages(raw: list[dict[str, Any]], remote_images: bool) -> list[Message]:
@@ -96,7 +98,10 @@ def _chat_message(item: Any, field: str, remote_images: bool, images: bool = Tru
     if content is None and not calls:
         raise InvalidRequest("must be a string or a list of parts", field=f"{field}.content")
     parts = None if content is None else _chat_content(content, f"{field}.content", remote_images, images)
-    return _message(role, parts, calls, tool_call_id, field)
+    name = item.get("name")
+    if name is not None and not (isinstance(name, str) and _NAME.fullmatch(name)):
+        raise InvalidRequest("a name is 1 to 64 letters, digits, _ or -", field=f"{field}.name")
+    return _message(role, parts, calls, tool_call_id, field, name)
 
 
 def _chat_content(content: Any, field: str, remote_images: bool, images: bool) -> str | list[TextPart | ImagePart]:
@@ -224,8 +229,10 @@ def _joined(parts: list[TextPart | ImagePart]) -> str | list[TextPart | ImagePar
     return parts
 
 
-def _message(role: str, content: Any, calls: list[ToolCall] | None, tool_call_id: str | None, field: str) -> Message:
+def _message(
+    role: str, content: Any, calls: list[ToolCall] | None, tool_call_id: str | None, field: str, name: str | None = None
+) -> Message:
     try:
-        return Message(role=role, content=content, tool_calls=calls, tool_call_id=tool_call_id)
+        return Message(role=role, name=name, content=content, tool_calls=calls, tool_call_id=tool_call_id)
     except ValueError as exc:  # the model's own checks (a tool message with no content, say)
         raise InvalidRequest(str(exc).splitlines()[-1].strip(), field=field) from None

@@ -49,7 +49,7 @@ def template_turns(
 
 
 def _native_turn(message: Message, tool_format: ToolFormat, content_of: Any) -> dict[str, Any]:
-    turn: dict[str, Any] = {"role": message.role, "content": content_of(message)}
+    turn: dict[str, Any] = named_turn(message, content_of(message))
     call_id = tool_format.template_call_id
     if message.tool_calls:
         turn["tool_calls"] = [
@@ -72,7 +72,15 @@ def _text_turn(message: Message, tool_format: ToolFormat, content_of: Any) -> di
     if message.tool_calls:
         calls = tool_format.calls_text(message.tool_calls)
         content = f"{content}\n{calls}" if content else calls
-    return {"role": message.role, "content": content}
+    return named_turn(message, content)
+
+
+def named_turn(message: Message, content: Any) -> dict[str, Any]:
+    """A turn for the template; `name` only where given (templates test `message.name is defined`)."""
+    turn: dict[str, Any] = {"role": message.role, "content": content}
+    if message.name is not None:
+        turn["name"] = message.name
+    return turn
 
 
 def _loaded(arguments: str) -> Any:

@@ -36,6 +36,22 @@ def test_a_template_that_renders_tools_gets_them_in_openais_shape(tokenizer):
     assert text == "[search]hi"
 
 
+def test_a_participant_name_reaches_a_template_that_writes_it_and_is_absent_elsewhere(tokenizer):
+    template = "{% for m in messages %}{{ m.name if m.name is defined else '-' }}:{{ m.content }};{% endfor %}"
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer.name_or_path)
+    prepare_tokenizer(tokenizer, template)
+    turns = [
+        {"role": "user", "content": "hi", "name": "alice"},
+        {"role": "assistant", "content": "hello", "name": "planner"},
+        {"role": "user", "content": "go"},
+    ]
+    text, _ = build_prompt(tokenizer, parse_messages(turns), None, None)
+    assert text == "alice:hi;planner:hello;-:go;"
+    with pytest.raises(InvalidRequest) as caught:
+        parse_messages([{"role": "user", "content": "hi", "name": "has space"}])
+    assert caught.value.field == "messages.0.name"
+
+
 def test_a_template_without_tools_gets_them_in_its_system_message_in_the_hermes_format(tokenizer):
     tools = parse_tools([{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}])
     messages = parse_messages(

@@ -61,7 +61,7 @@ def test_messages_take_strings_or_typed_parts():
         ([], "messages"),
         ([{"role": "robot", "content": "hi"}], "messages.0.role"),
         ([{"role": "user"}], "messages.0.content"),
-        ([{"role": "user", "content": "hi", "name": "x"}], "messages.0.name"),
+        ([{"role": "user", "content": "hi", "name": "x y"}], "messages.0.name"),  # names are OpenAI's pattern
         ([{"role": "user", "content": [{"type": "smell", "smell": "x"}]}], "messages.0.content"),
         ("hello", "messages"),
         ({"role": "user", "content": "hi"}, "messages"),

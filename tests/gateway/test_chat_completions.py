@@ -53,7 +53,9 @@ async def test_stream_sends_role_first_then_deltas_then_the_finish_reason_and_us
 
 
 async def test_a_stream_without_include_usage_has_no_usage_chunk(oai):
-    stream = await oai.chat.completions.create(model="echo", messages=ask("a b"), stream=True)
+    stream = await oai.chat.completions.create(
+        model="echo", messages=ask("a b"), stream=True, stream_options={"include_obfuscation": False}
+    )
     chunks = [chunk async for chunk in stream]
     assert all(chunk.choices and chunk.usage is None for chunk in chunks)
 
@@ -136,6 +138,8 @@ async def _ended_record_responses(handle):
         ({"tool_choice": "required"}, "tool_choice"),  # and no tools to choose from
         ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
         ({"logit_bias": {"the": 5}}, "logit_bias"),
+        ({"logit_bias": {"\u00b2": 5}}, "logit_bias"),  # a digit to str.isdigit, not to int(): it was a 500
+        ({"messages": [{"role": "user", "content": "x", "name": "has space"}]}, "messages.0.name"),
         ({"tools": [{"type": "function", "function": {"name": "has space"}}]}, "tools.0.function.name"),
         ({"n": 1000}, "n"),
         ({"extra_body": {"tempreature": 0.5}}, "tempreature"),
@@ -176,9 +180,17 @@ async def test_what_cannot_be_honoured_is_a_400_naming_the_field(oai, options, p
 
 async def test_neutral_values_of_unsupported_parameters_are_accepted(oai):
     completion = await oai.chat.completions.create(
-        model="echo", messages=ask("fine"), presence_penalty=0, frequency_penalty=0, logprobs=False, tools=[]
-    )
+        model="echo", messages=ask("fine"), presence_penalty=0, frequency_penalty=0, logprobs=False, tools=[],
+        extra_body={"top_k": -1},  # vLLM's "no top-k"
+    )  # fmt: skip
     assert completion.choices[0].message.content == "fine"
+
+
+async def test_a_participant_name_is_taken(oai):
+    # LangGraph's agents name every turn; templates that write names get them (tests/engines/test_prompt.py)
+    messages = [{"role": "user", "content": "hi there", "name": "alice"}]
+    completion = await oai.chat.completions.create(model="echo", messages=messages)
+    assert completion.choices[0].message.content == "hi there"
 
 
 async def test_a_bad_api_key_is_a_401(gateway):
