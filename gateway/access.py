@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import Request
 
 from api_client import AsyncInferQClient, AsyncJobHandle
-from gateway.errors import ApiError
+from gateway.errors import ApiError, tenant_message
 from gateway.tenants import Tenant
+from tasks.errors import error_from_info
 from tasks.schemas import JobRecord
 
 # Where a job ran says which machines the fleet has: an operator's business, not a tenant's.
@@ -43,4 +44,6 @@ def record_as_seen_by(tenant: Tenant, record: JobRecord) -> dict[str, Any]:
     if not tenant.admin:
         for name in ADMIN_ONLY_RECORD_FIELDS:
             shown.pop(name, None)
+        if record.error is not None:  # an engine's exception text stays with the operator, as in every answer
+            shown["error"]["message"] = tenant_message(error_from_info(record.error, record))
     return shown

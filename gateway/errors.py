@@ -79,6 +79,14 @@ def api_error_of(error: InferqError, field_names: dict[str, str] | None = None) 
     return ApiError(500, _internal_message(error), type="server_error", code="job_failed")
 
 
+def tenant_message(error: InferqError) -> str:
+    """The error's message as a tenant may read it: inferq's own words, or the job's id in place of an engine's."""
+    for cls, *_, tells in _STATUS_OF:
+        if isinstance(error, cls):
+            return error.message if tells else _internal_message(error)
+    return _internal_message(error)
+
+
 def _internal_message(error: InferqError) -> str:
     """What a tenant learns of a failure whose message is not inferq's own: the job's id."""
     if error.job_id is None:

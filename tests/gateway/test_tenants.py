@@ -90,6 +90,25 @@ async def test_a_job_record_is_its_tenants_and_only_admins_see_where_it_ran(shar
     assert admin.status_code == 200 and admin.json()["worker"] and admin.json()["host"]
 
 
+async def test_a_failed_jobs_record_shows_its_tenant_the_job_id_not_the_engines_exception(shared):
+    async with as_tenant(shared, TEAM_A) as a:
+        created = await a.responses.create(model="echo", input="fine until [fail]", background=True)
+        job_id = created.id.removeprefix("resp_")
+
+        async def failed() -> bool:
+            return (await a.responses.retrieve(created.id)).status == "failed"
+
+        await until(failed, "the [fail] job never failed")
+    async with httpx.AsyncClient(base_url=shared.url, timeout=120) as http:  # a bound for failure only
+        own, admin = [
+            (await http.get(f"/inferq/jobs/{job_id}", headers={"Authorization": f"Bearer {key}"})).json()["error"]
+            for key in (TEAM_A, OPS)
+        ]
+    # the engine's exception may quote another tenant's data or the worker's paths: its operator reads it
+    assert job_id in own["message"] and "[fail]" not in own["message"] and own["type"] == admin["type"]
+    assert "[fail]" in admin["message"]
+
+
 async def test_a_tenant_at_its_quota_is_refused_and_slows_nobody_else(shared, start_worker):
     # Four slots; team-a may hold three of them at most, so team-b always finds one free.
     worker = start_worker("echo", "quota-echo", engine="echo", concurrency=4)
