@@ -12,6 +12,7 @@ betting on how fast something runs:
 - `[timeout]`    raise a TimeoutError of the engine's own (a socket's), which is not the job's time limit;
 - `[abort-fails]` the request's first abort raises (an engine whose abort fails), the next one works;
 - `[dead]`       raise EngineDead (the engine cannot serve again);
+- `[cancelled]`  raise asyncio.CancelledError from inside the engine (an executor shut down under a request);
 - `[priority]`   answer `priority=N`, the request's priority (what the worker read off the job's message).
 
 Served as `--engine echo --model echo` (any model name: nothing is loaded). `task: "score"` makes it a
@@ -158,6 +159,8 @@ class EchoEngine(BaseEngine):
             raise TimeoutError("echo: the [timeout] directive")
         elif word == "[dead]":
             raise EngineDead("echo: the [dead] directive")
+        elif word == "[cancelled]":
+            raise asyncio.CancelledError("echo: the [cancelled] directive")
 
     async def abort(self, request_id: str) -> None:
         if request_id in self._failing_aborts:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -348,7 +349,12 @@ class JobStore:
 
     async def claim_resend(self, job_id: str) -> bool:
         """True for the one caller that may send a dead first try's message again."""
-        return bool(await self._redis.set(names.resend_key(job_id), "1", nx=True, ex=self.settings.record_ttl_s))
+        key, token = names.resend_key(job_id), uuid.uuid4().hex
+        if await self._redis.set(key, token, nx=True, ex=self.settings.record_ttl_s):
+            return True
+        # redis-py sends a command again when its reply was lost: that second SET finds the first one's claim,
+        # which is this caller's own (no claim at all would be sent by anyone, and the job's waiters wait for ever).
+        return await self._redis.get(key) == token
 
     async def release_resend(self, job_id: str) -> None:
         """For a resend that failed: the next retry may claim it."""

@@ -79,6 +79,12 @@ async def run_job(
         return await run.deliver(args, kwargs)
     except Exception as error:
         return await _ended_by(run, error)
+    except asyncio.CancelledError:
+        # Not the job's doing (an engine's executor shut down under it, the loop stopping). Raised, it would fail
+        # the Celery task, which acks it: the job would be gone with no record. Requeued, the job's delivery
+        # count still bounds how often that may happen (its lease is not released as handed back).
+        log.error("job %s: its run was cancelled inside the worker; back to the queue", job_id)
+        return Requeue("its run was cancelled inside the worker")
     finally:
         await run.close()
 

@@ -1,11 +1,11 @@
 """A per-job lease in Redis, so that a job delivered twice (celery#5935) never runs twice at once.
 
 The holder renews it every third of its lifetime and rides out Redis errors by retrying until the
-lease would lapse. If it cannot renew in time, or finds the lease taken, the lease is lost: `lost`
-is set and `on_lost` runs (the job's engine request is aborted). Every write the job makes carries the
-lease's token (tasks/store.py checks it in Redis), so a copy that lost its lease can neither publish
-nor record, even before it notices: two copies never both write. The record's write releases the lease
-(`released_by_record`), so a finished job costs no round trip to let go.
+lease would lapse. If it cannot renew in time (no answer at all counts), or finds the lease taken, the
+lease is lost: `lost` is set and `on_lost` runs (the job's engine request is aborted). Every write the
+job makes carries the lease's token (tasks/store.py checks it in Redis), so a copy that lost its lease
+can neither publish nor record, even before it notices: two copies never both write. The record's write
+releases the lease (`released_by_record`), so a finished job costs no round trip to let go.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class JobLease:
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+                await self._renewer  # it raises nothing else: _lose keeps what on_lost raises
         if not self.lost.is_set() and not self.released_by_record:
             with contextlib.suppress(RedisError):  # unreleased, it lapses by itself
                 await self._store.release_lease(self.job_id, self.token, handed_back=handed_back)
@@ -68,7 +68,11 @@ class JobLease:
             await asyncio.sleep(self.ttl_s / 3)
             while True:
                 try:
-                    if not await self._store.renew_lease(self.job_id, self.token, self.ttl_s):
+                    # Bounded by the lease itself: a partitioned link answers nothing, not even an error, and TCP
+                    # gives up only after about 15 minutes, while another worker may run the job once it lapses.
+                    async with asyncio.timeout_at(expires_at):
+                        renewed = await self._store.renew_lease(self.job_id, self.token, self.ttl_s)
+                    if not renewed:
                         if self.releasing:
                             return  # the record's write let it go; that write says whether it was still ours
                         return await self._lose("it lapsed and may be another worker's now")
@@ -78,9 +82,16 @@ class JobLease:
                     if loop.time() + RETRY_S >= expires_at:
                         return await self._lose(f"Redis did not answer before it lapsed ({error})")
                     await asyncio.sleep(RETRY_S)
+                except TimeoutError:
+                    return await self._lose("Redis sent no answer at all before it lapsed (a partition?)")
 
     async def _lose(self, why: str) -> None:
         log.error("job %s: lease lost: %s; stopping this copy", self.job_id, why)
         self.lost.set()
         if self.on_lost is not None:
-            await self.on_lost()
+            try:
+                await self.on_lost()
+            except Exception:
+                # An abort that failed leaves the copy running, but fenced: its next write raises LeaseLost and
+                # the job goes back to the queue. Raised from here it would end the job's run with it instead.
+                log.exception("job %s: stopping the copy that lost its lease failed", self.job_id)

@@ -1,13 +1,13 @@
 """The shared subscriber: many channels on one connection, and nothing lost across a reconnect."""
 
 import asyncio
-from urllib.parse import urlsplit
 
 from tasks import hub as hub_module
 from tasks.config import QueueSettings
 from tasks.hub import RESYNC
 from tasks.schemas import TokenEvent
 from tasks.store import JobStore, decode_event
+from tests.silencing_proxy import SilencingProxy
 from tests.waiting import until
 
 
@@ -65,60 +65,6 @@ async def test_a_follow_cancelled_before_redis_confirmed_it_leaves_nothing_subsc
     held = await store.follow_events("abandoned")  # and the channel can be followed again
     await store.append("abandoned", [_token(1)])
     assert decode_event(await held.get(timeout=None)).seq == 1
-
-
-class SilencingProxy:
-    """A TCP proxy to Redis whose open connections can go silent: bytes are dropped both ways and the
-    sockets stay open, as when a host vanishes (no reset ever comes). New connections pass."""
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self._target = (parts.hostname, parts.port or 6379)
-        self._credentials = parts.netloc.rpartition("@")[0]
-        self._db = parts.path
-        self._live: list[dict[str, bool]] = []
-        self._pipes: set[asyncio.Task] = set()
-        self.bytes_from_redis = 0
-        self._server: asyncio.Server | None = None
-        self.url = ""
-
-    async def __aenter__(self) -> "SilencingProxy":
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"redis://{self._credentials}@127.0.0.1:{port}{self._db}"
-        return self
-
-    async def __aexit__(self, *exc_info) -> None:
-        self._server.close()
-        for task in self._pipes:
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-
-    def silence(self) -> None:
-        for connection in self._live:
-            connection["silent"] = True
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
-        connection = {"silent": False}
-        self._live.append(connection)
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            while data := await source.read(65536):
-                if not connection["silent"]:
-                    if source is upstream_reader:
-                        self.bytes_from_redis += len(data)
-                    sink.write(data)
-                    await sink.drain()
-
-        pipes = {
-            asyncio.ensure_future(pipe(reader, upstream_writer)),
-            asyncio.ensure_future(pipe(upstream_reader, writer)),
-        }
-        self._pipes |= pipes
-        await asyncio.gather(*pipes, return_exceptions=True)
-        for sink in (writer, upstream_writer):
-            sink.close()
 
 
 async def test_a_subscriber_gone_silent_is_noticed_and_every_follower_resyncs(store, isolated_url, monkeypatch):

@@ -3,7 +3,7 @@
 import pytest
 import redis
 
-from api_client import JobCancelled
+from api_client import JobCancelled, JobFailed
 
 
 def test_a_cancel_sent_while_the_listener_reconnects_still_reaches_the_job(start_worker, client, redis_url):
@@ -32,3 +32,11 @@ def test_an_engine_abort_that_fails_leaves_the_cancel_listener_listening(start_w
         other.result(timeout=120)  # the listener still hears cancels
     assert "cancelling job" in worker.log_tail() and "[abort-fails] directive" in worker.log_tail()
     worker.stop()  # its shutdown aborts the stubborn job again, and that abort works
+
+
+def test_a_run_cancelled_inside_the_engine_goes_back_to_the_queue_and_is_never_acked_away(start_worker, client):
+    # Raised out of the task, the CancelledError failed it and Celery acked it: no record, a reader waiting for ever.
+    start_worker("echo", "cancelled-inside", engine="echo")
+    handle = client.submit_chat([{"role": "user", "content": "x [cancelled]"}], "cancelled-inside")
+    with pytest.raises(JobFailed, match="delivered 4 times"):  # each delivery counted, as a death would be
+        handle.result(timeout=120)  # a bound for failure only
