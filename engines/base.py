@@ -94,7 +94,7 @@ class BaseEngine(ABC):
     vocab_size: int | None = None  # for checking logit_bias's token ids
     # How the model writes tool calls and whether it thinks first: read off its chat template once loaded
     # (engines/prompt.py: output_habits), unless the worker's engine args say.
-    tool_format: ToolFormatName = "hermes"
+    tool_format: ToolFormatName | None = "hermes"  # None: the model's calls are in a syntax inferq cannot read
     thinks: bool = False
     # Parameters this backend cannot honour (from OPTIONAL_PARAMS, or a forced tool_choice): refused by name.
     refused_params: frozenset[str] = frozenset()
@@ -127,7 +127,15 @@ class BaseEngine(ABC):
         check_choice(choice, tool_list)
         offered = tool_list if tool_list and choice != "none" else None
         parallel = job_params.parallel_tool_calls is not False
-        prompt_text, prompt_ids = build_prompt(self.tokenizer, parsed, system, offered, self.tool_format)
+        if offered and self.tool_format is None:
+            raise InvalidRequest(
+                "this model's chat template writes tool calls in a syntax inferq has no parser for; its worker's "
+                "engine_args.tool_format may name one the model follows (hermes, llama3_json, mistral, react)",
+                field="tools",
+            )
+        # With no tools offered, the format only writes past calls fed back, which such a template renders itself.
+        tool_format = self.tool_format or "hermes"
+        prompt_text, prompt_ids = build_prompt(self.tokenizer, parsed, system, offered, tool_format)
         images = tuple(load_image(ref, self.media_policy, field) for ref, field in media.get("image", ()))
         model_inputs = None
         if images:

@@ -93,7 +93,13 @@ class HuggingFaceEngine(BaseEngine):
     def encode_images(self, prompt_text: str, images: tuple[Any, ...]) -> tuple[list[int], Any]:
         """The model's processor places the images (each image token widened to its patches) and makes the
         pixel values its prefill takes; decode steps need only the cache."""
-        encoded = self._processor(text=prompt_text, images=list(images), return_tensors="pt")
+        # As transformers' ProcessorMixin.apply_chat_template: a template that wrote the BOS (Gemma 3's,
+        # Llama 3.2 Vision's) gets no second one from the tokenizer; one that did not keeps the tokenizer's.
+        bos = getattr(self.tokenizer, "bos_token", None)
+        wrote_bos = bool(bos) and prompt_text.startswith(bos)
+        encoded = self._processor(
+            text=prompt_text, images=list(images), add_special_tokens=not wrote_bos, return_tensors="pt"
+        )
         prompt_ids = encoded.pop("input_ids")[0].tolist()
         encoded.pop("attention_mask", None)
         return prompt_ids, dict(encoded)

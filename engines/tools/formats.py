@@ -123,8 +123,22 @@ def renders_tools(chat_template: str) -> bool:
     return "tools" in chat_template
 
 
-def detect_format(chat_template: str) -> ToolFormatName:
-    """The family a template's own tool rendering belongs to; Hermes for a template without one."""
+# Marks of templates that prompt for calls in a syntax no parser here reads (vLLM needs a --tool-call-parser of
+# its own for each): read as Hermes, every call would come back as answer text.
+UNREADABLE_SYNTAXES = {
+    "<function=": "Qwen3-Coder's",
+    "tool\u2581calls\u2581begin": "DeepSeek's",
+    "<|call|>": "gpt-oss's",
+    "<arg_key>": "GLM-4.5's",
+    "<|tool_calls_section_begin|>": "Kimi K2's",
+}
+
+
+def detect_format(chat_template: str) -> ToolFormatName | None:
+    """The family a template's own tool rendering belongs to; Hermes for a template without one; None for a
+    syntax inferq cannot read (tools are then refused, unless the worker names a format)."""
+    if any(mark in chat_template for mark in UNREADABLE_SYNTAXES):
+        return None
     if "[TOOL_CALLS]" in chat_template:
         return "mistral"
     if "<|python_tag|>" in chat_template or "ipython" in chat_template:

@@ -172,6 +172,13 @@ class JsonCallsParser(ToolCallParser):
             stripped = stripped[len(prefix) :].lstrip()
             if not stripped:
                 return []
+        if stripped[0] == "[":
+            inside = stripped[1:].lstrip()
+            if not inside:
+                return []  # a list of calls, or "[1] Smith et al.": the next character says
+            if inside[0] != "{":
+                self._mode = "content"  # a citation, a link, a list: streamed as it comes, not held to the end
+                return []
         if stripped[0] in "{[":
             self._mode, self._buffer = "calls", stripped
         else:

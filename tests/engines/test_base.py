@@ -5,6 +5,7 @@ and what the context must hold."""
 import json
 
 import pytest
+from tokenizers.processors import TemplateProcessing
 
 from engines.errors import InvalidRequest
 from tests.images import DATA_URL
@@ -35,6 +36,28 @@ def test_mistrals_special_call_marker_is_decoded_unless_the_request_says_otherwi
     assert tiny_engine.prepare_chat(QUESTION).params.skip_special_tokens  # no tools: special tokens skipped
 
 
+# Qwen3-Coder's way of asking for calls (its template, cut down): XML that no parser here reads
+QWEN3_CODER = (
+    "{% if tools %}<tools>{{ tools | tojson }}</tools> Call as <tool_call>\n<function=NAME>\n<parameter=P>\nV\n"
+    "</parameter>\n</function>\n</tool_call>{% endif %}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+)
+
+
+def test_tools_for_a_model_whose_call_syntax_inferq_cannot_read_are_refused_by_name(tiny_engine, monkeypatch):
+    # Read as Hermes, Qwen3-Coder's calls came back as answer text with finish_reason "stop", silently.
+    from engines.prompt import output_habits
+
+    monkeypatch.setattr(tiny_engine.tokenizer, "chat_template", QWEN3_CODER)
+    tool_format, _ = output_habits(tiny_engine.tokenizer, "auto", "auto")
+    monkeypatch.setattr(tiny_engine, "tool_format", tool_format)
+    with pytest.raises(InvalidRequest) as caught:
+        tiny_engine.prepare_chat(QUESTION, tools=[WEATHER])
+    assert caught.value.field == "tools" and "engine_args.tool_format" in caught.value.message
+    assert tiny_engine.prepare_chat(QUESTION).prompt_length  # without tools it serves as before
+    # the worker may say how the model writes calls: then they are offered and read in that format
+    assert output_habits(tiny_engine.tokenizer, "hermes", "auto")[0] == "hermes"
+
+
 @pytest.fixture(scope="module")
 async def vision_engine():
     from engines import load_engine
@@ -57,3 +80,25 @@ def test_the_context_must_hold_an_images_patch_tokens_not_just_its_placeholder(v
     monkeypatch.setattr(vision_engine, "context_length", with_image + 3)
     request = vision_engine.prepare_chat(QUESTION, images=[DATA_URL], max_new_tokens=100)
     assert request.prompt_length + request.params.max_new_tokens == vision_engine.context_length
+
+
+def test_a_template_that_writes_the_bos_gets_no_second_one_with_an_image(vision_engine, monkeypatch):
+    # Gemma 3's and Llama 3.2 Vision's templates write {{ bos_token }} and their tokenizers add one too: the
+    # processor must not add it again (as transformers' own apply_chat_template decides), nor leave it out
+    # for a template that writes none. The tiny LLaVA's tokenizer is given such a BOS here.
+    tokenizer = vision_engine._processor.tokenizer
+    assert tokenizer is vision_engine.tokenizer
+    bos_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    own_bos, own_post_processor = tokenizer.bos_token, tokenizer._tokenizer.post_processor
+    tokenizer.bos_token = "<|endoftext|>"  # (monkeypatch cannot put a tokenizer's special token back)
+    tokenizer._tokenizer.post_processor = TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", bos_id)]
+    )
+    try:
+        plain = vision_engine.prepare_chat(QUESTION, images=[DATA_URL]).prompt_ids
+        assert plain[0] == bos_id and plain[1] != bos_id  # the template wrote none: the tokenizer's is kept
+        monkeypatch.setattr(tokenizer, "chat_template", "{{ bos_token }}" + tokenizer.chat_template)
+        written = vision_engine.prepare_chat(QUESTION, images=[DATA_URL]).prompt_ids
+        assert written == plain  # the template's BOS, and no second one
+    finally:
+        tokenizer.bos_token, tokenizer._tokenizer.post_processor = own_bos, own_post_processor

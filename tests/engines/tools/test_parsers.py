@@ -168,6 +168,13 @@ def test_any_split_of_the_text_gives_the_same_calls_and_the_same_answer(make_par
             assert json.loads(found_calls[index][1]) == expected
 
 
+def test_an_answer_that_opens_with_a_bracket_streams_before_it_ends():
+    # "[1] Smith", "[link](...)": only "[{" may open a list of calls; anything else is content, streamed as it comes
+    parser = JsonCallsParser(optional_prefix="<|python_tag|>")
+    streamed = [piece.text for text in ("[", "1] Smith", " et al.") for piece in parser.feed(text)]
+    assert "".join(streamed) == "[1] Smith et al." and not parser.finish()
+
+
 def test_calls_get_ids_of_their_own():
     parser = TaggedParser()
     parser.feed(
