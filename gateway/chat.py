@@ -39,12 +39,13 @@ COMPLETION_PREFIX = "chatcmpl-"
 @router.post("/v1/chat/completions")
 async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     client, tenant = inferq_client(request), tenant_of(request)
+    priority = tenant.priority(body.priority)  # a key's cap on urgency: a 400 past it
     request.state.field_names = field_names = body.field_names()
     options = body.job_options()
     messages = chat_messages(body.messages, client.settings.media_remote_urls)
     await require_served(client, body.model, "chat", options.get("max_new_tokens"))
     handle = await client.submit_chat(
-        messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=body.stream,
+        messages, body.model, priority=priority, owner=tenant.name, quota=tenant.quota, stream=body.stream,
         idempotency_key=idempotency_key(request), **options,
     )  # fmt: skip
     log.info("chat job %s for %s (tenant %s, user %s)", handle.id, body.model, tenant.name, body.user)

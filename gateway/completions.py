@@ -87,12 +87,13 @@ FIELD_NAMES = {"max_new_tokens": "max_tokens", "num_return_sequences": "n"}
 @router.post("/v1/completions")
 async def create_completion(body: CompletionRequest, request: Request):
     client, tenant = inferq_client(request), tenant_of(request)
+    priority = tenant.priority(body.priority)  # a key's cap on urgency: a 400 past it
     request.state.field_names = FIELD_NAMES
     prompt = body.prompt_text()
     options = body.job_options()
     await require_served(client, body.model, "chat", options.get("max_new_tokens"))
     handle = await client.submit_completion(
-        prompt, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=body.stream,
+        prompt, body.model, priority=priority, owner=tenant.name, quota=tenant.quota, stream=body.stream,
         idempotency_key=idempotency_key(request), **options,
     )  # fmt: skip
     log.info("completion job %s for %s (tenant %s, user %s)", handle.id, body.model, tenant.name, body.user)

@@ -40,12 +40,13 @@ CANCEL_WAIT_S = 10.0
 @router.post("/v1/responses")
 async def create_response(body: CreateResponseRequest, request: Request):
     client, tenant = inferq_client(request), tenant_of(request)
+    priority = tenant.priority(body.priority)  # a key's cap on urgency: a 400 past it
     request.state.field_names = FIELD_NAMES
     options = body.job_options()
     messages = response_input(body.input, client.settings.media_remote_urls)
     await require_served(client, body.model, "chat", options.get("max_new_tokens"))
     handle = await client.submit_chat(
-        messages, body.model, priority=body.priority, owner=tenant.name, quota=tenant.quota, stream=True,
+        messages, body.model, priority=priority, owner=tenant.name, quota=tenant.quota, stream=True,
         echo=body.echo(), idempotency_key=idempotency_key(request), **options,
     )  # fmt: skip
     log.info("response job %s for %s (tenant %s, background %s)", handle.id, body.model, tenant.name, body.background)

@@ -24,6 +24,7 @@ SCORE_PREFIX = "scoreeval-"
 @router.post("/v1/score")
 async def create_scores(body: ScoreRequest, request: Request):
     client, tenant = inferq_client(request), tenant_of(request)
+    priority = tenant.priority(body.priority)  # a key's cap on urgency: a 400 past it
     await require_served(client, body.model, "score")
     conversations = None if body.conversations is None else score_conversations(body.conversations)
     handle = await client.submit_score(
@@ -33,7 +34,7 @@ async def create_scores(body: ScoreRequest, request: Request):
         max_length=body.max_length,
         deadline_s=body.deadline_s,
         max_runtime_s=body.max_runtime_s,
-        priority=body.priority,
+        priority=priority,
         owner=tenant.name,
         quota=tenant.quota,
         idempotency_key=idempotency_key(request),

@@ -24,6 +24,13 @@ class GatewaySettings(BaseSettings):
     tenant_max_queued: int | None = Field(
         None, ge=1, description="with keys: of those, jobs not started yet, unless its entry says (none: no cap)"
     )
+    tenant_top_priority: int | None = Field(
+        None,
+        ge=0,
+        le=9,
+        description="with keys: the most urgent priority a tenant's job may ask for, unless its "
+        "entry says (none: any; admins always any)",
+    )
     max_body_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, description="largest request body; a larger one is a 413, never read whole"
     )
@@ -50,5 +57,7 @@ class GatewaySettings(BaseSettings):
 
     def key_table(self) -> KeyTable:
         keys = {key.strip() for key in self.api_keys.split(",") if key.strip()}
-        limits = Limits(max_jobs=self.tenant_max_jobs, max_queued=self.tenant_max_queued)
+        limits = Limits(
+            max_jobs=self.tenant_max_jobs, max_queued=self.tenant_max_queued, top_priority=self.tenant_top_priority
+        )
         return key_table(keys, self.api_keys_file, limits)

@@ -12,6 +12,8 @@ Two ways to configure keys (`GatewaySettings`):
       max_jobs = 64          # jobs queued or running at once
       max_queued = 32        # of those, jobs not started yet
 
+      top_priority = 3       # no job more urgent than 3 (0 is the most urgent): a 400 on `priority`
+
       [tenants.team-a]
       keys = ["sk-team-a-1", "sk-team-a-2"]
       max_jobs = 16
@@ -34,6 +36,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from engines.errors import InvalidRequest
+from tasks.app import DEFAULT_PRIORITY
 from tasks.schemas import MODEL_NAME, OwnerQuota
 
 ANONYMOUS = "anonymous"
@@ -46,6 +50,9 @@ class _Strict(BaseModel):
 class Limits(_Strict):
     max_jobs: int | None = Field(None, ge=1, description="jobs queued or running at once")
     max_queued: int | None = Field(None, ge=1, description="of those, jobs not started yet")
+    top_priority: int | None = Field(
+        None, ge=0, le=9, description="the most urgent priority a job may ask for (0 is the most urgent)"
+    )
 
 
 class TenantEntry(Limits):
@@ -79,10 +86,24 @@ class Tenant(BaseModel):
     name: str
     admin: bool = False
     quota: OwnerQuota | None = None
+    top_priority: int = 0  # an admin's is always 0
 
     def may_see(self, owner: str | None) -> bool:
         """Whether a job of `owner` exists for this tenant (anyone else gets the 404 of a job that never was)."""
         return self.admin or owner == self.name
+
+    def priority(self, asked: int | None) -> int | None:
+        """The priority a job of this tenant runs at: what it asked for, within its `top_priority`; a request
+        that asks for none gets the default, or the tenant's top where that is less urgent."""
+        if asked is None:
+            return None if self.top_priority <= DEFAULT_PRIORITY else self.top_priority
+        if asked < self.top_priority:
+            # Refused, not lowered: a tenant that jumps the queue would otherwise crowd every other tenant's jobs
+            # out of the engines' scheduling (vLLM's priority scheduler preempts for it).
+            raise InvalidRequest(
+                f"this key may ask for priorities {self.top_priority} to 9 (0 is the most urgent)", field="priority"
+            )
+        return asked
 
 
 OPEN = Tenant(name=ANONYMOUS, admin=True)
@@ -114,14 +135,15 @@ class KeyTable:
 def key_table(keys: set[str], keys_file: Path | None, default_limits: Limits) -> KeyTable:
     """`keys` (each its own tenant, with `default_limits`) plus the tenants of `keys_file`."""
     tenants_by_key: dict[str, Tenant] = {}
+    top = default_limits.top_priority or 0
     for key in keys:
-        tenants_by_key[key] = Tenant(name=bare_key_tenant(key), quota=_quota(default_limits))
+        tenants_by_key[key] = Tenant(name=bare_key_tenant(key), quota=_quota(default_limits), top_priority=top)
     if keys_file is not None and keys_file.suffix == ".toml":
         tenants_by_key.update(_toml_tenants(keys_file, default_limits))
     elif keys_file is not None:
         lines = (line.strip() for line in keys_file.read_text().splitlines())
         for key in (line for line in lines if line and not line.startswith("#")):
-            tenants_by_key[key] = Tenant(name=bare_key_tenant(key), quota=_quota(default_limits))
+            tenants_by_key[key] = Tenant(name=bare_key_tenant(key), quota=_quota(default_limits), top_priority=top)
     return KeyTable(tenants_by_key)
 
 
@@ -137,18 +159,27 @@ def _toml_tenants(path: Path, default_limits: Limits) -> dict[str, Tenant]:
     defaults = Limits(
         max_jobs=parsed.defaults.max_jobs or default_limits.max_jobs,
         max_queued=parsed.defaults.max_queued or default_limits.max_queued,
+        top_priority=_either(parsed.defaults.top_priority, default_limits.top_priority),
     )
     tenants: dict[str, Tenant] = {}
     for name, entry in parsed.tenants.items():
         limits = Limits(
-            max_jobs=entry.max_jobs or defaults.max_jobs, max_queued=entry.max_queued or defaults.max_queued
+            max_jobs=entry.max_jobs or defaults.max_jobs,
+            max_queued=entry.max_queued or defaults.max_queued,
+            top_priority=_either(entry.top_priority, defaults.top_priority),
         )
-        tenant = Tenant(name=name, admin=entry.admin, quota=_quota(limits))
+        top = 0 if entry.admin else limits.top_priority or 0
+        tenant = Tenant(name=name, admin=entry.admin, quota=_quota(limits), top_priority=top)
         for key in entry.keys:
             if key in tenants:
                 raise ValueError(f"{path}: a key is listed for both {tenants[key].name!r} and {name!r}")
             tenants[key] = tenant
     return tenants
+
+
+def _either(given: int | None, fallback: int | None) -> int | None:
+    """A limit where 0 is a value, not an absence (top_priority = 0 lifts a default)."""
+    return fallback if given is None else given
 
 
 def bare_key_tenant(key: str) -> str:

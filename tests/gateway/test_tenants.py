@@ -11,8 +11,15 @@ import pytest
 
 from tests.waiting import until
 
-TEAM_A, TEAM_B, OPS = "key-team-a", "key-team-b", "key-ops"
+TEAM_A, TEAM_B, TEAM_C, OPS = "key-team-a", "key-team-b", "key-team-c", "key-ops"
 KEYS_TOML = f"""
+[defaults]
+top_priority = 2
+
+[tenants.team-c]
+keys = ["{TEAM_C}"]
+top_priority = 7
+
 [tenants.team-a]
 keys = ["{TEAM_A}"]
 max_jobs = 3
@@ -88,6 +95,28 @@ async def test_a_job_record_is_its_tenants_and_only_admins_see_where_it_ran(shar
     assert (other.status_code, ghost.status_code) == (404, 404)
     assert other.json()["error"]["message"].replace(job_id, GHOST) == ghost.json()["error"]["message"]
     assert admin.status_code == 200 and admin.json()["worker"] and admin.json()["host"]
+
+
+async def test_a_tenant_asks_for_no_more_urgency_than_its_key_allows(shared):
+    # Unchecked, any key could put its jobs at priority 0 and crowd every other tenant's out of the engines.
+    async def answer(key, **priority):
+        async with as_tenant(shared, key) as tenant:
+            reply = await tenant.chat.completions.create(
+                model="echo", messages=ask("at [priority]"), extra_body=priority
+            )
+        return reply.choices[0].message.content
+
+    async with as_tenant(shared, TEAM_C) as c:
+        with pytest.raises(openai.BadRequestError) as caught:
+            await c.chat.completions.create(model="echo", messages=ask("now"), extra_body={"priority": 6})
+    assert caught.value.body["param"] == "priority" and "7 to 9" in caught.value.body["message"]
+    # asking for none runs at the default (5), or at the tenant's top where that is less urgent
+    assert [await answer(TEAM_C), await answer(TEAM_C, priority=8), await answer(TEAM_A)] == [
+        "at priority=7",
+        "at priority=8",
+        "at priority=5",
+    ]
+    assert [await answer(TEAM_A, priority=2), await answer(OPS, priority=0)] == ["at priority=2", "at priority=0"]
 
 
 async def test_a_failed_jobs_record_shows_its_tenant_the_job_id_not_the_engines_exception(shared):
