@@ -98,9 +98,12 @@ class SGLangEngine(BaseEngine):
 
         hf_config = AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
         kwargs = self.server_args(model, args, hf_config, torch.cuda.device_count())
-        check_overrides(
-            getattr(args, self.overrides_field), server_arg_names(server_args_module.ServerArgs), self.overrides_field
-        )
+        known_args = server_arg_names(server_args_module.ServerArgs)
+        if {"enable_priority_scheduling", "schedule_low_priority_values_first"} <= known_args:
+            # Requests carry their job's queue priority, lower first as inferq's (SGLang runs higher values first
+            # unless told): a chat is scheduled before a batch's rows, as on the HF and vLLM engines.
+            kwargs.update(enable_priority_scheduling=True, schedule_low_priority_values_first=True)
+        check_overrides(getattr(args, self.overrides_field), known_args, self.overrides_field)
         kwargs.update(getattr(args, self.overrides_field))
         log.info("starting %s engine: %s", self.name, kwargs)
         # The contract's logprobs are the model's own (engines/logprobs.py); SGLang's sampler returns them after
@@ -129,6 +132,11 @@ class SGLangEngine(BaseEngine):
         self.default_adapter = args.default_adapter
         self._mode = StreamMode.of(self._engine.server_args)
         self._seeds_honoured = bool(getattr(self._engine.server_args, "enable_deterministic_inference", False))
+        # What the engine runs with, `sglang_config` included (a fork without priority scheduling gets none):
+        # None, or the sign that makes inferq's "lower first" SGLang's order.
+        by_priority = getattr(self._engine.server_args, "enable_priority_scheduling", False)
+        low_first = getattr(self._engine.server_args, "schedule_low_priority_values_first", False)
+        self._priority_sign = (1 if low_first else -1) if by_priority else None
         self._running: dict[str, _Running] = {}
 
     def check_backend(self) -> None:
@@ -151,6 +159,8 @@ class SGLangEngine(BaseEngine):
         top = request.params.logprobs
         logprobs_seen = [0] * request.params.n
         asked = {} if top is None else {"return_logprob": True, "top_logprobs_num": top}
+        if self._priority_sign is not None:
+            asked["priority"] = self._priority_sign * request.priority
         try:
             chunks = await self._translated(
                 self._engine.async_generate(

@@ -161,9 +161,12 @@ async def test_chat_stream_and_n_through_the_engine(sglang_engine):
 
 async def test_requests_reach_sglang_as_token_ids_with_mapped_parameters(sglang_engine):
     request = sglang_engine.prepare_chat(QUESTION, temperature=0, stop=["museums"], adapter="sea")
-    [response] = await sglang_engine.chat(QUESTION, temperature=0, stop=["museums"], adapter="sea")
+    [response] = await sglang_engine.chat(QUESTION, temperature=0, stop=["museums"], adapter="sea", priority=3)
     sent = sglang_engine._engine.tokenizer_manager.requests[-1]
     assert sent.input_ids == request.prompt_ids and sent.text is None
+    # the job's priority, lower first as inferq's: a chat is scheduled before a batch's rows
+    server = sglang_engine._engine.server_args
+    assert sent.priority == 3 and server.enable_priority_scheduling and server.schedule_low_priority_values_first
     assert sent.lora_path == "sea" and sent.sampling_params["stop"] == ["museums"]
     assert response.response_text == CANNED[: CANNED.index("museums")] and response.finish_reason == "stop"
 

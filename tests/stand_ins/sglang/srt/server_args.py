@@ -29,7 +29,15 @@ _COMMON = [
 
 if FLAVOR == "upstream":
     ServerArgs = msgspec.defstruct(
-        "ServerArgs", [*_COMMON, ("incremental_streaming_output", bool, False)], kw_only=True, dict=True
+        "ServerArgs",
+        [
+            *_COMMON,
+            ("incremental_streaming_output", bool, False),
+            ("enable_priority_scheduling", bool, False),
+            ("schedule_low_priority_values_first", bool, False),
+        ],
+        kw_only=True,
+        dict=True,
     )
 else:
     _KT = [

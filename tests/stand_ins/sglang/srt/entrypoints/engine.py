@@ -57,7 +57,7 @@ class Engine:
         obj = GenerateRequest(
             text=prompt, input_ids=input_ids, sampling_params=sampling_params or {}, image_data=image_data,
             lora_path=lora_path, stream=stream, rid=rid, return_logprob=return_logprob,
-            top_logprobs_num=top_logprobs_num or 0,
+            top_logprobs_num=top_logprobs_num or 0, priority=priority,
         )  # fmt: skip
         generator = self.tokenizer_manager.generate_request(obj, None)
         if stream is True:

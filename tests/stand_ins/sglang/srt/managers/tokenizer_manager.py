@@ -36,6 +36,7 @@ class GenerateRequest:
     rid: Any = None
     return_logprob: bool = False
     top_logprobs_num: int = 0
+    priority: Any = None
 
 
 class SubprocessWatchdog:
