@@ -90,6 +90,10 @@ class EventWriter:
                 self._current.set_result(None)
 
 
+# Far past what one attempt streams (events are tokens, at most a context's worth), within JSON's exact integers.
+ATTEMPT_SEQ_STRIDE = 1 << 32
+
+
 class JobPublisher:
     def __init__(
         self, store: JobStore, writer: EventWriter, lease: JobLease, admission: Admission, outage_s: float
@@ -98,7 +102,11 @@ class JobPublisher:
         self._writer = writer
         self._lease = lease
         self._attempt = admission.attempt
-        self._seq = admission.last_seq
+        # A later attempt whose earlier attempts' log expired (the job waited in a queue past the stream TTL after
+        # its worker died) numbers past anything they could have sent: a reader that saw their events sees a gap,
+        # reads the log and meets this attempt's restart, instead of taking its events as theirs continued.
+        fresh_start = admission.last_seq == 0 and admission.attempt > 1
+        self._seq = (admission.attempt - 1) * ATTEMPT_SEQ_STRIDE if fresh_start else admission.last_seq
         self._outage_s = outage_s
         self._pending: list[Event | PlainToken] = []
         self._error: BaseException | None = None
@@ -114,7 +122,7 @@ class JobPublisher:
         """Continues the job's sequence after the admission's last seq; a later attempt first voids what
         earlier ones streamed."""
         publisher = cls(store, writer, lease, admission, outage_s)
-        if admission.last_seq:
+        if publisher._seq:
             publisher._queue(RestartEvent(seq=publisher._next_seq(), attempt=admission.attempt))
             await publisher.drain()
         return publisher

@@ -116,6 +116,24 @@ async def test_a_later_attempt_voids_what_earlier_ones_streamed(store):
     await lease.release()
 
 
+async def test_an_attempt_after_the_earlier_ones_log_expired_still_voids_what_they_streamed(store, isolated_redis):
+    # Numbered from 1 again, with no restart, its events were taken by a reader of the first attempt as that
+    # attempt's own continued (those at or below what it had, dropped as seen).
+    lease = JobLease(store, "outlived", ttl_s=30)
+    first = await _open(store, lease)
+    for token in ("old", "words"):
+        first.push(Delta(0, token, (1,)))
+    await first.drain()
+    isolated_redis.delete(names.events_key("outlived"))  # the stream TTL passed while the job waited again
+    second = await _open(store, lease, Admission("admitted", attempt=2, last_seq=0))
+    second.push(Delta(0, "new", (2,)))
+    await second.drain()
+    restart, token = await store.events_after("outlived", 0)
+    assert isinstance(restart, RestartEvent) and restart.attempt == 2 and restart.seq > 2  # past the reader's
+    assert token.text == "new" and token.seq == restart.seq + 1
+    await lease.release()
+
+
 async def test_a_copy_that_lost_its_lease_publishes_nothing_more(store, isolated_redis):
     lease = JobLease(store, "fenced", ttl_s=30)
     publisher = await _open(store, lease)
