@@ -152,7 +152,7 @@ class BaseEngine(ABC):
             tool_constraint=forced_constraint(choice, offered, parallel),
         )
         unchosen = job_params.skip_special_tokens is None and self.default_params.skip_special_tokens is None
-        if offered and FORMATS[self.tool_format].marker_is_special and unchosen:
+        if offered and FORMATS[self.tool_format].needs_special_tokens(self.tokenizer) and unchosen:
             resolved = replace(resolved, skip_special_tokens=False)
         if resolved.constraint is not None:
             self.check_constraint(resolved.constraint)

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from engines.tool_schemas import FunctionTool, ToolCall
 from engines.tools.parsers import JsonCallsParser, ReActParser, TaggedParser, ToolCallParser
@@ -54,6 +54,17 @@ class ToolFormat:
     marker_is_special: bool = False
     # A call's id as this family's own template takes it back (in an assistant turn and a tool turn alike).
     template_call_id: Callable[[str], str] = str
+    # The tags around a call, special tokens in some checkpoints only (Hermes 2 Pro's and Hermes 3's
+    # `<tool_call>`, not Qwen's): where they are, decoding must keep them too (vLLM's Hermes parser does).
+    markers: tuple[str, ...] = ()
+
+    def needs_special_tokens(self, tokenizer: Any) -> bool:
+        """Whether a request offered tools must decode with special tokens kept, for the parser to see calls."""
+        if self.marker_is_special:
+            return True
+        added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+        special = {token.content for token in added.values() if getattr(token, "special", False)}
+        return any(marker in special for marker in self.markers)
 
 
 def _json_tools(tools: list[FunctionTool], separator: str = "\n") -> str:
@@ -85,6 +96,7 @@ FORMATS: dict[ToolFormatName, ToolFormat] = {
             for call in calls
         ),
         lambda result: f"<tool_response>\n{result}\n</tool_response>",
+        markers=("<tool_call>", "</tool_call>"),
     ),
     "llama3_json": ToolFormat(
         "llama3_json",

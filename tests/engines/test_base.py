@@ -36,6 +36,20 @@ def test_mistrals_special_call_marker_is_decoded_unless_the_request_says_otherwi
     assert tiny_engine.prepare_chat(QUESTION).params.skip_special_tokens  # no tools: special tokens skipped
 
 
+def test_hermes_tags_that_are_special_tokens_are_decoded_with_tools(tiny_engine, tiny_llama_dir, monkeypatch):
+    # Hermes 2 Pro's and Hermes 3's checkpoints add <tool_call> as a special token (Qwen's is not special):
+    # skipped in decoding, the parser would never see a call, and its JSON would be the answer's text.
+    from transformers import AutoTokenizer
+
+    hermes_like = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    hermes_like.add_special_tokens({"additional_special_tokens": ["<tool_call>", "</tool_call>"]})
+    monkeypatch.setattr(tiny_engine, "tool_format", "hermes")
+    assert tiny_engine.prepare_chat(QUESTION, tools=[WEATHER]).params.skip_special_tokens  # plain text tags
+    monkeypatch.setattr(tiny_engine, "tokenizer", hermes_like)
+    assert not tiny_engine.prepare_chat(QUESTION, tools=[WEATHER]).params.skip_special_tokens
+    assert tiny_engine.prepare_chat(QUESTION).params.skip_special_tokens  # no tools: special tokens skipped
+
+
 # Qwen3-Coder's way of asking for calls (its template, cut down): XML that no parser here reads
 QWEN3_CODER = (
     "{% if tools %}<tools>{{ tools | tojson }}</tools> Call as <tool_call>\n<function=NAME>\n<parameter=P>\nV\n"
