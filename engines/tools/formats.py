@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engines.tool_schemas import FunctionTool, ToolCall
-from engines.tools.parsers import JsonCallsParser, ReActParser, TaggedParser, ToolCallParser
+from engines.tools.parsers import JsonCallsParser, MistralParser, ReActParser, TaggedParser, ToolCallParser
 
 ToolFormatName = Literal["hermes", "llama3_json", "mistral", "react"]
 
@@ -109,7 +109,7 @@ FORMATS: dict[ToolFormatName, ToolFormat] = {
     ),
     "mistral": ToolFormat(
         "mistral",
-        lambda: JsonCallsParser("[TOOL_CALLS]"),
+        MistralParser,
         lambda tools: _MISTRAL_PROMPT.format(tools=json.dumps([tool.as_template_tool() for tool in tools])),
         lambda calls: (
             "[TOOL_CALLS] ["

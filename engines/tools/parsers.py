@@ -5,6 +5,8 @@
 - `JsonCallsParser`: bare JSON calls after an optional marker: Llama 3.1/3.2 (`{"name": ..., "parameters":
   {...}}`, optionally after `<|python_tag|>`, several joined by `;`), Mistral (`[TOOL_CALLS] [{...}, ...]`),
   and the array a `tool_choice: "required"` grammar forces (`[{"name": ..., "parameters": {...}}]`);
+- `MistralParser`: `[TOOL_CALLS]` then a JSON array (before Mistral's v11 tokenizer) or `name[ARGS]{...}`
+  (from v11: Mistral Small 3.1/3.2, Magistral, Devstral);
 - `ReActParser`: LLaMA-Factory's default format, `Action: name` then `Action Input: {...}`;
 - `NamedCallParser`: a forced call of one named function, whose whole output is its arguments.
 
@@ -225,6 +227,108 @@ class JsonCallsParser(ToolCallParser):
         """An object's text as the answer's, should it be no call: with what stood before it while nothing
         was a call (a JSON array's brackets and commas), without it after calls (their separators)."""
         return text if self._calls else self._between + text
+
+
+class MistralParser(ToolCallParser):
+    """`[TOOL_CALLS]`, then the calls as Mistral's tokenizer version writes them: a JSON array (before v11:
+    Mistral 7B v0.3, Nemo), or from v11 on (Mistral Small 3.1/3.2, Magistral, Devstral) `name[ARGS]{...}`, a
+    marker before each call and `[CALL_ID]id` before `[ARGS]` in some, as vLLM's Mistral parser reads both."""
+
+    _MARKER, _ARGS, _CALL_ID = "[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer = ""
+        self._state = "content"  # content, after-marker, name, arguments, after-call
+        self._array: JsonCallsParser | None = None  # the pre-v11 array, read by the JSON parser
+        self._name = ""
+        self._arguments: JsonValueEnd | None = None
+        self._arguments_text = ""
+
+    def feed(self, text: str) -> list[Piece]:
+        if self._array is not None:
+            return self._array.feed(text)
+        self._buffer += text
+        return self._read()
+
+    def finish(self) -> list[Piece]:
+        if self._array is not None:
+            return self._array.finish()
+        pieces: list[Piece] = []
+        if self._state == "arguments":  # cut off inside its arguments (max tokens): still a call
+            pieces += self._arguments_piece(self._buffer)
+            self._end_call()
+        elif self._state in ("after-marker", "name"):
+            pieces.append(ContentPiece(self._MARKER + self._buffer))  # a marker and no call: its text, as written
+        elif self._buffer.strip():
+            pieces.append(ContentPiece(self._buffer))
+        self._buffer, self._name = "", ""
+        return pieces
+
+    def calls(self) -> list[ToolCall]:
+        return self._array.calls() if self._array is not None else super().calls()
+
+    def _read(self) -> list[Piece]:
+        pieces: list[Piece] = []
+        while True:
+            if self._state == "after-call":
+                stripped = self._buffer.lstrip()  # the whitespace between calls, or before text after them
+                if not stripped.startswith(self._MARKER) and held_prefix(stripped, self._MARKER) == len(stripped):
+                    return pieces  # nothing yet, or what may still be the next call's marker
+                self._state, self._buffer = "content", stripped
+            if self._state == "content":
+                found = self._buffer.find(self._MARKER)
+                if found < 0:
+                    ready = len(self._buffer) - held_prefix(self._buffer, self._MARKER)
+                    if ready:
+                        pieces.append(ContentPiece(self._buffer[:ready]))
+                        self._buffer = self._buffer[ready:]
+                    return pieces
+                if found:
+                    pieces.append(ContentPiece(self._buffer[:found]))
+                self._state, self._buffer = "after-marker", self._buffer[found + len(self._MARKER) :]
+            if self._state == "after-marker":
+                stripped = self._buffer.lstrip()
+                if not stripped:
+                    return pieces
+                if stripped[0] in "[{":  # before v11: a JSON array of calls, the JSON parser's to read
+                    self._array = JsonCallsParser(self._MARKER)
+                    return pieces + self._array.feed(self._MARKER + self._buffer)
+                self._state, self._buffer = "name", stripped
+            if self._state == "name":
+                ends = [i for i in (self._buffer.find(self._ARGS), self._buffer.find(self._CALL_ID)) if i >= 0]
+                if not ends:
+                    return pieces
+                self._name = self._buffer[: min(ends)].strip()
+                found = self._buffer.find(self._ARGS)
+                if found < 0:
+                    return pieces  # its [CALL_ID]'s id is still coming
+                self._buffer = self._buffer[found + len(self._ARGS) :]
+                self._current_id = new_call_id()
+                pieces.append(CallStart(self._started, self._current_id, self._name))
+                self._started += 1
+                self._state, self._arguments, self._arguments_text = "arguments", JsonValueEnd(), ""
+            if self._state == "arguments":
+                self._arguments.read(self._buffer)
+                end = self._arguments.end
+                readable = self._buffer[: end if end is not None else self._arguments.position]
+                pieces += self._arguments_piece(readable)
+                self._buffer = self._buffer[len(readable) :]
+                self._arguments.position -= len(readable)
+                if end is None:
+                    return pieces
+                self._end_call()
+                self._state = "after-call"
+
+    def _arguments_piece(self, text: str) -> list[Piece]:
+        if not self._arguments_text:
+            text = text.lstrip()  # the whitespace before the object is not the arguments'
+        self._arguments_text += text
+        return [CallArguments(self._started - 1, text)] if text else []
+
+    def _end_call(self) -> None:
+        self._calls.append(ToolCall(id=self._current_id, name=self._name, arguments=self._arguments_text or "{}"))
+        self._name, self._arguments = "", None
 
 
 class ReActParser(ToolCallParser):

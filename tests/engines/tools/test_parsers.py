@@ -6,7 +6,7 @@ import json
 import pytest
 
 from engines.pieces import CallArguments, CallStart, ContentPiece
-from engines.tools.parsers import JsonCallsParser, NamedCallParser, ReActParser, TaggedParser
+from engines.tools.parsers import JsonCallsParser, MistralParser, NamedCallParser, ReActParser, TaggedParser
 
 HERMES = (
     'Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"location": "San Francisco, CA", '
@@ -103,18 +103,46 @@ CASES = [
         id="hermes-name-inside-the-arguments",
     ),
     pytest.param(
-        lambda: JsonCallsParser("[TOOL_CALLS]"),
+        MistralParser,
         'Sure. [TOOL_CALLS] [{"name": "a", "arguments": {"k": "v"}}, {"name": "b", "arguments": {}}]',
         "Sure. ",
         [("a", {"k": "v"}), ("b", {})],
         id="mistral",
     ),
     pytest.param(
-        lambda: JsonCallsParser("[TOOL_CALLS]"),
+        MistralParser,
         'Sure. [TOOL_CALLS] [{"name": "f", "arguments": {}}] Let me know.',
         "Sure. Let me know.",  # the array's brackets and commas are the calls', not the answer's
         [("f", {})],
         id="mistral-text-after",
+    ),
+    pytest.param(
+        MistralParser,
+        'Sure. [TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "when": ["now"]}',
+        "Sure. ",
+        [("get_weather", {"city": "Paris", "when": ["now"]})],
+        id="mistral-v11",  # Mistral Small 3.1/3.2, Magistral, Devstral: a name, then its arguments
+    ),
+    pytest.param(
+        MistralParser,
+        '[TOOL_CALLS]a[ARGS]{"k": "v"} [TOOL_CALLS]b[CALL_ID]a1b2c3d4e[ARGS]{} Let me know.',
+        "Let me know.",
+        [("a", {"k": "v"}), ("b", {})],
+        id="mistral-v11-two-calls-with-an-id",
+    ),
+    pytest.param(
+        MistralParser,
+        "Use [TOOL_CALLS]wisely",  # a marker, and no call after it: the text, as written
+        "Use [TOOL_CALLS]wisely",
+        [],
+        id="mistral-v11-no-call",
+    ),
+    pytest.param(
+        MistralParser,
+        "[TOOL_CALLS]f[CALL_ID]abc",  # cut off before its arguments: no call, the text as written
+        "[TOOL_CALLS]f[CALL_ID]abc",
+        [],
+        id="mistral-v11-cut-before-arguments",
     ),
     pytest.param(
         lambda: JsonCallsParser(optional_prefix="<|python_tag|>"),
