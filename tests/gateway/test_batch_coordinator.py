@@ -126,6 +126,20 @@ async def test_a_batch_no_driver_can_drive_fails_after_a_few_tries(inferq, echo_
     assert batch_id not in await inferq.store.batches.active_batches()
 
 
+async def test_a_batch_that_fails_partway_keeps_the_answers_it_had_in_its_output_file(inferq, echo_worker, tmp_path):
+    # Failing retired the batch, which deleted its answers: hours of them, lost with no file written.
+    files = LocalFileStore(str(tmp_path))
+    lines = [chat_line("a", "answered"), chat_line("b", "never runs")]
+    batch_id = await add_batch(inferq, files, lines, endpoint=None, status="in_progress", total="2", failed="0")
+    answer = {"id": "batch_req_a", "custom_id": "a", "error": None,
+              "response": {"status_code": 200, "request_id": "r", "body": {"answered": True}}}  # fmt: skip
+    assert await inferq.store.batches.record_line(batch_id, "a", json.dumps(answer), succeeded=True)  # a drive's
+    async with coordinator_of_its_own(inferq, files, scan_s=0.05):  # every drive raises: no endpoint
+        fields = await ended(inferq, batch_id)
+    assert fields["status"] == "failed" and json.loads(fields["errors"])[0]["code"] == "internal_error"
+    assert json.loads(await files.read(fields["output_file_id"])) == answer
+
+
 async def test_a_broker_away_for_more_drives_than_fail_a_batch_is_an_outage_not_a_failure(
     inferq, echo_worker, tmp_path, monkeypatch
 ):
