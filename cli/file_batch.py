@@ -24,7 +24,9 @@ from tasks.schemas import JobRecord
 
 def read_lines(manifest: Manifest) -> tuple[list[BatchLine], list[LineError]]:
     if manifest.dataset_dir is None and _is_openai_jsonl(Path(manifest.input)):
-        found = list(openai_lines(json_lines(Path(manifest.input).read_text()), manifest.model))
+        # surrogateescape: a line that is not UTF-8 is refused by its line number, not the whole file with no name
+        text = Path(manifest.input).read_bytes().decode("utf-8", errors="surrogateescape")
+        found = list(openai_lines(json_lines(text), manifest.model))
     else:
         if manifest.model is None:
             raise InvalidRequest("a dataset's examples need the model to run on", field="model")
@@ -47,7 +49,7 @@ def lines_fingerprint(lines: list[BatchLine], refusals: list[LineError]) -> str:
 def _is_openai_jsonl(path: Path) -> bool:
     """OpenAI's batch lines, told apart from a dataset by the first line that is JSON at all (a torn first
     line is that line's refusal, not a reason to read the file as a dataset)."""
-    with path.open(encoding="utf-8") as file:
+    with path.open(encoding="utf-8", errors="surrogateescape") as file:  # a bad line is its own refusal
         for raw in file:
             try:
                 item = json.loads(raw)

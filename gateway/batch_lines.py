@@ -11,6 +11,7 @@ A Batch API batch holds at most `MAX_REQUESTS_PER_BATCH` lines, as OpenAI's does
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from gateway.strict_json import parse_json
 AnsweredWhole = TypeVar("AnsweredWhole", ChatCompletionRequest, CompletionRequest)
 URLS = ("/v1/chat/completions", "/v1/completions", "/v1/score")
 _LINE_FIELDS = {"custom_id", "method", "url", "body"}
+_UNDECODED = re.compile("[\udc80-\udcff]")  # a byte that was no UTF-8, kept by surrogateescape
 MAX_REQUESTS_PER_BATCH = 50_000  # OpenAI's cap on a batch's input file ("up to 50,000 requests")
 
 
@@ -42,7 +44,8 @@ def read_batch_input(raw: bytes, endpoint: str, max_requests: int = MAX_REQUESTS
     """A Batch API input file's lines and refusals (blank lines are neither). Read a line at a time and never
     past the cap, so a file of millions of short lines never becomes millions of objects; blocking (every body
     is validated), so the coordinator runs it on a thread. Over the cap: InvalidRequest naming input_file_id."""
-    texts = (line.decode("utf-8", errors="replace") for line in io.BytesIO(raw))  # split at b"\n" alone
+    # split at b"\n" alone; a line that is not UTF-8 keeps its bad bytes as surrogates, refused by openai_lines
+    texts = (line.decode("utf-8", errors="surrogateescape") for line in io.BytesIO(raw))
     lines: list[BatchLine] = []
     refusals: list[LineError] = []
     for line in openai_lines(texts, default_model=None, endpoint=endpoint):
@@ -65,10 +68,17 @@ def openai_lines(
             continue
         custom_id = None
         try:
+            if (bad := _UNDECODED.search(raw)) is not None:
+                # decoded with surrogateescape (valid UTF-8 never decodes to a surrogate): read as "\ufffd", a
+                # line ran with garbled text and no error
+                raise InvalidRequest(f"is not UTF-8 text (byte 0x{ord(bad.group()) - 0xDC00:02x})")
             item = parse_json(raw.encode())
             custom_id = _custom_id(item)
             if custom_id in seen:
-                raise InvalidRequest("appears on an earlier line: each line needs its own", field="custom_id")
+                # without its custom_id: each custom_id has one result line, the earlier line's
+                duplicate, custom_id = custom_id, None
+                raise InvalidRequest(f"{duplicate!r} appears on an earlier line: each line needs its own",
+                                     field="custom_id")  # fmt: skip
             seen.add(custom_id)
             yield _line(item, custom_id, index, default_model, endpoint)
         except ApiError as error:

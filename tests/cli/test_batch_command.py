@@ -58,7 +58,8 @@ def test_an_openai_batch_file_answers_each_line_once_and_reports_bad_lines(
     lines += ["{broken", _chat("q3", "again"), _chat("lost", "hello", model="nobody-serves-this")]
     # a custom_id at the format's 512 characters (its job's key is hashed), and raw line separators in JSON
     lines += [_chat("x" * 512, "a long id"), _chat("separators", "one\u2028two\u2029three")]
-    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    lines.append(_chat("latin", "caf\udce9"))  # the byte 0xe9 alone (Latin-1's é): not UTF-8, refused by its line
+    (tmp_path / "in.jsonl").write_bytes(("\n".join(lines) + "\n").encode("utf-8", errors="surrogateescape"))
     output = tmp_path / "out.jsonl"
     result = _batch(redis_url, "run", str(tmp_path / "in.jsonl"), "-o", str(output), "--window", "4")
     assert result.returncode == 0, result.stderr
@@ -74,12 +75,15 @@ def test_an_openai_batch_file_answers_each_line_once_and_reports_bad_lines(
         (line["custom_id"], line["error"] and line["error"]["line"]) for line in errors if line["response"] is None
     ] == [
         (None, 22),
-        ("q3", 23),
+        (None, 23),  # a second q3: without its custom_id, so that q3 has one result, its first line's
+        (None, 27),
     ]
+    [latin] = [line for line in errors if line["error"] and line["error"]["line"] == 27]
+    assert latin["error"]["message"] == "is not UTF-8 text (byte 0xe9)"
     [lost] = [line for line in errors if line["response"] is not None]
     assert lost["custom_id"] == "lost" and lost["response"]["status_code"] == 404
     assert lost["response"]["body"]["error"]["code"] == "model_not_found"
-    assert "26 lines: 23 answered" in result.stdout
+    assert "27 lines: 23 answered" in result.stdout
 
 
 def test_a_dataset_batch_killed_halfway_resumes_without_running_a_line_twice(redis_url, batch_worker, tmp_path):

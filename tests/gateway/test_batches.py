@@ -37,7 +37,9 @@ def chat_line(custom_id: str, text: str, model: str = "echo", **body) -> dict:
 
 
 def jsonl(lines: list) -> io.BytesIO:
-    return io.BytesIO("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines).encode())
+    # surrogateescape: a test's "\udcNN" stands for the raw byte 0xNN, which no UTF-8 text holds
+    text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    return io.BytesIO(text.encode("utf-8", errors="surrogateescape"))
 
 
 async def finished(oai: openai.AsyncOpenAI, batch_id: str):
@@ -66,6 +68,7 @@ async def test_a_batch_answers_each_line_once_and_refuses_bad_lines_by_name(oai,
         {**chat_line("s1", "scores"), "url": "/v1/score"},  # not the batch's endpoint
         chat_line("t1", "hot", temperature=9),  # a body field out of range
         chat_line("m1", "nobody", model="no-such-model"),  # runs, and fails as the route would: 404
+        json.dumps(chat_line("l1", "caf\u00e9")).replace("\\u00e9", "\udce9"),  # Latin-1, not UTF-8: ran garbled
     ]
     uploaded = await oai.files.create(file=("input.jsonl", jsonl(good + bad)), purpose="batch")
     assert (uploaded.purpose, uploaded.filename) == ("batch", "input.jsonl")
@@ -75,7 +78,7 @@ async def test_a_batch_answers_each_line_once_and_refuses_bad_lines_by_name(oai,
 
     batch = await finished(oai, created.id)
     assert batch.status == "completed" and batch.completed_at and batch.in_progress_at
-    assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (17, 12, 5)
+    assert (batch.request_counts.total, batch.request_counts.completed, batch.request_counts.failed) == (18, 12, 6)
     answers = await lines_of(oai, batch.output_file_id)
     assert [line["custom_id"] for line in answers] == [f"q{i}" for i in range(12)]  # input order
     owner = bare_key_tenant(API_KEY)
@@ -87,7 +90,9 @@ async def test_a_batch_answers_each_line_once_and_refuses_bad_lines_by_name(oai,
               await lines_of(oai, batch.error_file_id)}  # fmt: skip
     messages = sorted(message for _, message in errors)
     assert any(message.startswith("not a JSON object") for message in messages)
-    assert any(message.startswith("custom_id: appears on an earlier line") for message in messages)
+    # without its custom_id: q3's one result line is its first line's answer
+    assert (None, "custom_id: 'q3' appears on an earlier line: each line needs its own") in errors
+    assert (None, "is not UTF-8 text (byte 0xe9)") in errors
     assert any(message.startswith("url: must be the batch's endpoint") for message in messages)
     assert any(message.startswith("body.temperature") for message in messages)
     [unserved] = [line for (custom_id, _), line in errors.items() if custom_id == "m1"]
