@@ -1,15 +1,16 @@
-"""OpenAI's Files API, for the Batch API: `POST /v1/files` (multipart, `purpose: batch`), `GET /v1/files/{id}`,
-`GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`. A file is its tenant's (another tenant's is a 404); its
-bytes live in the gateway's file store (batch/file_store.py), its description in Redis beside the batches.
+"""OpenAI's Files API, for the Batch API: `POST /v1/files` (multipart, `purpose: batch`), `GET /v1/files` (the
+tenant's, paginated), `GET /v1/files/{id}`, `GET /v1/files/{id}/content`, `DELETE /v1/files/{id}`. A file is
+its tenant's (another tenant's is a 404); its bytes live in the gateway's file store (batch/file_store.py),
+its description in Redis beside the batches.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import Response
 
 from batch.file_store import FileStore
@@ -46,6 +47,24 @@ async def upload_file(request: Request, file: Annotated[UploadFile, File()], pur
               "filename": file.filename or "upload.jsonl", "files_url": file_store(request).url}  # fmt: skip
     await inferq_client(request).store.batches.add_file(file_id, tenant_of(request).name, created_at, fields)
     return file_object(fields)
+
+
+@router.get("/v1/files")
+async def list_files(
+    request: Request,
+    purpose: str | None = None,
+    after: str | None = None,
+    limit: int = Query(10_000, ge=1, le=10_000),
+    order: Literal["asc", "desc"] = "desc",
+):
+    """OpenAI's list: this tenant's files by creation time, `after` a file id (the cursor), `purpose` a filter."""
+    found = await inferq_client(request).store.batches.files_of(tenant_of(request).name, newest_first=order == "desc")
+    found = [fields for fields in found if purpose is None or fields["purpose"] == purpose]
+    ids = [fields["id"] for fields in found]
+    start = ids.index(after) + 1 if after in ids else 0
+    page = [file_object(fields) for fields in found[start : start + limit]]
+    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": start + limit < len(found)}  # fmt: skip
 
 
 @router.get("/v1/files/{file_id}")

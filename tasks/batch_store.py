@@ -111,6 +111,16 @@ class BatchStore:
     async def file(self, file_id: str) -> dict[str, str] | None:
         return await self._redis.hgetall(names.file_key(file_id)) or None
 
+    async def files_of(self, owner: str, newest_first: bool) -> list[dict[str, str]]:
+        """An owner's files, by creation time (one round trip for their descriptions)."""
+        key = names.owner_files_key(owner)
+        ids = await (self._redis.zrevrange(key, 0, -1) if newest_first else self._redis.zrange(key, 0, -1))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for file_id in ids:
+                pipe.hgetall(names.file_key(file_id))
+            found = await pipe.execute() if ids else []
+        return [fields for fields in found if fields]
+
     async def remove_file(self, file_id: str, owner: str) -> bool:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(names.file_key(file_id))

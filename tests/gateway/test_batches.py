@@ -119,6 +119,7 @@ async def test_a_completions_batch_answers_text_completions(oai, gateway):
 
 
 async def test_a_tenant_sees_only_its_own_files_and_batches(oai, gateway):
+    also = await oai.files.create(file=("also.jsonl", jsonl([chat_line("b", "also")])), purpose="batch")
     uploaded = await oai.files.create(file=("mine.jsonl", jsonl([chat_line("a", "mine")])), purpose="batch")
     created = await oai.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
                                        completion_window="24h")  # fmt: skip
@@ -132,12 +133,24 @@ async def test_a_tenant_sees_only_its_own_files_and_batches(oai, gateway):
                                        completion_window="24h")  # fmt: skip
         assert refused.value.body["param"] == "input_file_id"
         assert created.id not in [item.id for item in (await other.batches.list()).data]
-    assert (await finished(oai, created.id)).status == "completed"
+        assert uploaded.id not in [item.id async for item in other.files.list()]
+    batch = await finished(oai, created.id)
+    assert batch.status == "completed"
+    # the package's list, a page at a time and by purpose (it once had no route: a 405)
+    outputs = [item async for item in oai.files.list(purpose="batch_output")]
+    assert batch.output_file_id in [item.id for item in outputs] and {item.purpose for item in outputs} == {
+        "batch_output"
+    }
+    first = await oai.files.list(purpose="batch", limit=1)
+    assert len(first.data) == 1 and first.has_more
+    inputs = [item.id async for item in oai.files.list(purpose="batch", limit=1)]  # the package pages with `after`
+    assert {uploaded.id, also.id} <= set(inputs) and len(inputs) == len(set(inputs))
     with pytest.raises(openai.ConflictError):
         await oai.batches.cancel(created.id)
     await oai.files.delete(uploaded.id)
     with pytest.raises(openai.NotFoundError):
         await oai.files.retrieve(uploaded.id)
+    assert uploaded.id not in [item.id async for item in oai.files.list()]
 
 
 async def test_bad_create_bodies_name_their_field(oai):
