@@ -23,9 +23,10 @@ IMAGE_PLACEHOLDER = "<image>"  # LLaMA-Factory's (its IMAGE_PLACEHOLDER)
 
 
 def with_media(
-    example: dict[str, Any], prompt: list[Message], columns: dict[str, str | None], media_dir: Path
+    example: dict[str, Any], prompt: list[Message], columns: dict[str, str | None], media_dir: Path, working_dir: Path
 ) -> list[Message]:
-    """`prompt` with the example's images in place; refuses an example whose media cannot reach the model."""
+    """`prompt` with the example's images in place; refuses an example whose media cannot reach the model. An
+    image path is looked for in `media_dir`, then in `working_dir` (where the batch was first run)."""
     for kind, column in (("video", columns["videos"]), ("audio", columns["audios"])):
         if column is not None and example.get(column):
             raise InvalidRequest(f"{kind} input is not served: no inferq engine takes it", field=column)
@@ -33,7 +34,10 @@ def with_media(
     references = _references(example.get(column), column) if column is not None else []
     if not references:
         return prompt
-    urls = [_data_url(reference, media_dir, f"{column}.{number}") for number, reference in enumerate(references)]
+    urls = [
+        _data_url(reference, media_dir, working_dir, f"{column}.{number}")
+        for number, reference in enumerate(references)
+    ]
     return _placed(prompt, urls, column)
 
 
@@ -46,14 +50,15 @@ def _references(value: Any, column: str) -> list[str]:
     return references
 
 
-def _data_url(reference: str, media_dir: Path, field: str) -> str:
+def _data_url(reference: str, media_dir: Path, working_dir: Path, field: str) -> str:
     if reference.startswith(("data:", "http://", "https://")):
         return reference
     path = media_dir / reference
     if not path.is_file():
-        path = Path(reference)
+        # from where the batch was first run (its manifest keeps it): a resume from elsewhere reads the same file
+        path = working_dir / reference
         if not path.is_file():
-            raise InvalidRequest(f"no image file {reference!r} (in {media_dir}, nor from here)", field=field)
+            raise InvalidRequest(f"no image file {reference!r} (in {media_dir}, nor in {working_dir})", field=field)
     mime_type = mimetypes.guess_type(path.name)[0]
     if mime_type is None or not mime_type.startswith("image/"):
         raise InvalidRequest(f"{reference!r} is not an image file by its name", field=field)

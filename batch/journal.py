@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from batch.lines import json_lines
 
@@ -31,6 +31,9 @@ class Manifest(BaseModel):
     errors: str
     predictions: str | None = None
     window: int
+    # Where the batch was first run: image paths a dataset gives relative to it are read from there on resume too
+    # (a manifest of an older version has none: the directory the resume runs in).
+    working_dir: str = Field(default_factory=os.getcwd)
     # A digest of the input's lines as read: `resume` refuses an input that changed (its line numbers and
     # custom_ids would pair new requests with old answers).
     fingerprint: str | None = None

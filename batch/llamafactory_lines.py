@@ -37,9 +37,16 @@ OPENAI_TAGS: Columns = {"role_tag": "role", "content_tag": "content", "user_tag"
 
 
 def dataset_lines(
-    source: str, model: str, *, dataset_dir: str | None = None, formatting: str | None = None, score: bool = False
+    source: str,
+    model: str,
+    *,
+    dataset_dir: str | None = None,
+    formatting: str | None = None,
+    score: bool = False,
+    working_dir: str | None = None,
 ) -> Iterator[BatchLine | LineError]:
-    """`source`: a dataset file, or (with `dataset_dir`) the name of an entry in its dataset_info.json."""
+    """`source`: a dataset file, or (with `dataset_dir`) the name of an entry in its dataset_info.json.
+    `working_dir`: where image paths not in the media directory are read from (default: here)."""
     if dataset_dir is None:
         path, media_dir = Path(source), Path(source).parent
         formatting, columns, tags = _file_conventions(path, formatting)
@@ -57,7 +64,8 @@ def dataset_lines(
                 prompt, label = _sharegpt(example, columns, tags)
             else:
                 prompt, label = _alpaca(example, columns)
-            yield _line(custom_id, index, model, with_media(example, prompt, columns, media_dir), label, score)
+            prompt = with_media(example, prompt, columns, media_dir, Path(working_dir or Path.cwd()))
+            yield _line(custom_id, index, model, prompt, label, score)
         except InvalidRequest as error:
             yield LineError(custom_id=custom_id, index=index, message=error.message, param=error.field)
 

@@ -31,7 +31,8 @@ def read_lines(manifest: Manifest) -> tuple[list[BatchLine], list[LineError]]:
         if manifest.model is None:
             raise InvalidRequest("a dataset's examples need the model to run on", field="model")
         found = list(dataset_lines(manifest.input, manifest.model, dataset_dir=manifest.dataset_dir,
-                                   formatting=manifest.formatting, score=manifest.score))  # fmt: skip
+                                   formatting=manifest.formatting, score=manifest.score,
+                                   working_dir=manifest.working_dir))  # fmt: skip
     refused = [line for line in found if isinstance(line, LineError)]
     return [line for line in found if isinstance(line, BatchLine)], refused
 

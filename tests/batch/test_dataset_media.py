@@ -40,6 +40,22 @@ def test_images_go_in_as_data_urls_where_their_placeholders_stand(tmp_path):
     assert isinstance(video, LineError) and video.param == "videos"  # never run as text alone
 
 
+def test_an_image_path_from_where_the_batch_was_first_run_is_read_from_there_on_resume(tmp_path, monkeypatch):
+    # A path neither in the dataset's directory nor absolute: read from the directory a resume ran in, it
+    # became a refusal there, the input's fingerprint changed, and the batch could not be resumed.
+    first_run, elsewhere, data = tmp_path / "here", tmp_path / "elsewhere", tmp_path / "data"
+    for directory in (first_run, elsewhere, data):
+        directory.mkdir()
+    (first_run / "shot.png").write_bytes(b"\x89PNG here")
+    (data / "mllm.json").write_text(json.dumps([{"messages": [{"role": "user", "content": "<image>What?"}],
+                                                  "images": ["shot.png"]}]))  # fmt: skip
+    monkeypatch.chdir(elsewhere)  # the resume's directory
+    [line] = dataset_lines(str(data / "mllm.json"), "m", working_dir=str(first_run))
+    assert base64.b64decode(line.messages[0].content[0].image.partition(",")[2]) == b"\x89PNG here"
+    [refused] = dataset_lines(str(data / "mllm.json"), "m")  # what a manifest without a working_dir did
+    assert isinstance(refused, LineError) and refused.param == "images.0"
+
+
 async def test_a_dataset_with_images_runs_on_a_vision_model(client_settings, vision_worker, tmp_path):
     # mllm_demo's shape, its two images in two turns, on the tiny LLaVA: each goes through the real processor
     (tmp_path / "red.png").write_bytes(png())
