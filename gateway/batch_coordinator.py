@@ -38,7 +38,7 @@ from engines.errors import InferqError, InvalidRequest
 from gateway.batch_lines import BatchInput, read_batch_input
 from gateway.batch_objects import ENDED
 from gateway.batch_outputs import answered_line, expired_line, failed_line, write_output_files
-from tasks.errors import NoSuchModel, error_from_info
+from tasks.errors import LeaseLost, NoSuchModel, error_from_info
 from tasks.schemas import JobRecord, JobStatus
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,8 @@ class BatchCoordinator:
         # Redis, the file store or the broker away: an outage, not the batch's fault; a later scan carries on
         except (RedisError, OSError, BrokerUnreachable) as error:
             log.warning("batch %s: %s; it will be taken up again", batch_id, error)
+        except LeaseLost as error:  # its keeper stops this drive too: the lease's holder carries the batch on
+            log.warning("%s", error)
         except Exception:  # a bug: logged whole, and the batch is taken up again by a later scan, a few times
             log.exception("batch %s: driving it failed", batch_id)
             try:
@@ -150,10 +152,10 @@ class BatchCoordinator:
                 await self._store.transition(batch_id, "finalizing", _now(), ("in_progress", "cancelling"))
             fields = await self._store.batch(batch_id)
             if fields["status"] == "in_progress":  # stopped by the expiry (a cancel leaves it cancelling)
-                await self._expire(batch_id, fields["owner"], lines)
+                await self._expire(batch_id, fields, lines)
                 fields = await self._store.batch(batch_id)
         if fields["status"] == "cancelling":  # a cancel this driver, or its last one, may not have carried out
-            await self._stop_jobs(batch_id, fields["owner"], lines)
+            await self._stop_jobs(batch_id, fields, lines)
         if fields["status"] in ("finalizing", "cancelling"):
             await self._finalize(batch_id, fields, lines, refusals)
 
@@ -170,9 +172,17 @@ class BatchCoordinator:
         """Runs the unanswered lines: True once each is answered, False as soon as a cancel or the expiry is
         seen (their jobs go on: `_stop_jobs` stops them)."""
         owner = fields["owner"]
+        # Before any line is submitted: the widest window any driver fed this batch with bounds which lines may
+        # have jobs, whatever window the gateway that looks later has (INFERQ_GATEWAY_BATCH_WINDOW is per gateway).
+        widest = max(self._window, _widest_window(fields))
+        if widest > _widest_window(fields) and not await self._store.update_driven_batch(
+            batch_id, self._token, {"widest_window": widest}
+        ):
+            raise LeaseLost(f"batch {batch_id}: another gateway drives it now")
+        fields = {**fields, "widest_window": str(widest)}
         answered = await self._store.answered_ids(batch_id)
         todo = [line for line in lines if line.custom_id not in answered]
-        todo = await self._unserved_answered(batch_id, todo, owner)
+        todo = await self._unserved_answered(batch_id, fields, todo)
         progress = BatchProgress(total=len(todo))
 
         async def on_result(line: BatchLine, job_id: str, record: JobRecord | None, error: InferqError | None):
@@ -198,13 +208,18 @@ class BatchCoordinator:
         await self._note_progress(batch_id, progress, refusals)
         return True
 
-    def _maybe_started(self, lines: list[BatchLine], answered: set[str]) -> dict[str, BatchLine]:
+    def _maybe_started(
+        self, fields: dict[str, str], lines: list[BatchLine], answered: set[str]
+    ) -> dict[str, BatchLine]:
         """The unanswered lines that can have jobs: a driver feeds the unanswered lines in input order with a
-        window in flight, so they are among the first `window` of them, whoever drove the batch before."""
+        window in flight, so they are among the first (widest window any driver used) of them."""
         unanswered = (line for line in lines if line.custom_id not in answered)
-        return {line.custom_id: line for line in itertools.islice(unanswered, self._window)}
+        window = max(self._window, _widest_window(fields))
+        return {line.custom_id: line for line in itertools.islice(unanswered, window)}
 
-    async def _unserved_answered(self, batch_id: str, lines: list[BatchLine], owner: str) -> list[BatchLine]:
+    async def _unserved_answered(
+        self, batch_id: str, fields: dict[str, str], lines: list[BatchLine]
+    ) -> list[BatchLine]:
         """Answers the lines whose model no live worker serves with the routes' 404 at once, rather than after
         the fleet's grace period each; returns the others. A line a driver before this one had submitted keeps
         its job (it may have run, or run once a worker is back), which answers it as any job is answered."""
@@ -212,7 +227,8 @@ class BatchCoordinator:
         unserved = {model for model in {line.model for line in lines} if not await fleet.serving(model)}
         if not unserved:
             return lines
-        maybe_started = self._maybe_started(lines, answered=set())  # `lines` are the unanswered ones
+        owner = fields["owner"]
+        maybe_started = self._maybe_started(fields, lines, answered=set())  # `lines` are the unanswered ones
         kept = []
         for line in lines:
             if line.model not in unserved:
@@ -251,12 +267,13 @@ class BatchCoordinator:
         await self._fail(batch_id, "internal_error", f"the gateway failed to drive this batch {failures} times in a "
                          "row; its operator finds why in the gateways' logs, by the batch's id")  # fmt: skip
 
-    async def _stop_jobs(self, batch_id: str, owner: str, lines: list[BatchLine]) -> None:
+    async def _stop_jobs(self, batch_id: str, fields: dict[str, str], lines: list[BatchLine]) -> None:
         """Cancels the jobs of the unanswered lines that can have one (this driver's or a driver's before it). A
         job that ended before the cancel reached it keeps its answer: the runner, stopped, may not have written
         it yet, and a line a worker answered is never dropped; a line answered already is left as it is."""
+        owner = fields["owner"]
         answered = await self._store.answered_ids(batch_id)
-        for custom_id, line in self._maybe_started(lines, answered).items():
+        for custom_id, line in self._maybe_started(fields, lines, answered).items():
             handle = await self._client.find_job(idempotent_job_id(owner, line_key(batch_id, custom_id)))
             if handle is None:
                 continue
@@ -270,10 +287,10 @@ class BatchCoordinator:
                 answer, succeeded = failed_line(line, handle.id, error_from_info(record.error, record)), False
             await self._store.record_line(batch_id, custom_id, json.dumps(answer), succeeded=succeeded)
 
-    async def _expire(self, batch_id: str, owner: str, lines: list[BatchLine]) -> None:
+    async def _expire(self, batch_id: str, fields: dict[str, str], lines: list[BatchLine]) -> None:
         """OpenAI's expiry: the jobs a cancel would stop are stopped, and every line not answered in time gets
         a `batch_expired` error line (one answered meanwhile keeps its answer)."""
-        await self._stop_jobs(batch_id, owner, lines)
+        await self._stop_jobs(batch_id, fields, lines)
         answered = await self._store.answered_ids(batch_id)
         for line in (line for line in lines if line.custom_id not in answered):
             await self._store.record_line(batch_id, line.custom_id, json.dumps(expired_line(line)), succeeded=False)
@@ -309,6 +326,10 @@ class BatchCoordinator:
         if await self._store.update_driven_batch(batch_id, self._token, {"errors": json.dumps([error]), **written}):
             await self._store.transition(batch_id, "failed", _now(), _NOT_ENDED)
             await self._store.retire_batch(batch_id)
+
+
+def _widest_window(fields: dict[str, str]) -> int:
+    return int(fields.get("widest_window") or 0)
 
 
 def _now() -> int:

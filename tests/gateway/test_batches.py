@@ -267,7 +267,7 @@ async def test_a_line_whose_job_ended_before_a_cancel_keeps_its_answer_though_th
     coordinator = BatchCoordinator(inferq, LocalFileStore(str(tmp_path)), lease_s=15, scan_s=1, window=2)
     # an active batch (an ended one takes no answers), in a store no gateway of the session drives
     await inferq.store.batches.add_batch(batch_id, owner, 0, {"id": batch_id, "status": "cancelling"})
-    await coordinator._stop_jobs(batch_id, owner, list(lines.values()))
+    await coordinator._stop_jobs(batch_id, {"owner": owner}, list(lines.values()))
     answered = {custom_id: json.loads(line) async for custom_id, line in inferq.store.batches.lines(batch_id, True)}
     assert [line async for line in inferq.store.batches.lines(batch_id, False)] == []
     await inferq.store.batches.retire_batch(batch_id)
