@@ -97,7 +97,8 @@ def create_app(queue_settings: QueueSettings | None = None, settings: GatewaySet
         async with AsyncInferQClient(settings=queue_settings) as client:
             app.state.inferq, app.state.files, app.state.settings = client, file_store, settings
             coordinator = BatchCoordinator(client, file_store, lease_s=settings.batch_lease_s,
-                                           scan_s=settings.batch_scan_s, window=settings.batch_window)  # fmt: skip
+                                           scan_s=settings.batch_scan_s, window=settings.batch_window,
+                                           max_drives=settings.batch_max_drives)  # fmt: skip
             driving = asyncio.create_task(coordinator.run())
             try:
                 yield

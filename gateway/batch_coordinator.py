@@ -51,11 +51,21 @@ _NOT_ENDED = ("validating", "in_progress", "finalizing", "cancelling")
 
 class BatchCoordinator:
     def __init__(
-        self, client: AsyncInferQClient, files: FileStore, *, lease_s: float, scan_s: float, window: int
+        self,
+        client: AsyncInferQClient,
+        files: FileStore,
+        *,
+        lease_s: float,
+        scan_s: float,
+        window: int,
+        max_drives: int = 4,
     ) -> None:
         self._client, self._files = client, files
         self._store = client.store.batches
         self._lease_s, self._scan_s, self._window = lease_s, scan_s, window
+        # A drive holds its batch's parsed input (up to the upload cap) for the batch's life: a gateway takes up
+        # this many at once, and leaves the rest to another gateway or to its next free drive.
+        self._max_drives = max_drives
         self._token = uuid.uuid4().hex
         self._share = FleetShare(client)  # every batch this gateway drives leaves the same rows to chats
         self._driving: dict[str, asyncio.Task] = {}
@@ -76,6 +86,8 @@ class BatchCoordinator:
 
     async def _scan(self) -> None:
         for batch_id in await self._store.active_batches():
+            if len(self._driving) >= self._max_drives:
+                return
             if batch_id in self._driving or not await self._uses_my_store(batch_id):
                 continue
             if await self._store.take_lease(batch_id, self._token, self._lease_s):

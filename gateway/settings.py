@@ -46,6 +46,9 @@ class GatewaySettings(BaseSettings):
         200 * 1024 * 1024, ge=1024, description="largest file `POST /v1/files` takes (held in memory while it arrives)"
     )
     batch_window: int = Field(DEFAULT_WINDOW, ge=1, description="a Batch API batch's jobs in flight at once")
+    batch_max_drives: int = Field(
+        4, ge=1, description="batches this gateway drives at once (each holds its input in memory); more wait"
+    )
     tenant_max_batches: int = Field(
         8, ge=1, description="a tenant's Batch API batches not finished yet at once (a create past it is a 429)"
     )

@@ -78,9 +78,9 @@ async def test_a_batch_over_the_cap_fails_naming_the_cap(oai, gateway):
 
 
 @contextlib.asynccontextmanager
-async def coordinator_of_its_own(inferq, files, *, scan_s: float, window: int = 4):
+async def coordinator_of_its_own(inferq, files, *, scan_s: float, window: int = 4, max_drives: int = 4):
     """A coordinator driving the batches of `files` (and so no other test's), woken each `scan_s`."""
-    coordinator = BatchCoordinator(inferq, files, lease_s=60, scan_s=scan_s, window=window)
+    coordinator = BatchCoordinator(inferq, files, lease_s=60, scan_s=scan_s, window=window, max_drives=max_drives)
     running = asyncio.create_task(coordinator.run())
     try:
         yield coordinator
@@ -224,6 +224,28 @@ async def test_a_gateway_with_a_narrower_window_still_stops_every_job_a_wider_on
     for handle in handles:
         with pytest.raises(JobCancelled):
             await handle.result(timeout=120)  # a bound for failure only
+
+
+async def test_a_gateway_drives_no_more_batches_at_once_than_it_may_and_the_rest_wait_their_turn(
+    inferq, echo_worker, tmp_path
+):
+    # Each drive holds its batch's input in memory for the batch's life: the first gateway to scan took them all.
+    files, release = LocalFileStore(str(tmp_path)), tmp_path / "release"
+    batch_ids = [await add_batch(inferq, files, [chat_line(name, f"{name} [wait:{release}]")]) for name in "ab"]
+
+    async def statuses() -> list[str]:
+        return sorted([(await inferq.store.batches.batch(batch_id))["status"] for batch_id in batch_ids])
+
+    async with coordinator_of_its_own(inferq, files, scan_s=0.05, max_drives=1):
+        await until(lambda: _one_running(statuses), "neither batch ever ran")
+        await asyncio.sleep(0.5)  # ten scans with the one drive taken: none may take up the other batch
+        assert await statuses() == ["in_progress", "validating"]
+        release.touch()
+        assert [(await ended(inferq, batch_id))["status"] for batch_id in batch_ids] == ["completed"] * 2
+
+
+async def _one_running(statuses) -> bool:
+    return "in_progress" in await statuses()
 
 
 async def test_a_driver_past_its_lease_writes_no_progress_over_the_batch(inferq, tmp_path):
