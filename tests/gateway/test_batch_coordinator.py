@@ -220,9 +220,12 @@ async def test_a_gateway_drives_no_more_batches_at_once_than_it_may_and_the_rest
     async def statuses() -> list[str]:
         return sorted([(await inferq.store.batches.batch(batch_id))["status"] for batch_id in batch_ids])
 
-    async with coordinator_of_its_own(inferq, files, scan_s=0.05, max_drives=1):
+    async with coordinator_of_its_own(inferq, files, scan_s=0.05, max_drives=1) as coordinator:
+        scans = _counted_scans(coordinator)
         await until(lambda: _one_running(statuses), "neither batch ever ran")
-        await asyncio.sleep(0.5)  # ten scans with the one drive taken: none may take up the other batch
+        since = scans[0]
+        # three whole scans with the one drive taken (however slow the machine): none took up the other batch
+        await until(lambda: scans[0] >= since + 3, "the coordinator stopped scanning")
         assert await statuses() == ["in_progress", "validating"]
         release.touch()
         assert [(await ended(inferq, batch_id))["status"] for batch_id in batch_ids] == ["completed"] * 2
@@ -230,6 +233,18 @@ async def test_a_gateway_drives_no_more_batches_at_once_than_it_may_and_the_rest
 
 async def _one_running(statuses) -> bool:
     return "in_progress" in await statuses()
+
+
+def _counted_scans(coordinator: BatchCoordinator) -> list[int]:
+    """The scans the coordinator has finished, counted in the list's one item as they end."""
+    finished, scan = [0], coordinator._scan
+
+    async def counted() -> None:
+        await scan()
+        finished[0] += 1
+
+    coordinator._scan = counted  # looked up on each turn of its loop
+    return finished
 
 
 async def test_a_driver_past_its_lease_writes_no_progress_over_the_batch(inferq, tmp_path):
