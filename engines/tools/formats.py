@@ -136,14 +136,15 @@ def renders_tools(chat_template: str) -> bool:
 
 
 # Marks of templates that prompt for calls in a syntax no parser here reads (vLLM needs a --tool-call-parser of
-# its own for each): read as Hermes, every call would come back as answer text.
-UNREADABLE_SYNTAXES = {
-    "<function=": "Qwen3-Coder's",
-    "tool\u2581calls\u2581begin": "DeepSeek's",
-    "<|call|>": "gpt-oss's",
-    "<arg_key>": "GLM-4.5's",
-    "<|tool_calls_section_begin|>": "Kimi K2's",
-}
+# its own for each): read as Hermes, every call would come back as answer text. Qwen3-Coder's XML, DeepSeek's,
+# gpt-oss's, GLM-4.5's and Kimi K2's.
+UNREADABLE_SYNTAXES = (
+    "<function=",
+    "tool\u2581calls\u2581begin",
+    "<|call|>",
+    "<arg_key>",
+    "<|tool_calls_section_begin|>",
+)
 
 
 def detect_format(chat_template: str) -> ToolFormatName | None:

@@ -3,7 +3,8 @@
 - `TaggedParser`: calls in tags, `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (Hermes, Qwen 2.5
   and 3, and every template without a tool format of its own: inferq prompts those in this format);
 - `JsonCallsParser`: bare JSON calls after an optional marker: Llama 3.1/3.2 (`{"name": ..., "parameters":
-  {...}}`, optionally after `<|python_tag|>`, several joined by `;`), Mistral (`[TOOL_CALLS] [{...}, ...]`),
+  {...}}`, optionally after `<|python_tag|>`, several joined by `;`), Mistral's older array (`[TOOL_CALLS]
+  [{...}, ...]`, for `MistralParser`),
   and the array a `tool_choice: "required"` grammar forces (`[{"name": ..., "parameters": {...}}]`);
 - `MistralParser`: `[TOOL_CALLS]` then a JSON array (before Mistral's v11 tokenizer) or `name[ARGS]{...}`
   (from v11: Mistral Small 3.1/3.2, Magistral, Devstral);
