@@ -73,10 +73,13 @@ class AudioPart(_Model):
 ContentPart = Annotated[TextPart | ImagePart | VideoPart | AudioPart, Field(discriminator="type")]
 
 
+PARTICIPANT_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # OpenAI's pattern for a message's `name`
+
+
 class Message(_Model):
     role: Role
     # OpenAI's participant name (LangGraph's agents set it): given to chat templates that write it, as vLLM does
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="who spoke this turn")
+    name: str | None = Field(None, pattern=PARTICIPANT_NAME, description="who spoke this turn")
     tool_calls: list[ToolCall] | None = Field(None, description="an assistant turn's calls, fed back")
     tool_call_id: str | None = Field(None, description="a tool turn: the call it answers")
     content: str | list[ContentPart] | None = Field(None, validate_default=True)  # null only beside tool calls

@@ -321,18 +321,16 @@ class BatchCoordinator:
         await self._store.transition(batch_id, ending, _now(), (fields["status"],))
         await self._store.retire_batch(batch_id)
 
-    async def _fail(
-        self, batch_id: str, code: str, message: str, param: str | None = None, lines: list[BatchLine] | None = None
-    ) -> None:
+    async def _fail(self, batch_id: str, code: str, message: str, param: str | None = None) -> None:
         """Ends the batch as failed. One that failed past its validation keeps what it had answered, in its output
-        and error files (in input order where the input is at hand), as an expiry keeps it: retiring the batch
+        and error files (by custom_id: its input may be what is missing), as an expiry keeps it: retiring the batch
         deletes its answers, and hours of them must not go with a file store that came back empty, say."""
         error = {"code": code, "message": message, "param": param}
         fields = await self._store.batch(batch_id)
         written: dict[str, str] = {}
         if fields is not None and "total" in fields:
             try:
-                written = await write_output_files(self._files, self._store, batch_id, fields["owner"], lines or [], [])
+                written = await write_output_files(self._files, self._store, batch_id, fields["owner"], [], [])
             except Exception:  # the files cannot be written now either: the failure still ends the batch
                 log.exception("batch %s: failing it, its answers could not be written to files", batch_id)
         if await self._store.update_driven_batch(batch_id, self._token, {"errors": json.dumps([error]), **written}):

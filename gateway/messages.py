@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from engines.errors import InvalidRequest
-from engines.schemas import ImagePart, Message, TextPart
+from engines.schemas import PARTICIPANT_NAME, ImagePart, Message, TextPart
 from engines.tool_schemas import ToolCall
 
 # OpenAI's newer models take system instructions as "developer"; inferq's templates know "system".
@@ -23,7 +23,6 @@ _CHAT_FIELDS = {"role", "content", "name", "tool_calls", "tool_call_id"}
 # An answer sent back as history carries its thoughts (the field the gateway writes, vLLM's and DeepSeek's):
 # dropped, as chat templates drop a past answer's thoughts.
 _PAST_ANSWER_FIELDS = {"reasoning_content", "reasoning"}
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # OpenAI's pattern for a participant's name
 
 
 def chat_messages(raw: list[dict[str, Any]], remote_images: bool) -> list[Message]:
@@ -99,7 +98,7 @@ def _chat_message(item: Any, field: str, remote_images: bool, images: bool = Tru
         raise InvalidRequest("must be a string or a list of parts", field=f"{field}.content")
     parts = None if content is None else _chat_content(content, f"{field}.content", remote_images, images)
     name = item.get("name")
-    if name is not None and not (isinstance(name, str) and _NAME.fullmatch(name)):
+    if name is not None and not (isinstance(name, str) and re.fullmatch(PARTICIPANT_NAME, name)):
         raise InvalidRequest("a name is 1 to 64 letters, digits, _ or -", field=f"{field}.name")
     return _message(role, parts, calls, tool_call_id, field, name)
 
