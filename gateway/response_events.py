@@ -11,7 +11,8 @@ arrive). The terminal event carries the whole response, its output the items as 
 
 A job that restarts on another worker (its worker died) voids the text of the attempt before: a reader
 that already passed some of it on gets an `error` event and the stream ends (the response itself goes on;
-GET it for the final answer). A reader arriving later follows the new attempt only.
+GET it for the final answer). A reader arriving later follows the new attempt only, numbered from
+(attempt - 1) * 10^9, so that a client resuming with a number of the voided attempt gets that `error` too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ _TERMINAL_EVENT = {
 }
 
 
+# The numbers of each attempt's events start this far apart: far more than one answer's events.
+ATTEMPT_NUMBERS = 10**9
+_RESTARTED = "the job restarted on another worker: the text streamed so far is void; GET the response for the answer"
+
+
 @dataclass
 class _Item:
     kind: str  # "reasoning", "message", "function_call"
@@ -64,6 +70,7 @@ class ResponseEventBuilder:
         self._message: _Item | None = None
         self._calls: dict[int, _Item] = {}
         self._next_number = 0
+        self.attempt_starts_at = 0  # the first number of the current attempt's events (0 for the first attempt)
         self._passed_on = False  # some of the answer went out: a restart voids it
         self.ended = False
 
@@ -77,7 +84,7 @@ class ResponseEventBuilder:
         if isinstance(event, TokenEvent):
             return self._on_token(event) if event.index == 0 else []
         if isinstance(event, RestartEvent):
-            return self._on_restart()
+            return self._on_restart(event)
         return self._on_final(event.record)
 
     # -- pieces of the answer -----------------------------------------------------------------
@@ -146,14 +153,22 @@ class ResponseEventBuilder:
 
     # -- the end ------------------------------------------------------------------------------
 
-    def _on_restart(self) -> list[dict[str, Any]]:
+    def _on_restart(self, event: RestartEvent) -> list[dict[str, Any]]:
         if not self._passed_on:
+            # This attempt's events are numbered past any an earlier attempt's could have had, so that a client
+            # resuming from one of those is told its text is void (`voided`), not handed this attempt's after it.
+            self.attempt_starts_at = max(self._next_number, (event.attempt - 1) * ATTEMPT_NUMBERS)
+            self._next_number = self.attempt_starts_at
             return []
         self.ended = True
-        message = (
-            "the job restarted on another worker: the text streamed so far is void; GET the response for the answer"
-        )
-        return [self._error("server_error", "job_restarted", message, None)]
+        return [self._error("server_error", "job_restarted", _RESTARTED, None)]
+
+    def voided(self, after: int) -> dict[str, Any]:
+        """The event that ends a stream resumed after `after`, a number of an attempt the job has since restarted
+        from: what the client has of the answer is void."""
+        self.ended = True
+        self._next_number = after + 1
+        return self._error("server_error", "job_restarted", _RESTARTED, None)
 
     def error(self, api_error: ApiError, after: int) -> dict[str, Any]:
         """The event that ends a stream the job's events broke off, numbered after what the client has."""

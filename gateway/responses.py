@@ -116,7 +116,8 @@ async def _record_when_done(handle: AsyncJobHandle):
 async def _frames(handle: AsyncJobHandle, starting_after: int) -> AsyncIterator[str]:
     """The stream from the start of the job's log; what the client already has is dropped here."""
     builder = ResponseEventBuilder(handle.meta)
-    for event in builder.opening():
+    opening = builder.opening()
+    for event in opening:
         if event["sequence_number"] > starting_after:
             yield named_frame(event)
     rebuilt = False  # the answer came from the record (the log expired): its events numbered from the start
@@ -124,6 +125,11 @@ async def _frames(handle: AsyncJobHandle, starting_after: int) -> AsyncIterator[
         async for job_event in with_unstreamed_answers(handle.events()):
             rebuilt = rebuilt or (isinstance(job_event, TokenEvent) and job_event.seq == RECORD_SEQ)
             events = builder.on_event(job_event)
+            if len(opening) <= starting_after < builder.attempt_starts_at:
+                # the client resumes from the answer of an attempt the job restarted from: that text is void
+                yield named_frame(builder.voided(after=starting_after))
+                yield DONE_FRAME
+                return
             for event in events:
                 if event["sequence_number"] > starting_after:
                     yield named_frame(event)

@@ -8,7 +8,9 @@ import pytest
 import redis.asyncio
 
 from tasks import names
+from tasks.schemas import RestartEvent
 from tests.gateway.conftest import leave_while_waiting
+from tests.waiting import until
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
@@ -180,3 +182,39 @@ async def test_a_stream_resumes_on_another_gateway_after_the_first_was_killed(st
     assert resumed[-1].type == "response.completed"
     deltas = "".join(e.delta for e in before_kill + resumed if e.type == "response.output_text.delta")
     assert deltas == resumed[-1].response.output_text == f"one two {wait} three four"
+
+
+async def test_a_stream_resumed_after_its_job_restarted_elsewhere_says_its_text_is_void(
+    oai, inferq, start_worker, release
+):
+    # The new attempt's events were numbered as the first's: resumed after a number of the first, the client got
+    # the new attempt's later text spliced onto the old attempt's start, with no word of the restart.
+    wait, let_go = release()
+    doomed = start_worker("echo", "restart-echo", engine="echo")
+    stream = await oai.responses.create(model="restart-echo", input=f"one two {wait} three", background=True,
+                                        stream=True)  # fmt: skip
+    seen = []
+    async for event in stream:
+        seen.append(event)
+        if event.type == "response.output_text.delta" and event.delta == " two":
+            break  # the first attempt waits for the test
+    await stream.close()
+    doomed.kill()  # its lease lapses, and the job runs again on the survivor
+    survivor = start_worker("echo", "restart-echo", engine="echo")
+    job_id = seen[0].response.id.removeprefix("resp_")
+
+    async def restarted() -> bool:
+        return any(isinstance(event, RestartEvent) for event in await inferq.store.events_after(job_id, 0))
+
+    await until(restarted, "the job never restarted")
+    let_go()
+    resumed = await oai.responses.retrieve(seen[0].response.id, stream=True, starting_after=seen[-1].sequence_number)
+    with pytest.raises(openai.APIError) as ended:  # the package raises the stream's `error` event
+        async for event in resumed:
+            assert event.type != "response.output_text.delta", f"spliced onto the void attempt: {event}"
+    assert ended.value.body["code"] == "job_restarted"
+    done = await _until_ended(oai, seen[0].response.id)
+    assert (done.status, done.output_text) == ("completed", f"one two {wait} three")
+    fresh = [event async for event in await oai.responses.retrieve(done.id, stream=True)]  # the new attempt whole
+    assert "".join(e.delta for e in fresh if e.type == "response.output_text.delta") == done.output_text
+    survivor.stop()
