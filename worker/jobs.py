@@ -148,9 +148,13 @@ class JobRun:
             return await self.finish(self.record(error=error))
         self.model = job.model
         self.lease = JobLease(self.store, self.job_id, settings.lease_ttl_s)
-        admission = await self.lease.acquire()
+        # A delivery waiting on another worker's lease stops waiting when this worker's shutdown grace runs out:
+        # nothing here would ever hand it back, and the shutdown would end in its forced exit.
+        admission = await self.lease.acquire(give_up=lambda: self.runner.handing_back)
         if admission.outcome == "recorded":
             return Skipped("the job already has a record")
+        if admission.outcome == "held":
+            return Requeue(f"{HANDED_BACK} (it waited on another delivery's lease)")
         self.attempt = admission.attempt
         self.deaths = admission.attempt - 1 - admission.handed_back
         # No await between the admission and the registration: a cancel the listener hears from here on

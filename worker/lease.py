@@ -39,14 +39,17 @@ class JobLease:
         self.releasing = False
         self.released_by_record = False
 
-    async def acquire(self) -> Admission:
+    async def acquire(self, give_up: Callable[[], bool] | None = None) -> Admission:
         """Takes the lease, waiting while another delivery holds it; the admission says what the job's
-        state was when it was taken ("recorded": the job is done, and no lease was taken).
+        state was when it was taken ("recorded": the job is done, and no lease was taken; "held": another
+        delivery still held it when `give_up()` said to stop waiting).
 
         A second delivery waits here for the first: it runs the job only if the first worker died (its
         lease lapsed without a record), and otherwise lets its message go.
         """
         while (admission := await self._store.admit(self.job_id, self.token, self.ttl_s)).outcome == "held":
+            if give_up is not None and give_up():
+                return admission
             await asyncio.sleep(min(1.0, self.ttl_s / 3))
         if admission.outcome == "admitted":
             self._renewer = asyncio.create_task(self._keep(), name=f"inferq-lease-{self.job_id}")

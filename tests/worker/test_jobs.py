@@ -99,6 +99,29 @@ def test_a_duplicate_delivered_while_the_job_runs_waits_and_never_runs_it(
     assert len(finals) == 1
 
 
+def test_a_duplicate_waiting_on_another_workers_lease_lets_its_own_worker_shut_down(
+    celery_app, start_worker, record_of, observer, release
+):
+    # Nothing handed the waiting delivery back: its worker's warm shutdown waited out the grace and the hand-back's
+    # patience, and ended in the forced exit (70) with the message left for the reaper.
+    wait, let_go = release()
+    job_id, model = "duplicate-across-workers", "dup-echo"
+    first = start_worker("echo", model, engine="echo", concurrency=1)
+    _send(celery_app, chat_payload(f"one {wait} two", model=model), task_id=job_id, model=model)
+    while observer.xlen(names.events_key(job_id)) == 0:  # running on the first worker, its one slot taken
+        time.sleep(0.02)
+    second = start_worker("echo", model, engine="echo", concurrency=1)
+    _send(celery_app, chat_payload(f"one {wait} two", model=model), task_id=job_id, model=model)  # a duplicate
+    while "] received" not in _received(second, job_id):  # in the second worker's hands, waiting on the lease
+        time.sleep(0.02)
+    assert second.stop() == 0, second.log_tail()
+    assert "waited on another delivery's lease" in _received(second, job_id)
+    let_go()
+    record = _wait_for(record_of, job_id)
+    assert (record.status, record.attempt) == (JobStatus.SUCCEEDED, 1)  # run once, by the first
+    first.stop()
+
+
 def test_a_duplicate_delivered_after_the_job_finished_is_let_go(celery_app, echo_worker, record_of, observer):
     job_id = "duplicate-after-the-end"
     _send(celery_app, chat_payload("once"), task_id=job_id)
