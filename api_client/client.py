@@ -17,11 +17,13 @@ from tasks.schemas import JobMeta, JobRecord, QueueInfo, WorkerInfo
 
 
 class JobHandle:
-    """The sync face of an `AsyncJobHandle`."""
+    """The sync face of an `AsyncJobHandle`. It keeps its client alive: a client no one else holds must not close
+    its loop under a handle (or a stream) still in use."""
 
-    def __init__(self, handle: AsyncJobHandle, loop: LoopThread) -> None:
+    def __init__(self, handle: AsyncJobHandle, client: InferQClient) -> None:
         self._handle = handle
-        self._loop = loop
+        self._client = client
+        self._loop = client._loop
 
     @property
     def id(self) -> str:
@@ -39,10 +41,10 @@ class JobHandle:
         return self._loop.run(self._handle.result(timeout))
 
     def stream(self, index: int = 0, timeout: float | None = None) -> Iterator[str]:
-        return self._loop.iterate(self._handle.stream(index, timeout))
+        yield from self._loop.iterate(self._handle.stream(index, timeout))  # a generator holds its handle
 
     def events(self, timeout: float | None = None) -> Iterator[Any]:
-        return self._loop.iterate(self._handle.events(timeout))
+        yield from self._loop.iterate(self._handle.events(timeout))
 
     def cancel(self) -> None:
         self._loop.run(self._handle.cancel())
@@ -64,7 +66,11 @@ class InferQClient:
         settings: QueueSettings | None = None,
     ) -> None:
         self._loop = LoopThread()
-        self._client: AsyncInferQClient = self._loop.run(_make_client(redis_url, model, owner, settings))
+        try:
+            self._client: AsyncInferQClient = self._loop.run(_make_client(redis_url, model, owner, settings))
+        except BaseException:  # a bad URL, say: no loop thread is left behind
+            self._loop.close()
+            raise
         # Also at interpreter exit (weakref.finalize runs then), while the loop's thread still runs:
         # a script that never closes its client, or leaves a stream open, still exits.
         self._closer = weakref.finalize(self, _close, self._loop, self._client)
@@ -88,15 +94,22 @@ class InferQClient:
     ) -> list[Response]:
         return await self._loop.run_async(self._client.achat(messages, model, **options))
 
+    # The streams are generators of this class: each holds the client while it is read (`for piece in
+    # InferQClient().stream_chat(...)` would otherwise have its loop closed under it at once).
     def stream_chat(
         self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
     ) -> Iterator[str]:
-        return self._loop.iterate(self._client.astream_chat(messages, model, **options))
+        yield from self._loop.iterate(self._client.astream_chat(messages, model, **options))
 
-    def astream_chat(
+    async def astream_chat(
         self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
     ) -> AsyncIterator[str]:
-        return self._loop.aiterate(self._client.astream_chat(messages, model, **options))
+        stream = self._loop.aiterate(self._client.astream_chat(messages, model, **options))
+        try:
+            async for piece in stream:
+                yield piece
+        finally:
+            await stream.aclose()  # now, not when collected: closing it cancels the job
 
     def get_scores(self, texts: Sequence[str] | None = None, model: str | None = None, **options: Any) -> list[float]:
         return self._loop.run(self._client.aget_scores(texts, model, **options))
@@ -109,17 +122,17 @@ class InferQClient:
     def submit_chat(
         self, messages: Sequence[Message | dict[str, Any]], model: str | None = None, **options: Any
     ) -> JobHandle:
-        return JobHandle(self._loop.run(self._client.submit_chat(messages, model, **options)), self._loop)
+        return JobHandle(self._loop.run(self._client.submit_chat(messages, model, **options)), self)
 
     def submit_completion(self, prompt: str, model: str | None = None, **options: Any) -> JobHandle:
-        return JobHandle(self._loop.run(self._client.submit_completion(prompt, model, **options)), self._loop)
+        return JobHandle(self._loop.run(self._client.submit_completion(prompt, model, **options)), self)
 
     def submit_score(self, texts: Sequence[str] | None = None, model: str | None = None, **options: Any) -> JobHandle:
-        return JobHandle(self._loop.run(self._client.submit_score(texts, model, **options)), self._loop)
+        return JobHandle(self._loop.run(self._client.submit_score(texts, model, **options)), self)
 
     def find_job(self, job_id: str) -> JobHandle | None:
         handle = self._loop.run(self._client.find_job(job_id))
-        return None if handle is None else JobHandle(handle, self._loop)
+        return None if handle is None else JobHandle(handle, self)
 
     def workers(self) -> list[WorkerInfo]:
         return self._loop.run(self._client.workers())

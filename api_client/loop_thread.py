@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
+
+from tasks.errors import ClientClosed
 
 T = TypeVar("T")
 
@@ -20,12 +23,14 @@ class LoopThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="inferq-client-loop", daemon=True)
         self._waited: weakref.WeakSet[concurrent.futures.Future] = weakref.WeakSet()  # what callers wait on
+        # A fork copies the loop but not its thread: the child's calls would wait for ever on a loop nothing runs.
+        self._pid = os.getpid()
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Blocks the calling thread until the coroutine is done on the loop. A caller that stops waiting
         (Ctrl-C, its timeout) stops the coroutine too, as an awaiting task would."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = asyncio.run_coroutine_threadsafe(self._usable(coro), self.loop)
         self._waited.add(future)
         try:
             return future.result(timeout)
@@ -35,7 +40,7 @@ class LoopThread:
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Awaits, from another event loop, a coroutine that must run on this one."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = asyncio.run_coroutine_threadsafe(self._usable(coro), self.loop)
         self._waited.add(future)
         return await asyncio.wrap_future(future)
 
@@ -60,6 +65,16 @@ class LoopThread:
         finally:
             await self.run_async(_aclose_when_idle(agen))
 
+    def _usable(self, coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+        """`coro`, if this loop can still run it; otherwise ClientClosed, saying why (and `coro` closed unrun)."""
+        if os.getpid() != self._pid:
+            coro.close()
+            raise ClientClosed("this client was made in another process (before a fork): make one in this process")
+        if self.loop.is_closed():
+            coro.close()
+            raise ClientClosed("the client is closed")
+        return coro
+
     def _close_from_sync(self, agen: AsyncIterator[Any]) -> None:
         """A consumer that stops early closes (and so cancels) the stream, and waits for that...
 
@@ -68,7 +83,7 @@ class LoopThread:
         loop is gone: an iterator finalized while the interpreter shuts down finds it closed, and a
         process never hangs at exit for a stream it left open.
         """
-        if self.loop.is_closed() or not self._thread.is_alive():
+        if self.loop.is_closed() or not self._thread.is_alive() or os.getpid() != self._pid:
             return
         closing = asyncio.run_coroutine_threadsafe(_aclose_when_idle(agen), self.loop)
         if threading.current_thread() is not self._thread:
@@ -77,8 +92,9 @@ class LoopThread:
 
     def close(self) -> None:
         """Stops the loop. Whatever still runs on it is cancelled first, so that a thread blocked in `run()`
-        (a chat waiting for its answer while another thread closes the client) is woken, not left waiting."""
-        if self.loop.is_closed():
+        (a chat waiting for its answer while another thread closes the client) is woken, not left waiting. In a
+        forked child it does nothing: the loop's thread, and what it held, are the parent's."""
+        if self.loop.is_closed() or os.getpid() != self._pid:
             return
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             cancelling = asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self.loop)

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "worker":
         return args.handler(args, rest)
+    from kombu.exceptions import OperationalError
     from redis.exceptions import RedisError
 
     try:
@@ -29,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     except RedisError as error:  # after the client's retries: Redis is down, or the URL points nowhere
         print(f"inferq {args.command}: cannot reach Redis ({error})", file=sys.stderr)
         return 1
+    except OperationalError as error:  # kombu's, after its retries: RabbitMQ is down, or the URL points nowhere
+        print(f"inferq {args.command}: cannot reach the broker ({error})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C: what ran was stopped (a stream's job is cancelled), no traceback
+        print(file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

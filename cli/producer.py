@@ -129,7 +129,9 @@ def run_score(args: argparse.Namespace, _: list[str]) -> int:
             scores = client.get_scores(args.texts, max_length=args.max_length, timeout=args.timeout)
         except InferqError as error:
             return _fail(error)
-    print(json.dumps(dict(zip(args.texts, scores, strict=True)), indent=2))
+    # in order, one entry a text: the same text given twice is scored twice (a dict by text kept one)
+    scored = [{"text": text, "score": score} for text, score in zip(args.texts, scores, strict=True)]
+    print(json.dumps(scored, indent=2, ensure_ascii=False))
     return 0
 
 

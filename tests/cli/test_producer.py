@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 
 def _inferq(redis_url, *args, stdin=None):
     return subprocess.run(
@@ -55,9 +57,12 @@ def test_a_failing_job_exits_non_zero_with_its_error(redis_url):
 
 
 def test_score_prints_one_score_per_text(redis_url, tiny_scorer_worker):
-    result = _inferq(redis_url, "score", "--model", "tiny-rm", "first text", "second text")
+    result = _inferq(redis_url, "score", "--model", "tiny-rm", "first text", "second text", "first text")
     assert result.returncode == 0, result.stderr
-    assert set(json.loads(result.stdout)) == {"first text", "second text"}
+    scored = json.loads(result.stdout)  # in order, a text given twice twice (a dict by text printed two entries)
+    assert [entry["text"] for entry in scored] == ["first text", "second text", "first text"]
+    assert all(isinstance(entry["score"], float) for entry in scored)
+    assert scored[0]["score"] == pytest.approx(scored[2]["score"], abs=1e-4)  # batched beside another: float noise
 
 
 def test_submit_stops_waiting_at_its_timeout_even_while_the_job_is_queued(redis_url):
@@ -72,3 +77,10 @@ def test_submit_stops_waiting_at_its_timeout_even_while_the_job_is_queued(redis_
 def test_an_unreachable_redis_is_one_line_naming_it(tmp_path):
     result = _inferq("redis://127.0.0.1:1/0", "status")  # nothing listens on port 1
     assert result.returncode == 1 and "cannot reach Redis" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unreachable_rabbitmq_is_one_line_naming_it(redis_url, monkeypatch):
+    monkeypatch.setenv("INFERQ_BROKER_URL", "amqp://guest:guest@127.0.0.1:1//")  # nothing listens on port 1
+    result = _inferq(redis_url, "submit", "--model", "anyone", "Hi")
+    assert result.returncode == 1 and "cannot reach the broker" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
