@@ -193,8 +193,14 @@ class AsyncInferQClient:
         model: str | None = None,
         *,
         timeout: float | None = None,
+        batch_input: Sequence[str] | None = None,
         **options: Any,
     ) -> list[float]:
+        """`batch_input`: LLaMA-Factory's name for `texts` (its ChatModel.get_scores(batch_input)), either one."""
+        if batch_input is not None:
+            if texts is not None:
+                raise InvalidRequest("give the texts once, as texts or as batch_input", field="batch_input")
+            texts = batch_input
         handle = await self.submit_score(texts, model, **options)
         record = await _result_or_cancel(handle, timeout)
         return record.scores

@@ -96,6 +96,11 @@ async def test_n_answers(aclient, echo_worker):
 
 async def test_scores(aclient, echo_scorer_worker):
     assert await aclient.aget_scores(["two words", "and three words"], "echo-rm") == [2.0, 3.0]
+    # LLaMA-Factory's ChatModel.get_scores(batch_input): its users' keyword works as it is
+    assert await aclient.aget_scores(batch_input=["one more"], model="echo-rm") == [2.0]
+    with pytest.raises(InvalidRequest) as caught:
+        await aclient.aget_scores(["a"], "echo-rm", batch_input=["b"])
+    assert caught.value.field == "batch_input"
 
 
 async def test_conversations_are_scored_as_the_models_chat_template_writes_them(aclient, echo_scorer_worker):

@@ -91,6 +91,11 @@ def test_n_answers(client, echo_worker):
 
 def test_scores(client, echo_scorer_worker):
     assert client.get_scores(["two words", "and three words"], "echo-rm") == [2.0, 3.0]
+    # LLaMA-Factory's ChatModel.get_scores(batch_input): its users' keyword works as it is
+    assert client.get_scores(batch_input=["one more"], model="echo-rm") == [2.0]
+    with pytest.raises(InvalidRequest) as caught:
+        client.get_scores(["a"], "echo-rm", batch_input=["b"])
+    assert caught.value.field == "batch_input"
 
 
 def test_conversations_are_scored_as_the_models_chat_template_writes_them(client, echo_scorer_worker):
