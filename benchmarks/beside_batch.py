@@ -5,8 +5,8 @@ How a chat goes first: a batch never holds a model's last rows (batch/fleet_shar
 least one, stay free), so a chat arriving beside a batch finds a free slot and the engine (continuous
 batching on HF and vLLM) admits it at its next step; its lines are at priority 9, below every interactive
 priority, so a chat also passes any batch line still queued, and the engine, told each job's priority, makes
-the chat's first step its prefill alone (HF) or schedules it first (vLLM). The step already running when the
-chat arrives stops at its next layer on HF (engines/hf/preemption.py); on vLLM the chat waits for it. Idle
+the chat's first step its prefill alone (HF; vLLM through engines/vllm_scheduling.py). The step already running
+when the chat arrives stops at its next layer on HF (engines/hf/preemption.py); on vLLM the chat waits for it. Idle
 and beside samples alternate in rounds, so that load from elsewhere on the machine falls on both alike.
 """
 

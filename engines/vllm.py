@@ -22,6 +22,7 @@ from vllm import AsyncEngineArgs, PoolingParams, SamplingParams
 from vllm.exceptions import VLLMClientError
 from vllm.lora.request import LoRARequest
 from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+from vllm.usage.usage_lib import UsageContext
 from vllm.v1.engine.async_llm import AsyncLLM
 from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
@@ -33,6 +34,7 @@ from engines.model_info import generation_eos, is_sequence_classifier, is_vision
 from engines.params import ResolvedParams
 from engines.prompt import end_of_turn_ids, output_habits, prepare_tokenizer
 from engines.schemas import Delta, EngineArgs, parse_engine_args
+from engines.vllm_scheduling import urgent_first
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +172,14 @@ class VllmEngine(BaseEngine):
         else:
             self.stop_token_ids = ()
         log.info("starting vLLM %s engine: %s", kwargs["runner"], kwargs)
-        self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+        config = AsyncEngineArgs(**kwargs).create_engine_config(UsageContext.ENGINE_CONTEXT)
         # vLLM refuses a priority under any other policy (`vllm_config` may choose one)
         self._by_priority = kwargs["scheduling_policy"] == "priority"
+        if self._by_priority and "scheduler_cls" not in args.vllm_config:
+            config.scheduler_config.scheduler_cls = urgent_first(config.scheduler_config.async_scheduling)
+        self._engine = AsyncLLM.from_vllm_config(
+            config, enable_log_requests=kwargs["enable_log_requests"], disable_log_stats=kwargs["disable_log_stats"]
+        )
         self.context_length = self._engine.model_config.max_model_len
         self.vocab_size = self._engine.model_config.get_vocab_size()
         # vLLM's own limit, after its defaults for this hardware (max_num_seqs) were applied

@@ -14,6 +14,7 @@ from engines.constraints import DecodingConstraint
 from engines.errors import InvalidRequest
 from engines.params import ResolvedParams
 from engines.vllm import VllmEngineArgs, check_vllm_config, engine_kwargs, engine_prompt, sampling_kwargs
+from engines.vllm_scheduling import UrgentFirstScheduler
 
 PROMPTS = ["What is the capital of France?", "Name three colors.", "Write one sentence about the sea."]
 GREEDY = {"temperature": 0}
@@ -161,6 +162,27 @@ async def test_each_request_brings_its_own_adapter(vllm_engine, hf_sea_engine):
     with pytest.raises(InvalidRequest) as caught:
         await vllm_engine.chat(messages, adapter="land")
     assert caught.value.field == "adapter"
+
+
+async def test_a_chat_beside_less_urgent_rows_runs_alone_first_and_no_answer_changes(vllm_engine):
+    """The urgent-first scheduler (engines/vllm_scheduling.py) in the running engine: the rows it makes skip a
+    step come back with the same greedy tokens as when they ran without the chat."""
+    assert vllm_engine._engine.vllm_config.scheduler_config.scheduler_cls is UrgentFirstScheduler
+
+    def request(question, request_id, priority):
+        messages = [{"role": "user", "content": question}]
+        return vllm_engine.prepare_chat(messages, request_id=request_id, priority=priority, max_new_tokens=16, **GREEDY)
+
+    async def tokens(deltas, first=()):
+        return [*first, *[token async for delta in deltas for token in delta.token_ids]]
+
+    alone = [await tokens(vllm_engine.generate(request(q, f"alone-{i}", 9))) for i, q in enumerate(PROMPTS[:2])]
+    chat_alone = await tokens(vllm_engine.generate(request(PROMPTS[2], "chat-alone", 0)))
+    lines = [vllm_engine.generate(request(q, f"line-{i}", 9)) for i, q in enumerate(PROMPTS[:2])]
+    firsts = [(await anext(line)).token_ids for line in lines]  # both rows are running now
+    chat = await tokens(vllm_engine.generate(request(PROMPTS[2], "chat", 0)))
+    assert [await tokens(line, first) for line, first in zip(lines, firsts, strict=True)] == alone
+    assert chat == chat_alone
 
 
 @pytest.fixture(scope="module")  # vLLM's idle EngineCore takes a fifth of a core: stopped with this module
