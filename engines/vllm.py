@@ -175,7 +175,8 @@ class VllmEngine(BaseEngine):
         config = AsyncEngineArgs(**kwargs).create_engine_config(UsageContext.ENGINE_CONTEXT)
         # vLLM refuses a priority under any other policy (`vllm_config` may choose one)
         self._by_priority = kwargs["scheduling_policy"] == "priority"
-        if self._by_priority and "scheduler_cls" not in args.vllm_config:
+        # A chat's prefill step alone beside a batch's rows; a scheduler vLLM or `vllm_config` chose is kept.
+        if self._by_priority and self.can_generate and config.scheduler_config.scheduler_cls is None:
             config.scheduler_config.scheduler_cls = urgent_first(config.scheduler_config.async_scheduling)
         self._engine = AsyncLLM.from_vllm_config(
             config, enable_log_requests=kwargs["enable_log_requests"], disable_log_stats=kwargs["disable_log_stats"]

@@ -14,7 +14,7 @@ from engines.constraints import DecodingConstraint
 from engines.errors import InvalidRequest
 from engines.params import ResolvedParams
 from engines.vllm import VllmEngineArgs, check_vllm_config, engine_kwargs, engine_prompt, sampling_kwargs
-from engines.vllm_scheduling import UrgentFirstScheduler
+from engines.vllm_scheduling import UrgentFirst
 
 PROMPTS = ["What is the capital of France?", "Name three colors.", "Write one sentence about the sea."]
 GREEDY = {"temperature": 0}
@@ -167,7 +167,7 @@ async def test_each_request_brings_its_own_adapter(vllm_engine, hf_sea_engine):
 async def test_a_chat_beside_less_urgent_rows_runs_alone_first_and_no_answer_changes(vllm_engine):
     """The urgent-first scheduler (engines/vllm_scheduling.py) in the running engine: the rows it makes skip a
     step come back with the same greedy tokens as when they ran without the chat."""
-    assert vllm_engine._engine.vllm_config.scheduler_config.scheduler_cls is UrgentFirstScheduler
+    assert issubclass(vllm_engine._engine.vllm_config.scheduler_config.scheduler_cls, UrgentFirst)
 
     def request(question, request_id, priority):
         messages = [{"role": "user", "content": question}]
