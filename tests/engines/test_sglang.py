@@ -248,7 +248,7 @@ async def test_the_host_process_keeps_its_policy_start_method_logging_and_other_
     policy = asyncio.get_event_loop_policy()
     start_method = multiprocessing.get_start_method(allow_none=True)
     handlers = list(logging.getLogger().handlers)
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the orphan guard, say
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # the orphan guard, say
     try:
         engine = load_engine("sglang", tiny_llama_dir)
         assert asyncio.get_event_loop_policy() is policy

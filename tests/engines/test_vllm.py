@@ -170,8 +170,10 @@ async def test_a_chat_beside_less_urgent_rows_runs_alone_first_and_no_answer_cha
     assert issubclass(vllm_engine._engine.vllm_config.scheduler_config.scheduler_cls, UrgentFirst)
 
     def request(question, request_id, priority):
+        # rows of 48 tokens whatever they say, the chat's 8: the rows are most likely still running when it arrives
+        length = {"max_new_tokens": 8} if priority == 0 else {"max_new_tokens": 48, "ignore_eos": True}
         messages = [{"role": "user", "content": question}]
-        return vllm_engine.prepare_chat(messages, request_id=request_id, priority=priority, max_new_tokens=16, **GREEDY)
+        return vllm_engine.prepare_chat(messages, request_id=request_id, priority=priority, **length, **GREEDY)
 
     async def tokens(deltas, first=()):
         return [*first, *[token async for delta in deltas for token in delta.token_ids]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -86,3 +87,15 @@ async def leave_while_waiting(gateway, inferq, redis_url, path, body_for, tmp_pa
     record = await handle.record()
     assert record.status == "cancelled"
     assert (record.responses[0].response_text, record.responses[0].finish_reason) == (kept, "abort")
+
+
+async def cancel_response(client, response_id):
+    """`responses.cancel`, then, where the gateway's wait for the worker's record ran out first (it answers the
+    response still `in_progress` after 10 s: a loaded machine), the response as it ends."""
+    response = await client.responses.cancel(response_id)
+    give_up_at = time.monotonic() + 300  # a bound for failure only
+    while response.status in ("queued", "in_progress"):
+        assert time.monotonic() < give_up_at, f"{response_id} still {response.status} after its cancel"
+        await asyncio.sleep(0.1)
+        response = await client.responses.retrieve(response_id)
+    return response

@@ -9,7 +9,7 @@ import redis.asyncio
 
 from tasks import names
 from tasks.schemas import RestartEvent
-from tests.gateway.conftest import leave_while_waiting
+from tests.gateway.conftest import cancel_response, leave_while_waiting
 from tests.waiting import until
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
@@ -79,7 +79,7 @@ async def test_cancel_stops_a_background_response_and_keeps_its_partial_text(oai
         if event.type == "response.output_text.delta":
             break  # the job is surely running now
     await stream.close()
-    cancelled = await oai.responses.cancel(created.id)
+    cancelled = await cancel_response(oai, created.id)
     assert (cancelled.status, cancelled.output_text) == ("cancelled", "kept")
 
 

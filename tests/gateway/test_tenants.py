@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tests.gateway.conftest import cancel_response
 from tests.waiting import until
 
 TEAM_A, TEAM_B, TEAM_C, OPS = "key-team-a", "key-team-b", "key-team-c", "key-ops"
@@ -74,7 +75,7 @@ async def test_another_tenants_responses_are_404s_like_responses_that_never_were
             if event.type == "response.output_text.delta":
                 break  # running, its first word out: the cancel keeps it
         await stream.close()
-        cancelled = await a.responses.cancel(held.id)
+        cancelled = await cancel_response(a, held.id)
         assert (cancelled.status, cancelled.output_text) == ("cancelled", "mine")
 
 

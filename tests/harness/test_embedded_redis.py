@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import redis
 
 from harness.embedded_redis import EmbeddedRedis, answers
@@ -36,3 +37,17 @@ def test_the_server_dies_with_its_owner_even_on_sigkill():
     while answers(url) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not answers(url)
+
+
+def test_a_port_another_server_took_first_is_refused_not_shared():
+    """A port is free when chosen and bound later: a server already answering there is another process's."""
+    first = EmbeddedRedis(password="same")
+    first.start()
+    second = EmbeddedRedis(password="same")
+    second.port = first.port  # as if another session had bound the port this one chose
+    try:
+        with pytest.raises(RuntimeError, match=f"port {first.port} was taken"):
+            second.start()
+        assert answers(first.url)  # the first server is left as it was
+    finally:
+        first.stop()

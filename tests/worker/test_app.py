@@ -45,7 +45,7 @@ def test_sigterm_finishes_running_jobs_and_leaves_queued_ones_queued(start_worke
     worker.process.send_signal(signal.SIGTERM)
     let_go()
     assert worker.process.wait(timeout=120) == 0
-    assert running.result(timeout=5).responses[0].response_text == f"started {wait} finished"
+    assert running.result(timeout=60).responses[0].response_text == f"started {wait} finished"
     assert queued.record() is None  # not lost, not run: still queued for the next worker of this model
     successor = start_worker("echo", "graceful", engine="echo")
     assert queued.result(timeout=60).worker == successor.hostname
