@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class HfEngineArgs(EngineArgs):
     device: str | None = Field(None, description="cuda, cuda:1, cpu; default: cuda when visible")
     max_batch_size: int = Field(32, ge=1, description="rows decoding at once; a request with n=k takes k")
-    max_prefill_tokens: int = Field(8192, ge=1, description="prompt tokens admitted in one step")
+    max_prefill_tokens: int = Field(8192, ge=1, description="prompt tokens admitted in one step, padded to the longest")
     score_batch_size: int = Field(16, ge=1)
 
 

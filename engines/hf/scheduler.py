@@ -167,21 +167,26 @@ class Scheduler:
             raise
 
     def _admit(self) -> list[ChatRequest]:
-        """Takes waiting requests in their order (see `_enqueue`) while rows and the prefill budget allow."""
+        """Takes waiting requests in their order (see `_enqueue`) while rows and the prefill budget allow, all
+        as urgent as the first: a chat's prefill is not widened by the batch lines queued behind it. The budget
+        counts the padded prefill (each request is padded to the longest), which is what the forward computes."""
         admitted: list[ChatRequest] = []
         rows = self._stepper.num_rows
-        prefill_tokens = 0
+        longest = 0
         while self._waiting:
             request = self._waiting[0]
+            if admitted and request.priority > admitted[0].priority:
+                break
             fits = rows + request.params.n <= self._max_batch_rows
-            fits = fits and prefill_tokens + request.prompt_length <= self._max_prefill_tokens
+            padded = (len(admitted) + 1) * max(longest, request.prompt_length)
+            fits = fits and padded <= self._max_prefill_tokens
             if not fits and (admitted or rows):
                 break  # an oversized request still runs, alone, once the batch has drained
             if not self._stepper.can_join(request.adapter):
                 break
             admitted.append(self._waiting.popleft())
             rows += request.params.n
-            prefill_tokens += request.prompt_length
+            longest = max(longest, request.prompt_length)
         return admitted
 
     def _fail_step(self, error: EngineError, admitted: list[ChatRequest]) -> None:

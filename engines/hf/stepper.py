@@ -40,6 +40,7 @@ class Stepper:
             grammars=grammars,
         )
         self._batches: dict[str | None, DecodeBatch] = {}
+        self._skipped_last = False  # the last step's decode was skipped for an urgent admission's prefill
         self.preemption = Preemption(model)
 
     @property
@@ -62,9 +63,9 @@ class Stepper:
     def step(self, admitted: list[ChatRequest], aborted: set[str]) -> StepOutcome:
         """One decode step of every running batch, then the admitted requests' prefill.
 
-        A step that admits a request more urgent than a running row (a chat beside a batch's rows) is a
-        prefill only: the running rows skip it, so that the chat's first token waits for its own prefill, not
-        for their decode too (its time to first token stays close to an idle engine's). A request more urgent
+        A step that admits a request more urgent than every row of a batch (a chat beside a batch's rows) is a
+        prefill only for that batch: its rows skip it, so that the chat's first token waits for its own prefill,
+        not for their decode too (its time to first token stays close to an idle engine's). A request more urgent
         than every row of the forward in flight that arrives during a step stops it at the next layer
         (`Preemption`): the rows not decoded yet skip this step, and the requests not prefilled yet are handed
         back as `deferred`.
@@ -79,9 +80,7 @@ class Stepper:
                 if sequence.request.request_id in aborted:
                     outcome.outputs.append((sequence.request.request_id, sequence.abort()))
             batch.filter()
-        preempted = False
-        if not self._admits_urgent(admitted):
-            preempted = self._decode(outcome.outputs)
+        preempted = self._decode(outcome.outputs, min((request.priority for request in admitted), default=None))
         for adapter in dict.fromkeys(request.adapter for request in admitted):
             group = [request for request in admitted if request.adapter == adapter]
             # Requests with images prefill one at a time: their pixel values do not stack across processors'
@@ -104,18 +103,20 @@ class Stepper:
                 del self._batches[adapter]
         return outcome
 
-    def _admits_urgent(self, admitted: list[ChatRequest]) -> bool:
-        running = [s.request.priority for batch in self._batches.values() for s in batch.sequences]
-        return bool(admitted and running) and min(r.priority for r in admitted) < max(running)
-
-    def _decode(self, outputs: list[Output]) -> bool:
+    def _decode(self, outputs: list[Output], arrival: int | None) -> bool:
         """Decodes every batch into `outputs`; True when a more urgent arrival stopped one. Each batch is weighed
-        on its own (one with a row as urgent as the arrival, another adapter's chats, still takes its step)."""
+        on its own: one whose rows are all less urgent than this step's most urgent admission (`arrival`) skips
+        the step, one with a row as urgent (chats already answering, another adapter's) takes it. Never two steps
+        skipped in a row: admissions that end at their prefill (one-token answers) would stop the rows for good."""
         preempted = False
+        skipped = False
         for adapter, batch in list(self._batches.items()):
             if batch.sequences:
-                # Only plain full-attention caches know how to take a half-run step back.
                 priorities = [s.request.priority for s in batch.sequences]
+                if arrival is not None and arrival < min(priorities) and not self._skipped_last:
+                    skipped = True
+                    continue
+                # Only plain full-attention caches know how to take a half-run step back.
                 stoppable = self.preemption.forward_of(priorities) if batch.can_merge else nullcontext()
                 try:
                     with self._adapter(adapter), stoppable:
@@ -126,6 +127,7 @@ class Stepper:
                     error = request_failure(exc)
                     outputs += [(request_id, error) for request_id in {s.request.request_id for s in batch.sequences}]
                     del self._batches[adapter]
+        self._skipped_last = skipped
         return preempted
 
     def _prefill(
@@ -137,23 +139,28 @@ class Stepper:
         StepPreempted when a more urgent arrival stopped the group's forward (nothing joined); the one-by-one
         retries run to their end, as some of them may have joined already."""
         preemptible = self.preemption.forward_of(r.priority for r in group) if stoppable else nullcontext()
+        joined = None
         try:
             with self._adapter(adapter), preemptible:
                 joined, first_tokens = DecodeBatch.prefill(self._model, group, self._new_sequence, self._helpers)
             self._join(adapter, joined)
+            return first_tokens
         except StepPreempted:
             raise
         except Exception as exc:
             if len(group) == 1:
                 return [(group[0].request_id, request_failure(exc))]
-            outputs: list[Output] = []
-            for request in group:
-                if self.can_join(adapter):
-                    outputs += self._prefill(adapter, [request], deferred, stoppable=False)
-                else:
-                    deferred.append(request)
-            return outputs
-        return first_tokens
+        # Retried out of the `except` block, the group's batch let go: while an exception is handled, its
+        # traceback holds the failed forward's frames (the group's cache, its activations), the very memory a
+        # retry alone may need after an out-of-memory.
+        del joined
+        outputs: list[Output] = []
+        for request in group:
+            if self.can_join(adapter):
+                outputs += self._prefill(adapter, [request], deferred, stoppable=False)
+            else:
+                deferred.append(request)
+        return outputs
 
     def _join(self, adapter: str | None, joined: DecodeBatch) -> None:
         running = self._batches.get(adapter)

@@ -2,8 +2,11 @@
 less urgent rows is its prefill alone (engines/hf/stepper.py), without changing anyone's answer."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from engines import load_engine
+from engines.hf.errors import translate_error
+from engines.hf.scheduler import Scheduler
 from engines.hf.stepper import Stepper
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
@@ -37,6 +40,51 @@ def test_a_step_admitting_a_more_urgent_request_is_its_prefill_alone(tiny_engine
         alone += solo.step([line] if not alone else [], set()).outputs
     assert _tokens(outputs, "line") == _tokens(alone, "line")  # waiting a step changed nothing in its answer
     assert len(_tokens(outputs, "chat")) == 6 and len(_tokens(outputs, "peer")) == 6
+
+
+def test_a_batch_with_a_row_as_urgent_as_the_arrival_keeps_its_step(tiny_engine):
+    """A chat already answering beside a batch line: the next chat's step decodes them both too, so that a
+    stream of chats cannot stop every decode."""
+    stepper = Stepper(tiny_engine.model, tiny_engine.tokenizer, has_adapters=False, grammars=None)
+    line = tiny_engine.prepare_chat(QUESTION, max_new_tokens=12, request_id="line", priority=BATCH, **GREEDY)
+    answering = tiny_engine.prepare_chat(QUESTION, max_new_tokens=12, request_id="answering", priority=CHAT, **GREEDY)
+    arriving = tiny_engine.prepare_chat(QUESTION, max_new_tokens=6, request_id="arriving", priority=CHAT, **GREEDY)
+    stepper.step([line], set())
+    stepper.step([answering], set())  # its prefill alone: the line skipped that step
+    assert sorted(rid for rid, _ in stepper.step([arriving], set()).outputs) == ["answering", "arriving", "line"]
+
+
+def test_arrivals_that_end_at_their_prefill_cannot_stop_the_rows(tiny_engine):
+    """One-token answers leave at once; one arriving every step would otherwise stop the batch's rows."""
+    stepper = Stepper(tiny_engine.model, tiny_engine.tokenizer, has_adapters=False, grammars=None)
+    line = tiny_engine.prepare_chat(QUESTION, max_new_tokens=12, request_id="line", priority=BATCH, **GREEDY)
+    stepper.step([line], set())
+    moved = 0
+    for i in range(6):
+        short = tiny_engine.prepare_chat(QUESTION, max_new_tokens=1, request_id=f"short-{i}", priority=CHAT, **GREEDY)
+        moved += "line" in {rid for rid, _ in stepper.step([short], set()).outputs}
+    assert moved == 3  # every other step, at worst
+
+
+def test_a_chats_prefill_is_not_widened_by_the_batch_lines_behind_it(tiny_engine):
+    stepper = Stepper(tiny_engine.model, tiny_engine.tokenizer, has_adapters=False, grammars=None)
+    scheduler = Scheduler(stepper, ThreadPoolExecutor(1), translate_error, max_batch_rows=8, max_prefill_tokens=4096)
+    for request_id, priority in (("line-1", BATCH), ("chat", CHAT), ("line-2", BATCH)):
+        scheduler._enqueue(tiny_engine.prepare_chat(QUESTION, request_id=request_id, priority=priority))
+    assert [r.request_id for r in scheduler._admit()] == ["chat"]
+    assert [r.request_id for r in scheduler._admit()] == ["line-1", "line-2"]  # the next step takes the lines
+
+
+def test_the_prefill_budget_counts_the_padding_to_the_longest_prompt(tiny_engine):
+    stepper = Stepper(tiny_engine.model, tiny_engine.tokenizer, has_adapters=False, grammars=None)
+    short = tiny_engine.prepare_chat(QUESTION, request_id="short")
+    long = tiny_engine.prepare_chat([{"role": "user", "content": "word " * 200}], request_id="long")
+    budget = 2 * long.prompt_length - 1  # both prompts unpadded fit; padded to the long one, two do not
+    assert short.prompt_length + long.prompt_length <= budget
+    scheduler = Scheduler(stepper, ThreadPoolExecutor(1), translate_error, max_batch_rows=8, max_prefill_tokens=budget)
+    scheduler._enqueue(long)
+    scheduler._enqueue(short)
+    assert [r.request_id for r in scheduler._admit()] == ["long"]
 
 
 async def test_the_most_urgent_waiting_request_is_admitted_first(tiny_llama_dir):

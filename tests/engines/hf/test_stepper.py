@@ -1,6 +1,8 @@
 """One step of the HF engine's batches (engines/hf/stepper.py): what fails in a step fails only what it
 belongs to."""
 
+import sys
+
 import torch
 
 from engines.errors import EngineError, EngineOverloaded
@@ -54,3 +56,22 @@ def test_a_request_whose_join_runs_out_of_memory_fails_alone(tiny_engine, monkey
     [(request_id, error)] = [(rid, made) for rid, made in outputs if isinstance(made, EngineError)]
     assert request_id == "joiner" and isinstance(error, EngineOverloaded) and "injected" in str(error)
     assert _tokens(outputs, "running") == _alone(tiny_engine, running)  # its cache as it was
+
+
+def test_a_failed_group_is_retried_one_by_one_with_its_memory_let_go(tiny_engine, monkeypatch):
+    """Each retry runs with no exception being handled: the failed attempt's traceback (its forward's frames,
+    the group's cache and activations) is gone, so an out-of-memory group's requests can each fit alone."""
+    group = [tiny_engine.prepare_chat(QUESTION, max_new_tokens=4, request_id=f"r{i}", **GREEDY) for i in range(2)]
+    prefill, handled_during_retries = batch.DecodeBatch.prefill, []
+
+    def out_of_memory_for_the_group(model, requests, *args):
+        if len(requests) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        handled_during_retries.append(sys.exc_info()[1])
+        return prefill(model, requests, *args)
+
+    monkeypatch.setattr(batch.DecodeBatch, "prefill", staticmethod(out_of_memory_for_the_group))
+    stepper = _stepper(tiny_engine)
+    outputs = _run_out(stepper, stepper.step(group, set()).outputs)
+    assert handled_during_retries == [None, None]
+    assert all(_tokens(outputs, r.request_id) == _alone(tiny_engine, r) for r in group)
