@@ -1,6 +1,6 @@
 """Engine throughput through the queue: the same engine, N concurrent chats, through inferq and called
-directly, and a burst of one-token chats from one client. Runs alternate (queue, direct, queue, ...)
-and each figure is the median of `repeats` runs.
+directly, and a burst of one-token chats from one client. Each figure is the median of `repeats` rounds,
+and which side goes first alternates from round to round.
 
 The queue's client runs in this process on the same cores as the worker, so it is part of the cost.
 """
@@ -52,25 +52,37 @@ async def run_hf(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]
 
 
 async def run_vllm(rig: Rig, config: BenchConfig, progress: Progress) -> list[Row]:
-    """Direct first, then the worker: two vLLM engines at once would share the two cores."""
+    """One side at a time (two vLLM engines at once would share the two cores), an engine start each, and
+    `repeats` rounds that alternate which side goes first, so that drift over the run falls on both alike."""
     use_vllm_cpu_env()
     spec = config.vllm
-    direct = await rig.direct(spec)
-    direct_runs = await _runs(config, progress, direct.chat, "vllm direct")
-    await rig.close_direct(spec)
-    rig.worker(spec)
-    async with AsyncInferQClient(rig.redis_url, model=spec.name) as client:
-        queued_runs = await _runs(config, progress, client.achat, "vllm through inferq")
-    rig.stop_worker(spec)
+    queued_runs: dict[Case, list[float]] = {}
+    direct_runs: dict[Case, list[float]] = {}
+
+    async def run_direct() -> None:
+        direct = await rig.direct(spec)
+        _merge(direct_runs, await _runs(config, progress, direct.chat, "vllm direct"))
+        await rig.close_direct(spec)
+
+    async def run_queued() -> None:
+        rig.worker(spec)
+        async with AsyncInferQClient(rig.redis_url, model=spec.name) as client:
+            _merge(queued_runs, await _runs(config, progress, client.achat, "vllm through inferq"))
+        rig.stop_worker(spec)
+
+    for round_ in range(config.repeats):
+        for side in (run_direct, run_queued) if round_ % 2 == 0 else (run_queued, run_direct):
+            await side()
     return _rows("vllm", queued_runs, direct_runs)
 
 
 async def _measure(part, config, progress, queued_chat, direct_chat) -> list[Row]:
     queued_runs: dict[Case, list[float]] = {}
     direct_runs: dict[Case, list[float]] = {}
-    for _ in range(config.repeats):
-        _merge(queued_runs, await _runs(config, progress, queued_chat, f"{part} through inferq"))
-        _merge(direct_runs, await _runs(config, progress, direct_chat, f"{part} direct"))
+    for round_ in range(config.repeats):  # which side goes first alternates, as drift falls on both alike
+        sides = [(queued_runs, queued_chat, "through inferq"), (direct_runs, direct_chat, "direct")]
+        for runs, chat, label in sides if round_ % 2 == 0 else reversed(sides):
+            _merge(runs, await _runs(config, progress, chat, f"{part} {label}"))
     return _rows(part, queued_runs, direct_runs)
 
 

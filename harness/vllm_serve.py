@@ -21,7 +21,8 @@ START_TIMEOUT_S = 900  # vLLM's start on two loaded cores: a minute or more; a b
 
 class VllmServeProcess:
     """vLLM's OpenAI server on `model_dir`, with the settings the worker's vLLM engine uses (engines/vllm.py):
-    fp32 on CPU, eager, no stats."""
+    fp32 on CPU, eager, no stats, the priority policy (its requests all of one priority, as the bench's are
+    through the gateway, so the worker's urgent-first scheduler never acts either)."""
 
     def __init__(self, model_dir: str, served_name: str, log_path: Path, env: dict[str, str]) -> None:
         self.port = free_port()
@@ -30,6 +31,7 @@ class VllmServeProcess:
             sys.executable, "-m", "benchmarks.vllm_cli", "serve", model_dir,
             "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(self.port),
             "--dtype", "float32", "--enforce-eager", "--disable-log-stats", "--disable-uvicorn-access-log",
+            "--scheduling-policy", "priority",
         ]  # fmt: skip
         self.log_path = log_path
         self.env = env

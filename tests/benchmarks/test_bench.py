@@ -41,6 +41,6 @@ def test_bench_prints_its_table_and_writes_json_and_a_plot(tmp_path):
     # CPU per job is read in the kernel's clock ticks (10 ms): over these 8 jobs either side may read 0 (seen
     # for bare Celery's worker on a quiet machine), so here only its rows' presence and signs are checked.
     cpu = [row for row in plumbing if row["unit"] == "ms"]
-    assert {row["case"] for row in cpu} == {"worker CPU per echo job", "client CPU per echo job"}
+    assert {row["case"] for row in cpu} == {f"{who} CPU per echo job" for who in ("worker", "client", "Redis")}
     assert all(row["value"] >= 0 and row["baseline"] >= 0 for row in cpu)
     assert plot_path.read_bytes().startswith(PNG_SIGNATURE)
