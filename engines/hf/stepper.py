@@ -79,7 +79,7 @@ class Stepper:
             for sequence in batch.sequences:
                 if sequence.request.request_id in aborted:
                     outcome.outputs.append((sequence.request.request_id, sequence.abort()))
-            batch.filter()
+        self._filter(outcome.outputs)
         preempted = self._decode(outcome.outputs, min((request.priority for request in admitted), default=None))
         for adapter in dict.fromkeys(request.adapter for request in admitted):
             group = [request for request in admitted if request.adapter == adapter]
@@ -97,11 +97,22 @@ class Stepper:
                     except StepPreempted:
                         preempted = True
                 outcome.deferred += requests
+        self._filter(outcome.outputs)
+        return outcome
+
+    def _filter(self, outputs: list[Output]) -> None:
+        """Drops every batch's ended rows, and the batches left empty. Selecting rows copies each layer's cache:
+        where that fails (out of memory), the batch's cache is half-selected, so its rows fail, and only its."""
         for adapter, batch in list(self._batches.items()):
-            batch.filter()
+            try:
+                batch.filter()
+            except Exception as exc:
+                error = request_failure(exc)
+                outputs += [(request_id, error) for request_id in {s.request.request_id for s in batch.sequences}]
+                del self._batches[adapter]
+                continue
             if not batch.sequences:
                 del self._batches[adapter]
-        return outcome
 
     def _decode(self, outputs: list[Output], arrival: int | None) -> bool:
         """Decodes every batch into `outputs`; True when a more urgent arrival stopped one. Each batch is weighed

@@ -75,3 +75,27 @@ def test_a_failed_group_is_retried_one_by_one_with_its_memory_let_go(tiny_engine
     outputs = _run_out(stepper, stepper.step(group, set()).outputs)
     assert handled_during_retries == [None, None]
     assert all(_tokens(outputs, r.request_id) == _alone(tiny_engine, r) for r in group)
+
+
+def test_rows_whose_cache_could_not_be_selected_fail_and_the_step_goes_on(tiny_engine, monkeypatch):
+    """Dropping an ended row copies every layer's cache; out of memory there, the batch's rows fail (their cache
+    half-selected), and the step still prefills what it admitted."""
+    stepper = _stepper(tiny_engine)
+    ending = tiny_engine.prepare_chat(QUESTION, max_new_tokens=8, request_id="ending", **GREEDY)
+    staying = tiny_engine.prepare_chat(QUESTION, max_new_tokens=8, request_id="staying", **GREEDY)
+    arriving = tiny_engine.prepare_chat(QUESTION, max_new_tokens=3, request_id="arriving", **GREEDY)
+    stepper.step([ending, staying], set())
+    select, failures = batch.DecodeBatch.filter, []
+
+    def out_of_memory_once(self):
+        if not failures:
+            failures.append(True)
+            self.sequences = [s for s in self.sequences if s.finish_reason is None]  # as far as filter gets
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        select(self)
+
+    monkeypatch.setattr(batch.DecodeBatch, "filter", out_of_memory_once)
+    outputs = stepper.step([arriving], {"ending"}).outputs
+    errors = {rid: made for rid, made in outputs if isinstance(made, EngineError)}
+    assert list(errors) == ["staying"] and isinstance(errors["staying"], EngineOverloaded)
+    assert _tokens(_run_out(stepper, outputs), "arriving") == _alone(tiny_engine, arriving)
