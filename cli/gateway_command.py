@@ -37,7 +37,7 @@ def run_gateway(args: argparse.Namespace, _: list[str]) -> int:
     except ValidationError as exc:
         raise SystemExit(f"inferq gateway: bad settings: {settings_problems(exc)}") from None
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"inferq gateway: bad keys file: {exc}") from None
+        raise SystemExit(f"inferq gateway: bad keys: {exc}") from None
     uvicorn.run(
         create_app(queue_settings, settings),
         host=args.host,

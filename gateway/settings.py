@@ -63,4 +63,10 @@ class GatewaySettings(BaseSettings):
         limits = Limits(
             max_jobs=self.tenant_max_jobs, max_queued=self.tenant_max_queued, top_priority=self.tenant_top_priority
         )
-        return key_table(keys, self.api_keys_file, limits)
+        table = key_table(keys, self.api_keys_file, limits)
+        if table.is_open and (self.api_keys.strip() or self.api_keys_file is not None):
+            # A keys setting that holds no key (a secret mounted empty, a file of comments) would open the gateway
+            # to everyone, as an admin: an open gateway is one with neither setting.
+            named = f"INFERQ_GATEWAY_API_KEYS_FILE ({self.api_keys_file})" if self.api_keys_file else ""
+            raise ValueError(f"{named or 'INFERQ_GATEWAY_API_KEYS'} holds no key; unset it to run an open gateway")
+        return table

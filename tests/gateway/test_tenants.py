@@ -203,3 +203,19 @@ async def test_batch_progress_is_in_the_metrics_for_admins_only(shared):
             assert refused.status_code == 403 and refused.json()["error"]["code"] == "admin_only"
         cancelled = await b.batches.cancel(batch.id)
         assert cancelled.status in ("cancelling", "cancelled")
+
+
+@pytest.mark.parametrize("setting", ["file of comments", "blank keys"])
+def test_a_keys_setting_that_holds_no_key_is_refused_not_an_open_gateway(tmp_path, setting):
+    """An empty keys file (a secret mounted empty) would otherwise open the gateway to everyone, as an admin."""
+    from gateway.settings import GatewaySettings
+
+    if setting == "file of comments":
+        keys_file = tmp_path / "keys.txt"
+        keys_file.write_text("# keys go here\n\n")
+        settings, named = GatewaySettings(api_keys_file=keys_file), "INFERQ_GATEWAY_API_KEYS_FILE"
+    else:
+        settings, named = GatewaySettings(api_keys=" , "), "INFERQ_GATEWAY_API_KEYS"
+    with pytest.raises(ValueError, match=f"{named}.* holds no key"):
+        settings.key_table()
+    assert GatewaySettings().key_table().is_open  # neither setting: open, as the embedded default runs
