@@ -235,7 +235,9 @@ class JobRun:
     async def _execute(self, job: ChatJob | ScoreJob) -> JobRecord:
         loop = asyncio.get_running_loop()
         deadline = None if job.deadline_at is None else loop.time() + (job.deadline_at - time.time())
-        max_runtime_s = job.max_runtime_s or self.runner.settings.max_runtime_s
+        # the worker's limit is the operator's: a job may ask for less, never for more
+        limits = [limit for limit in (job.max_runtime_s, self.runner.settings.max_runtime_s) if limit is not None]
+        max_runtime_s = min(limits, default=None)
         time_limit = None if max_runtime_s is None else loop.time() + max_runtime_s
         ends_at = min((t for t in (deadline, time_limit) if t is not None), default=None)
         limit = asyncio.timeout_at(ends_at)

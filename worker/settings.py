@@ -40,7 +40,7 @@ class WorkerSettings(QueueSettings):
         None, ge=1, description="the most jobs that may wait in this model's queue; producers refuse more (QueueFull)"
     )
     max_runtime_s: float | None = Field(
-        None, gt=0, description="longest a job may run once started, unless the job sets its own; none: no limit"
+        None, gt=0, description="longest a job may run once started; a job may set less, not more; none: no limit"
     )
     media_local_paths: bool = Field(
         False, description="images may be paths on this worker's disk (for producers that share it); off: refused"

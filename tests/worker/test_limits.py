@@ -43,10 +43,12 @@ def test_a_job_that_runs_longer_than_its_limit_is_stopped_and_keeps_its_text(cli
     assert (record.responses[0].response_text, record.responses[0].finish_reason) == ("so far", "abort")
 
 
-def test_the_workers_default_runtime_limit_applies_to_jobs_without_one(start_worker, client):
+def test_the_workers_runtime_limit_applies_to_jobs_without_one_and_caps_those_asking_more(start_worker, client):
     worker = start_worker("echo", "limited", engine="echo", env={"INFERQ_MAX_RUNTIME_S": "0.5"})
     with pytest.raises(JobTimeLimit):
         client.submit_chat(ask("x [hold]"), "limited").result(timeout=60)
+    with pytest.raises(JobTimeLimit, match=r"max_runtime_s \(0.5 s\)"):  # the operator's, not the job's day
+        client.submit_chat(ask("x [hold]"), "limited", max_runtime_s=86400).result(timeout=60)
     worker.stop()
 
 
