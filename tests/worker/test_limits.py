@@ -30,9 +30,9 @@ def test_a_queue_at_its_cap_refuses_new_jobs_with_queue_full(start_worker, clien
 
 
 def test_a_job_that_runs_longer_than_its_limit_is_stopped_and_keeps_its_text(client, echo_worker):
-    # 5 s: the words before the hold stream within ms of the start; a worker stalled longer by a loaded machine
+    # the words before the hold stream within ms of the start; a worker stalled longer by a loaded machine
     # streamed nothing, and the run is tried again with a longer limit
-    for limit in (5, *GROWING_LIMITS_S):
+    for limit in GROWING_LIMITS_S:
         handle = client.submit_chat(ask("so far [hold] never"), "echo", max_runtime_s=limit)
         with pytest.raises(JobTimeLimit, match="max_runtime_s") as caught:
             handle.result(timeout=limit + 60)
@@ -53,8 +53,8 @@ def test_the_workers_runtime_limit_applies_to_jobs_without_one_and_caps_those_as
 
 
 def test_a_deadline_passing_while_the_job_runs_keeps_its_text(client, echo_worker):
-    # 15 s from the submit: room for a loaded machine's wait in the queue (seconds, seen) before the job starts;
-    # a job that expired in the queue proves nothing here, and is tried again with a later deadline
+    # a job that expired in the queue (a loaded machine can hold it there for seconds) proves nothing here, and
+    # is tried again with a later deadline
     for deadline in GROWING_LIMITS_S:
         handle = client.submit_chat(ask("partial [hold]"), "echo", deadline_s=deadline)
         with pytest.raises(JobExpired) as caught:
