@@ -39,9 +39,8 @@ from tasks.store import JobStore
 # Celery's send_task blocks on the broker: one thread does it, with one producer (two Redis sockets:
 # kombu's connection and its channel). More threads did not submit faster on a 2-core machine.
 SEND_THREADS = 1
-# An idempotent submit's first try sends its message within this long of its submit, or it died trying: then
-# one retry sends it. A retry meanwhile looks every SENT_POLL_S.
-SEND_GRACE_S = 30.0
+# A retry waiting for an idempotent submit's first try to send (within the settings' `send_grace_s`, or it died
+# trying: then one retry sends it) looks every SENT_POLL_S.
 SENT_POLL_S = 0.05
 
 
@@ -277,7 +276,7 @@ class AsyncInferQClient:
         self, earlier: JobMeta, meta: JobMeta, payload: dict[str, Any], priority: int | None
     ) -> AsyncJobHandle | None:
         """A submit under a key that already made a job: that job's handle, sending nothing. Only a first try
-        that died between saving the meta and sending (nothing sent `SEND_GRACE_S` after its submit) has its
+        that died between saving the meta and sending (nothing sent `send_grace_s` after its submit) has its
         message sent again, by one retry. A first try still on its way (its quota, its queue's cap) is waited
         for; None if it was refused meanwhile (its meta is gone), so that this submit makes the job itself,
         under the same checks. A retry never queues a second copy of a job, nor one past its owner's quota."""
@@ -286,7 +285,7 @@ class AsyncInferQClient:
                 "this key was used for another request: a retry must ask the same", field="idempotency_key"
             )
         while (state := await self.store.submit_state(earlier.job_id)) == "unsent":
-            if time.time() >= earlier.queued_at + SEND_GRACE_S:
+            if time.time() >= earlier.queued_at + self.settings.send_grace_s:
                 if await self.store.claim_resend(earlier.job_id):
                     await self._resend(earlier, payload, priority)
                 break

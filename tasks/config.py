@@ -50,6 +50,12 @@ class QueueSettings(BaseSettings):
     no_worker_grace_s: float = Field(
         5.0, gt=0, description="a waited-for job whose model has had no live worker this long fails (NoSuchModel)"
     )
+    send_grace_s: float = Field(
+        30.0,
+        gt=0,
+        description="a retry under an idempotency key whose first try has sent nothing this long (its producer died "
+        "between saving the job and sending it) sends the job itself",
+    )
     media_remote_urls: bool = Field(
         False,
         description="images may be http(s) URLs, which workers fetch (public addresses only, capped in size and "

@@ -149,8 +149,11 @@ class DecodeBatch:
         # A request with n > 1 runs its prompt once, then copies the cache row n times.
         rows = [i for i, request in enumerate(requests) for _ in range(request.params.n)]
         if len(rows) != len(requests):
-            index = torch.tensor(rows, device=device)
-            cache.batch_select_indices(_on_cpu(index))
+            # built on the CPU: a model spread over GPUs (`device_map="auto"`) keeps each layer's cache on its own
+            # GPU, and torch indexes a tensor with an index on its device or on the CPU only
+            index = torch.tensor(rows)
+            cache.batch_select_indices(index)
+            index = index.to(device)
             attention_mask, logits = attention_mask[index], logits[index]
         sequences = []
         for request in requests:
@@ -249,8 +252,9 @@ class DecodeBatch:
         self.sequences = [self.sequences[row] for row in keep]
         if not keep:
             return
-        index = torch.tensor(keep, device=self.attention_mask.device)
-        self.cache.batch_select_indices(_on_cpu(index))
+        index = torch.tensor(keep)  # on the CPU for the cache's layers, as in `prefill`
+        self.cache.batch_select_indices(index)
+        index = index.to(self.attention_mask.device)
         self.attention_mask = self.attention_mask[index]
         self.positions = self.positions[index]
         self.next_input = self.next_input[index]
@@ -295,9 +299,3 @@ class DecodeBatch:
 def _left_pad(states: torch.Tensor, width: int) -> torch.Tensor:
     # states: [rows, heads, tokens, head_dim]; pad the token axis on the left
     return F.pad(states, (0, 0, width, 0)) if width else states
-
-
-def _on_cpu(index: torch.Tensor) -> torch.Tensor:
-    """A row index for the cache's layers: a model spread over several GPUs (`device_map="auto"`) keeps each
-    layer's cache on its own GPU, and torch indexes a tensor with an index on its device or on the CPU only."""
-    return index.cpu()

@@ -64,6 +64,36 @@ async def test_a_resend_that_failed_gives_its_claim_to_the_next_retry(aclient, e
     assert (await handle.result(timeout=120)).responses[0].response_text == "sent at last"
 
 
+async def test_a_first_try_that_sent_nothing_is_sent_by_a_retry_once_the_send_grace_has_passed(
+    client_settings, echo_worker, redis_url, monkeypatch
+):
+    key = f"order-{uuid.uuid4().hex}"
+    job = chat_job(ask("sent after the grace"), "echo")
+    meta = meta_of(idempotent_job_id(None, key), job, digest=request_digest(job))
+    meta = meta.model_copy(update={"queued_at": time.time() - 40})  # a first try that died 40 s ago, unsent
+    redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)
+    patient = client_settings.model_copy(update={"send_grace_s": 3600})
+    async with AsyncInferQClient(model="echo", settings=patient) as client:  # within its grace: it waits
+        looks, real = [], client.store.submit_state
+
+        async def submit_state(job_id):
+            looks.append(job_id)
+            return await real(job_id)
+
+        monkeypatch.setattr(client.store, "submit_state", submit_state)
+        waiting = asyncio.create_task(client.submit_chat(ask("sent after the grace"), idempotency_key=key))
+        await until(lambda: len(looks) >= 3 or waiting.done(), "the retry never looked at its first try")
+        assert await real(meta.job_id) == "unsent" and not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    brisk = client_settings.model_copy(update={"send_grace_s": 5})
+    async with AsyncInferQClient(model="echo", settings=brisk) as client:  # past its grace: it sends the job
+        handle = await client.submit_chat(ask("sent after the grace"), idempotency_key=key)
+        assert handle.id == meta.job_id
+        assert (await handle.result(timeout=120)).responses[0].response_text == "sent after the grace"
+
+
 async def test_a_submit_cancelled_while_its_message_goes_out_keeps_its_job(aclient, echo_worker, monkeypatch):
     real, going_out, go_on = aclient._celery.send_task, threading.Event(), threading.Event()
 

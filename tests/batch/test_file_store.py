@@ -59,6 +59,7 @@ async def test_an_s3_endpoint_nobody_answers_is_an_outage_an_oserror(s3_server, 
     for name, value in s3_server.env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore's retries of a refused connection only add seconds
     store = open_file_store("s3://inferq-files/away")
     with pytest.raises(ConnectionError, match="S3 at s3://inferq-files/away"):
         await store.read("file-c")

@@ -31,7 +31,8 @@ def _inferq_args(*args):
 
 
 def _env(redis_url):
-    return {**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_NO_WORKER_GRACE_S": "1"}
+    # a run SIGKILLed between saving a line's job and sending it: its resume sends the line after 5 s, not 30
+    return {**os.environ, "INFERQ_REDIS_URL": redis_url, "INFERQ_NO_WORKER_GRACE_S": "1", "INFERQ_SEND_GRACE_S": "5"}
 
 
 def _batch(redis_url, *args):

@@ -28,7 +28,10 @@ def start_gateway(redis_url, tmp_path_factory):
 
     def start(**options) -> GatewayProcess:
         # The session's tests share one tenant and leave some batches unfinished; the cap is tested on its own.
-        defaults = {"INFERQ_GATEWAY_FILES_URL": str(files), "INFERQ_GATEWAY_TENANT_MAX_BATCHES": "1000"}
+        # A gateway SIGKILLed between saving a batch line's job and sending it leaves the next driver waiting
+        # `send_grace_s` before it sends the line itself: 5 s here, not the 30 s a production fleet keeps.
+        defaults = {"INFERQ_GATEWAY_FILES_URL": str(files), "INFERQ_GATEWAY_TENANT_MAX_BATCHES": "1000",
+                    "INFERQ_SEND_GRACE_S": "5"}  # fmt: skip
         options["env"] = {**defaults, **options.get("env", {})}
         gateway = GatewayProcess(redis_url, logs / f"gateway-{len(started)}.log", **options)
         started.append(gateway)

@@ -345,10 +345,12 @@ async def test_a_batch_past_its_window_expires_and_its_unanswered_lines_say_so(o
 async def test_a_2000_line_batch_outlives_a_sigkilled_worker_and_a_sigkilled_gateway(
     start_gateway, start_worker, redis_url
 ):
-    # Two workers of a model of its own, at a pace that keeps the batch running for seconds, whatever the machine.
+    # Two workers of a model of its own, at a pace that keeps the batch running for seconds, whatever the machine:
+    # four words a line at 40 a second, the 1,800 lines left after the first 200 take 11 s at the least on the 16
+    # slots left after the kill.
     doomed = start_worker("echo", "api-batch-echo", engine="echo", concurrency=16,
-                          engine_args={"tokens_per_s": 20})  # fmt: skip
-    survivor = start_worker("echo", "api-batch-echo", engine="echo", concurrency=16, engine_args={"tokens_per_s": 20})
+                          engine_args={"tokens_per_s": 40})  # fmt: skip
+    survivor = start_worker("echo", "api-batch-echo", engine="echo", concurrency=16, engine_args={"tokens_per_s": 40})
     # Every gateway shares the session's files; a dead gateway's batch is taken over once its 2-second lease lapses.
     env = {"INFERQ_GATEWAY_BATCH_LEASE_S": "2",
            "INFERQ_GATEWAY_BATCH_SCAN_S": "0.2", "INFERQ_NO_WORKER_GRACE_S": "60"}  # fmt: skip
