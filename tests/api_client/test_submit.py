@@ -87,10 +87,19 @@ async def test_a_first_try_that_sent_nothing_is_sent_by_a_retry_once_the_send_gr
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
+    meta = meta.model_copy(update={"queued_at": time.time() - 10})  # within 30 s, the default, but past 5 s
+    redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)
     brisk = client_settings.model_copy(update={"send_grace_s": 5})
-    async with AsyncInferQClient(model="echo", settings=brisk) as client:  # past its grace: it sends the job
+    async with AsyncInferQClient(model="echo", settings=brisk) as client:  # past its grace: it sends the job at once
+        looks, real = [], client.store.submit_state
+
+        async def submit_state(job_id):
+            looks.append(job_id)
+            return await real(job_id)
+
+        monkeypatch.setattr(client.store, "submit_state", submit_state)
         handle = await client.submit_chat(ask("sent after the grace"), idempotency_key=key)
-        assert handle.id == meta.job_id
+        assert handle.id == meta.job_id and len(looks) == 1  # one look, and no wait
         assert (await handle.result(timeout=120)).responses[0].response_text == "sent after the grace"
 
 

@@ -346,8 +346,8 @@ async def test_a_2000_line_batch_outlives_a_sigkilled_worker_and_a_sigkilled_gat
     start_gateway, start_worker, redis_url
 ):
     # Two workers of a model of its own, at a pace that keeps the batch running for seconds, whatever the machine:
-    # four words a line at 40 a second, the 1,800 lines left after the first 200 take 11 s at the least on the 16
-    # slots left after the kill.
+    # five paced steps a line (four words and the end) at 40 a second, the 1,800 lines left after the first 200
+    # take 7 s at the least on 32 slots, 14 s on the 16 left after the kill.
     doomed = start_worker("echo", "api-batch-echo", engine="echo", concurrency=16,
                           engine_args={"tokens_per_s": 40})  # fmt: skip
     survivor = start_worker("echo", "api-batch-echo", engine="echo", concurrency=16, engine_args={"tokens_per_s": 40})
