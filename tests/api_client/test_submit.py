@@ -67,39 +67,43 @@ async def test_a_resend_that_failed_gives_its_claim_to_the_next_retry(aclient, e
 async def test_a_first_try_that_sent_nothing_is_sent_by_a_retry_once_the_send_grace_has_passed(
     client_settings, echo_worker, redis_url, monkeypatch
 ):
-    key = f"order-{uuid.uuid4().hex}"
-    job = chat_job(ask("sent after the grace"), "echo")
-    meta = meta_of(idempotent_job_id(None, key), job, digest=request_digest(job))
-    meta = meta.model_copy(update={"queued_at": time.time() - 40})  # a first try that died 40 s ago, unsent
-    redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)
+    store = redis.Redis.from_url(redis_url)
+
+    def died_unsent(text: str, seconds_ago: float):  # a first try that saved its meta, then died before sending
+        key = f"order-{uuid.uuid4().hex}"
+        job = chat_job(ask(text), "echo")
+        meta = meta_of(idempotent_job_id(None, key), job, digest=request_digest(job))
+        meta = meta.model_copy(update={"queued_at": time.time() - seconds_ago})
+        store.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)
+        return key, meta.job_id
+
+    def counted_looks(client) -> list[str]:
+        looks, real = [], client.store.submit_state
+
+        async def submit_state(job_id):
+            looks.append(job_id)
+            return await real(job_id)
+
+        monkeypatch.setattr(client.store, "submit_state", submit_state)
+        return looks
+
+    # within its grace (40 s old, an hour's grace): the retry waits, sending nothing, until the first try is sent
+    key, job_id = died_unsent("still in its grace", 40)
     patient = client_settings.model_copy(update={"send_grace_s": 3600})
-    async with AsyncInferQClient(model="echo", settings=patient) as client:  # within its grace: it waits
-        looks, real = [], client.store.submit_state
-
-        async def submit_state(job_id):
-            looks.append(job_id)
-            return await real(job_id)
-
-        monkeypatch.setattr(client.store, "submit_state", submit_state)
-        waiting = asyncio.create_task(client.submit_chat(ask("sent after the grace"), idempotency_key=key))
-        await until(lambda: len(looks) >= 3 or waiting.done(), "the retry never looked at its first try")
-        assert await real(meta.job_id) == "unsent" and not waiting.done()
-        waiting.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
-    meta = meta.model_copy(update={"queued_at": time.time() - 10})  # within 30 s, the default, but past 5 s
-    redis.Redis.from_url(redis_url).set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)
+    async with AsyncInferQClient(model="echo", settings=patient) as client:
+        looks = counted_looks(client)
+        retry = asyncio.create_task(client.submit_chat(ask("still in its grace"), idempotency_key=key))
+        await until(lambda: len(looks) >= 3 or retry.done(), "the retry never looked at its first try")
+        assert not retry.done() and not store.exists(names.resend_key(job_id))
+        store.set(names.sent_key(job_id), "1", ex=3600)  # as the first try would, had it gone on
+        assert (await retry).id == job_id and not store.exists(names.resend_key(job_id))
+    # past its grace (10 s old, 5 s of grace; the default 30 s would still wait): one look, and it sends the job
+    key, job_id = died_unsent("sent after the grace", 10)
     brisk = client_settings.model_copy(update={"send_grace_s": 5})
-    async with AsyncInferQClient(model="echo", settings=brisk) as client:  # past its grace: it sends the job at once
-        looks, real = [], client.store.submit_state
-
-        async def submit_state(job_id):
-            looks.append(job_id)
-            return await real(job_id)
-
-        monkeypatch.setattr(client.store, "submit_state", submit_state)
+    async with AsyncInferQClient(model="echo", settings=brisk) as client:
+        looks = counted_looks(client)
         handle = await client.submit_chat(ask("sent after the grace"), idempotency_key=key)
-        assert handle.id == meta.job_id and len(looks) == 1  # one look, and no wait
+        assert handle.id == job_id and len(looks) == 1 and store.exists(names.resend_key(job_id))
         assert (await handle.result(timeout=120)).responses[0].response_text == "sent after the grace"
 
 
