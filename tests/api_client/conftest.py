@@ -34,14 +34,23 @@ def redis_sockets(redis_url):
     return lambda: sum(1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port)
 
 
-def seen_waiting_for_its_first_try(monkeypatch, store) -> threading.Event:
-    """Set once an idempotent retry looks at where its first try stands: it found the first try's meta and
-    waits for it (a threading.Event: the sync client's retry runs on its loop thread)."""
-    looked, real = threading.Event(), store.submit_state
+class LooksAtFirstTry:
+    """An idempotent retry's looks at where its first try stands: counted, and `seen` set at the first (a
+    threading.Event: the sync client's retry runs on its loop thread)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seen = threading.Event()
+
+
+def looks_at_first_try(monkeypatch, store) -> LooksAtFirstTry:
+    """Counts a client's retries looking at their first tries (they found its meta and wait for it, or send it)."""
+    looks, real = LooksAtFirstTry(), store.submit_state
 
     async def submit_state(job_id):
-        looked.set()
+        looks.count += 1
+        looks.seen.set()
         return await real(job_id)
 
     monkeypatch.setattr(store, "submit_state", submit_state)
-    return looked
+    return looks

@@ -33,7 +33,7 @@ from api_client import (
 from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import FinalEvent, JobStatus, TokenEvent
-from tests.api_client.conftest import FEW_SOCKETS, seen_waiting_for_its_first_try
+from tests.api_client.conftest import FEW_SOCKETS, looks_at_first_try
 from tests.waiting import GROWING_LIMITS_S, streamed_text
 
 BAD_TAGS = [
@@ -334,7 +334,7 @@ def test_a_retry_beside_a_first_try_refused_by_its_quota_is_refused_too(client, 
     first_try = meta_of(idempotent_job_id(owner, key), job, owner, digest=request_digest(job))
     store = redis.Redis.from_url(redis_url)
     store.set(names.job_key(first_try.job_id), first_try.model_dump_json(), ex=3600)  # claimed, not yet sent
-    waiting = seen_waiting_for_its_first_try(monkeypatch, client._client.store)
+    waiting = looks_at_first_try(monkeypatch, client._client.store).seen
     refusal = threading.Thread(target=lambda: waiting.wait(120) and store.delete(names.job_key(first_try.job_id)))
     refusal.start()  # the first try's refusal, while the retry waits for it
     with pytest.raises(QuotaExceeded):

@@ -15,6 +15,7 @@ from api_client import AsyncInferQClient
 from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
 from tasks.schemas import OwnerQuota
+from tests.api_client.conftest import looks_at_first_try
 from tests.waiting import until
 
 
@@ -77,23 +78,13 @@ async def test_a_first_try_that_sent_nothing_is_sent_by_a_retry_once_the_send_gr
         store.set(names.job_key(meta.job_id), meta.model_dump_json(), ex=3600)
         return key, meta.job_id
 
-    def counted_looks(client) -> list[str]:
-        looks, real = [], client.store.submit_state
-
-        async def submit_state(job_id):
-            looks.append(job_id)
-            return await real(job_id)
-
-        monkeypatch.setattr(client.store, "submit_state", submit_state)
-        return looks
-
     # within its grace (40 s old, an hour's grace): the retry waits, sending nothing, until the first try is sent
     key, job_id = died_unsent("still in its grace", 40)
     patient = client_settings.model_copy(update={"send_grace_s": 3600})
     async with AsyncInferQClient(model="echo", settings=patient) as client:
-        looks = counted_looks(client)
+        looks = looks_at_first_try(monkeypatch, client.store)
         retry = asyncio.create_task(client.submit_chat(ask("still in its grace"), idempotency_key=key))
-        await until(lambda: len(looks) >= 3 or retry.done(), "the retry never looked at its first try")
+        await until(lambda: looks.count >= 3 or retry.done(), "the retry never looked at its first try")
         assert not retry.done() and not store.exists(names.resend_key(job_id))
         store.set(names.sent_key(job_id), "1", ex=3600)  # as the first try would, had it gone on
         assert (await retry).id == job_id and not store.exists(names.resend_key(job_id))
@@ -101,9 +92,9 @@ async def test_a_first_try_that_sent_nothing_is_sent_by_a_retry_once_the_send_gr
     key, job_id = died_unsent("sent after the grace", 10)
     brisk = client_settings.model_copy(update={"send_grace_s": 5})
     async with AsyncInferQClient(model="echo", settings=brisk) as client:
-        looks = counted_looks(client)
+        looks = looks_at_first_try(monkeypatch, client.store)
         handle = await client.submit_chat(ask("sent after the grace"), idempotency_key=key)
-        assert handle.id == job_id and len(looks) == 1 and store.exists(names.resend_key(job_id))
+        assert handle.id == job_id and looks.count == 1 and store.exists(names.resend_key(job_id))
         assert (await handle.result(timeout=120)).responses[0].response_text == "sent after the grace"
 
 
