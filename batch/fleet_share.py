@@ -13,6 +13,7 @@ gateway's coordinator shares one across every batch it drives).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import Counter
 
@@ -38,10 +39,11 @@ class FleetShare:
             if self._in_flight[model] < limit:  # checked and counted in one step of the loop: never one too many
                 self._in_flight[model] += 1
                 return
-            try:
-                await asyncio.wait_for(self._freed.wait(), timeout=FLEET_RECHECK_S)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that comes as the event is
+            # set, and a cancelled batch (the gateway's cancel, Ctrl-C) would go on feeding lines for good.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLEET_RECHECK_S):
+                    await self._freed.wait()
 
     def leave(self, model: str) -> None:
         self._in_flight[model] -= 1

@@ -52,8 +52,11 @@ class Follower:
 
     async def get(self, timeout: float | None) -> str | object | None:
         """The next message's data, RESYNC, or None when `timeout` passed with nothing."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that comes as a message does,
+        # and the cancelled waiter would go on waiting for its job.
         try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
+            async with asyncio.timeout(timeout):
+                return await self.queue.get()
         except TimeoutError:
             return None
 

@@ -47,3 +47,35 @@ async def test_a_batch_leaves_a_row_free_for_a_chat(client_settings, eight_slot_
         await asyncio.gather(batch, return_exceptions=True)
         for job_id in job_ids[:7]:
             await (await client.find_job(job_id)).cancel()
+
+
+class _CountedWaits(asyncio.Event):
+    """An asyncio.Event that counts the waits parked on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+
+    async def wait(self) -> bool:
+        self.waiting += 1
+        try:
+            return await super().wait()
+        finally:
+            self.waiting -= 1
+
+
+async def test_a_line_waiting_for_a_row_stops_when_cancelled_as_a_row_frees(client_settings, eight_slot_worker):
+    # Python 3.11's asyncio.wait_for hands back what it waited for when a cancel comes in the same turn of the
+    # loop: a batch cancelled as one of its lines ended went on feeding lines for good.
+    async with AsyncInferQClient(settings=client_settings) as client:
+        share, freed = FleetShare(client), _CountedWaits()
+        share._freed = freed  # the event a waiting line parks on, counted
+        for _ in range(7):
+            await share.enter("share-echo")  # the batch's share of the worker's 8 rows, taken
+        waiting = asyncio.create_task(share.enter("share-echo"))
+        await until(lambda: freed.waiting == 1, "the eighth line never waited for a row")
+        share.leave("share-echo")  # a row frees ...
+        waiting.cancel()  # ... as the batch is cancelled, in the same turn of the loop
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert share._in_flight["share-echo"] == 6  # the cancelled line was not counted in

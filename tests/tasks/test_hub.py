@@ -2,9 +2,11 @@
 
 import asyncio
 
+import pytest
+
 from tasks import hub as hub_module
 from tasks.config import QueueSettings
-from tasks.hub import RESYNC
+from tasks.hub import RESYNC, Follower
 from tasks.schemas import TokenEvent
 from tasks.store import JobStore, decode_event
 from tests.silencing_proxy import SilencingProxy
@@ -53,6 +55,35 @@ async def test_after_a_reconnect_every_follower_is_told_to_resync(store, redis_u
 async def test_a_quiet_channel_times_out(store):
     follower = await store.follow_events("quiet")
     assert await asyncio.wait_for(follower.get(timeout=0.05), 10) is None
+
+
+class _CountedGets(asyncio.Queue):
+    """An asyncio.Queue that counts the gets parked on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.getting = 0
+
+    async def get(self):
+        self.getting += 1
+        try:
+            return await super().get()
+        finally:
+            self.getting -= 1
+
+
+async def test_a_follower_cancelled_as_its_message_comes_stops_and_the_message_stays_for_the_next_read():
+    # Python 3.11's asyncio.wait_for hands back what it waited for when a cancel comes in the same turn of the
+    # loop: a cancelled wait for a job (a client's timeout, a caller gone) went on as if nothing had happened.
+    queue = _CountedGets()
+    follower = Follower("raced", queue)
+    waiting = asyncio.create_task(follower.get(timeout=60))
+    await until(lambda: queue.getting == 1, "the follower never waited")
+    queue.put_nowait("the message")  # what the hub's reader does with a message for the channel ...
+    waiting.cancel()  # ... as the waiter is cancelled, in the same turn of the loop
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert await follower.get(timeout=60) == "the message"
 
 
 async def test_a_follow_cancelled_before_redis_confirmed_it_leaves_nothing_subscribed(store):
