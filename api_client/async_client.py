@@ -257,19 +257,20 @@ class AsyncInferQClient:
             sending = self._start_send(meta, payload, priority, riders)
             if not await _sent(sending):
                 await self.store.save_meta(meta)  # a push that carried no riders: no worker needs it to run
+            if idempotency_key is not None:
+                await self.store.mark_sent(meta.job_id)
+            await self.store.confirm_submitted(meta.job_id)
         except BaseException:
             if sending is not None and _went_out(sending):
-                # Cancelled while its message went out: the job exists and runs; it keeps its meta (and its
-                # place in its owner's quota), and a retry with its key finds it sent.
+                # Cancelled (or failed) once its message went out, even as it was marked sent: the job exists and
+                # runs; it keeps its meta (and its place in its owner's quota), and a retry with its key finds it
+                # sent instead of sending it again after the grace.
                 if idempotency_key is not None:
                     await asyncio.shield(self.store.mark_sent(meta.job_id))
             else:
                 # Never queued: the job does not exist (nor counts against its owner's quota).
                 await asyncio.shield(self.store.forget_meta(meta.job_id))
             raise
-        if idempotency_key is not None:
-            await self.store.mark_sent(meta.job_id)
-        await self.store.confirm_submitted(meta.job_id)
         return AsyncJobHandle(self.store, meta, just_submitted=True)
 
     async def _retried(

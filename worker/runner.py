@@ -70,6 +70,7 @@ class EngineRunner:
         self.started_at = time.time()
         self._thread = threading.Thread(target=self.loop.run_forever, name="inferq-engine-loop", daemon=True)
         self._background: list[asyncio.Task[None]] = []
+        self._aborting: set[asyncio.Task[None]] = set()  # a shutdown's aborts, held until they end (and logged)
         # Templating and tokenizing a prompt (megabytes of it, at worst) must not stall the loop that
         # renews leases, heartbeats and hears cancels: a thread of its own. The lock keeps the tokenizer to
         # one thread at a time (tokenizers are not shared safely), for the small requests done inline too.
@@ -184,8 +185,16 @@ class EngineRunner:
         jobs = list(self.running.values())
         for job in jobs:
             job.handed_back = True
-            asyncio.ensure_future(job.stop())  # not awaited: an engine slow to abort holds up no other job
+            aborting = asyncio.ensure_future(job.stop())  # not awaited: an engine slow to abort holds up no other job
+            self._aborting.add(aborting)  # the loop keeps only a weak reference to a task
+            aborting.add_done_callback(self._aborted)
         return len(jobs)
+
+    def _aborted(self, aborting: asyncio.Task[None]) -> None:
+        self._aborting.discard(aborting)
+        if not aborting.cancelled() and aborting.exception() is not None:
+            # the job goes on in the engine until the worker's forced exit; its lease lapses, and it runs again
+            log.error("a handed-back job's abort failed", exc_info=aborting.exception())
 
     def heard_cancel(self, job_id: str) -> bool:
         """Whether the listener heard a cancel of this job lately (before it registered, say)."""

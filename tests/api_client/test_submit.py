@@ -120,6 +120,33 @@ async def test_a_submit_cancelled_while_its_message_goes_out_keeps_its_job(aclie
     assert (await handle.result(timeout=120)).responses[0].response_text == "it went out"
 
 
+async def test_a_submit_cancelled_as_it_marks_its_message_sent_leaves_the_mark(
+    aclient, echo_worker, redis_url, monkeypatch
+):
+    real, marking, go_on = aclient.store.mark_sent, asyncio.Event(), asyncio.Event()
+
+    async def mark_sent(job_id):  # the mark's round trip, held until the test lets it go
+        marking.set()
+        await go_on.wait()
+        await real(job_id)
+
+    monkeypatch.setattr(aclient.store, "mark_sent", mark_sent)
+    key = f"order-{uuid.uuid4().hex}"
+    job_id = idempotent_job_id(None, key)
+    submit = asyncio.ensure_future(aclient.submit_chat(ask("marked"), idempotency_key=key))
+    await until(marking.is_set, "the submit never marked its message sent")
+    submit.cancel()  # the message went out; the cancel comes as the mark is on its way
+    await asyncio.sleep(0)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await submit
+    # marked all the same: a retry finds the job sent, instead of sending it again once the grace has passed
+    assert redis.Redis.from_url(redis_url).exists(names.sent_key(job_id))
+    monkeypatch.setattr(aclient.store, "mark_sent", real)
+    handle = await aclient.submit_chat(ask("marked"), idempotency_key=key)
+    assert handle.id == job_id and (await handle.result(timeout=120)).responses[0].response_text == "marked"
+
+
 @pytest.mark.redis_broker
 async def test_a_plain_submit_writes_its_meta_in_the_push_of_its_message(aclient, echo_worker, monkeypatch):
     async def no_round_trip_of_its_own(meta):
