@@ -10,7 +10,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from api_client.handle import AsyncJobHandle
@@ -42,6 +43,10 @@ SEND_THREADS = 1
 # A retry waiting for an idempotent submit's first try to send (within the settings' `send_grace_s`, or it died
 # trying: then one retry sends it) looks every SENT_POLL_S.
 SENT_POLL_S = 0.05
+# Set while a convenience call (achat, astream_chat, aget_scores) submits the job it owns: cancelled before it
+# held the handle, once the message went out, the call cancels the job too, instead of leaving it to run for
+# nobody (a caller's timeout, Ctrl-C in the sync client).
+_CALL_OWNS_ITS_JOB: ContextVar[bool] = ContextVar("inferq_call_owns_its_job", default=False)
 
 
 class AsyncInferQClient:
@@ -161,7 +166,7 @@ class AsyncInferQClient:
         timeout: float | None = None,
         **options: Any,
     ) -> list[Response]:
-        handle = await self.submit_chat(messages, model, stream=False, **options)
+        handle = await _owned(self.submit_chat(messages, model, stream=False, **options))
         record = await _result_or_cancel(handle, timeout)
         return record.responses
 
@@ -173,7 +178,7 @@ class AsyncInferQClient:
         timeout: float | None = None,
         **options: Any,
     ) -> AsyncIterator[str]:
-        handle = await self.submit_chat(messages, model, stream=True, **options)
+        handle = await _owned(self.submit_chat(messages, model, stream=True, **options))
         finished = False
         try:
             async for piece in handle.stream(timeout=timeout):
@@ -200,7 +205,7 @@ class AsyncInferQClient:
             if texts is not None:
                 raise InvalidRequest("give the texts once, as texts or as batch_input", field="batch_input")
             texts = batch_input
-        handle = await self.submit_score(texts, model, **options)
+        handle = await _owned(self.submit_score(texts, model, **options))
         record = await _result_or_cancel(handle, timeout)
         return record.scores
 
@@ -267,6 +272,8 @@ class AsyncInferQClient:
                 # sent instead of sending it again after the grace.
                 if idempotency_key is not None:
                     await asyncio.shield(self.store.mark_sent(meta.job_id))
+                if _CALL_OWNS_ITS_JOB.get():  # and nobody will hold its handle: it stops
+                    await asyncio.shield(AsyncJobHandle(self.store, meta).cancel())
             else:
                 # Never queued: the job does not exist (nor counts against its owner's quota).
                 await asyncio.shield(self.store.forget_meta(meta.job_id))
@@ -363,6 +370,15 @@ async def _sent(sending: concurrent.futures.Future[bool]) -> bool:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.shield(asyncio.wrap_future(sending))
         raise
+
+
+async def _owned(submitting: Awaitable[AsyncJobHandle]) -> AsyncJobHandle:
+    """The handle of a job the calling convenience method owns (see _CALL_OWNS_ITS_JOB)."""
+    owns = _CALL_OWNS_ITS_JOB.set(True)
+    try:
+        return await submitting
+    finally:
+        _CALL_OWNS_ITS_JOB.reset(owns)
 
 
 def _went_out(sending: concurrent.futures.Future) -> bool:

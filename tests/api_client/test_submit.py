@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 from api_client import AsyncInferQClient
 from api_client.jobs import chat_job, idempotent_job_id, meta_of, request_digest
 from tasks import names
+from tasks.errors import JobCancelled
 from tasks.schemas import OwnerQuota
 from tests.api_client.conftest import looks_at_first_try
 from tests.waiting import until
@@ -118,6 +119,30 @@ async def test_a_submit_cancelled_while_its_message_goes_out_keeps_its_job(aclie
     handle = await aclient.find_job(idempotent_job_id(None, key))
     assert handle is not None, "the job was queued but its meta forgotten"
     assert (await handle.result(timeout=120)).responses[0].response_text == "it went out"
+
+
+async def test_a_chat_call_cancelled_while_its_message_goes_out_cancels_its_job(aclient, echo_worker, monkeypatch):
+    # achat owns its job: cancelled before it held the handle, the job would otherwise run for nobody
+    real, going_out, go_on = aclient._celery.send_task, threading.Event(), threading.Event()
+
+    def send_task(*args, **kwargs):
+        going_out.set()
+        go_on.wait(120)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aclient._celery, "send_task", send_task)
+    key = f"order-{uuid.uuid4().hex}"
+    call = asyncio.ensure_future(aclient.achat(ask("nobody waits for this [hold]"), idempotency_key=key))
+    await until(going_out.is_set, "the send never started")
+    call.cancel()  # a caller's timeout, or Ctrl-C in the sync client
+    await asyncio.sleep(0)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    handle = await aclient.find_job(idempotent_job_id(None, key))
+    assert handle is not None  # it went out, and was cancelled, not forgotten
+    with pytest.raises(JobCancelled):
+        await handle.result(timeout=120)
 
 
 async def test_a_submit_cancelled_as_it_marks_its_message_sent_leaves_the_mark(
