@@ -99,46 +99,41 @@ async def test_a_first_try_that_sent_nothing_is_sent_by_a_retry_once_the_send_gr
         assert (await handle.result(timeout=120)).responses[0].response_text == "sent after the grace"
 
 
-async def test_a_submit_cancelled_while_its_message_goes_out_keeps_its_job(aclient, echo_worker, monkeypatch):
-    real, going_out, go_on = aclient._celery.send_task, threading.Event(), threading.Event()
-
-    def send_task(*args, **kwargs):  # a publish that takes its time (kombu retrying a broker, say)
-        going_out.set()
-        go_on.wait(120)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(aclient._celery, "send_task", send_task)
-    key = f"order-{uuid.uuid4().hex}"
-    submit = asyncio.ensure_future(aclient.submit_chat(ask("it went out"), idempotency_key=key))
-    await until(going_out.is_set, "the send never started")
-    submit.cancel()
-    await asyncio.sleep(0)  # the cancel reaches the submit while its send is under way
-    go_on.set()
-    with pytest.raises(asyncio.CancelledError):
-        await submit
-    handle = await aclient.find_job(idempotent_job_id(None, key))
-    assert handle is not None, "the job was queued but its meta forgotten"
-    assert (await handle.result(timeout=120)).responses[0].response_text == "it went out"
-
-
-async def test_a_chat_call_cancelled_while_its_message_goes_out_cancels_its_job(aclient, echo_worker, monkeypatch):
-    # achat owns its job: cancelled before it held the handle, the job would otherwise run for nobody
-    real, going_out, go_on = aclient._celery.send_task, threading.Event(), threading.Event()
+async def cancelled_while_its_message_goes_out(monkeypatch, client, call) -> None:
+    """Runs `call` (a coroutine that submits a job) and cancels it while its message is on its way out (a publish
+    that takes its time: kombu retrying a broker, say), then lets the send finish."""
+    real, going_out, go_on = client._celery.send_task, threading.Event(), threading.Event()
 
     def send_task(*args, **kwargs):
         going_out.set()
         go_on.wait(120)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(aclient._celery, "send_task", send_task)
-    key = f"order-{uuid.uuid4().hex}"
-    call = asyncio.ensure_future(aclient.achat(ask("nobody waits for this [hold]"), idempotency_key=key))
+    monkeypatch.setattr(client._celery, "send_task", send_task)
+    running = asyncio.ensure_future(call)
     await until(going_out.is_set, "the send never started")
-    call.cancel()  # a caller's timeout, or Ctrl-C in the sync client
-    await asyncio.sleep(0)
+    running.cancel()
+    await asyncio.sleep(0)  # the cancel reaches the call while its send is under way
     go_on.set()
     with pytest.raises(asyncio.CancelledError):
-        await call
+        await running
+
+
+async def test_a_submit_cancelled_while_its_message_goes_out_keeps_its_job(aclient, echo_worker, monkeypatch):
+    key = f"order-{uuid.uuid4().hex}"
+    submit = aclient.submit_chat(ask("it went out"), idempotency_key=key)
+    await cancelled_while_its_message_goes_out(monkeypatch, aclient, submit)
+    handle = await aclient.find_job(idempotent_job_id(None, key))
+    assert handle is not None, "the job was queued but its meta forgotten"
+    assert (await handle.result(timeout=120)).responses[0].response_text == "it went out"
+
+
+async def test_a_chat_call_cancelled_while_its_message_goes_out_cancels_its_job(aclient, echo_worker, monkeypatch):
+    # achat owns its job: cancelled before it held the handle (a caller's timeout, Ctrl-C in the sync client),
+    # the job would otherwise run for nobody
+    key = f"order-{uuid.uuid4().hex}"
+    call = aclient.achat(ask("nobody waits for this [hold]"), idempotency_key=key)
+    await cancelled_while_its_message_goes_out(monkeypatch, aclient, call)
     handle = await aclient.find_job(idempotent_job_id(None, key))
     assert handle is not None  # it went out, and was cancelled, not forgotten
     with pytest.raises(JobCancelled):
