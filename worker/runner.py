@@ -193,7 +193,7 @@ class EngineRunner:
     def _aborted(self, aborting: asyncio.Task[None]) -> None:
         self._aborting.discard(aborting)
         if not aborting.cancelled() and aborting.exception() is not None:
-            # the job goes on in the engine until the worker's forced exit; its lease lapses, and it runs again
+            # its job goes on in the engine until the worker's forced exit
             log.error("a handed-back job's abort failed", exc_info=aborting.exception())
 
     def heard_cancel(self, job_id: str) -> bool:
