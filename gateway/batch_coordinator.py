@@ -78,8 +78,6 @@ class BatchCoordinator:
                     await self._scan()
                 except RedisError as error:  # Redis restarting: the next scan tries again
                     log.warning("batch scan failed: %s", error)
-                except Exception:  # a bug one batch meets must not stop this gateway driving every other batch
-                    log.exception("batch scan failed")
                 await asyncio.sleep(self._scan_s)
         finally:
             for task in list(self._driving.values()):

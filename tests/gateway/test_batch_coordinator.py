@@ -126,26 +126,6 @@ async def test_a_batch_no_driver_can_drive_fails_after_a_few_tries(inferq, echo_
     assert batch_id not in await inferq.store.batches.active_batches()
 
 
-async def test_a_scan_that_meets_a_bug_is_logged_and_the_next_scan_drives_the_batch(
-    inferq, echo_worker, tmp_path, caplog
-):
-    # Only Redis's errors were caught: any other one ended the gateway's scans for good, and no log said so.
-    files = LocalFileStore(str(tmp_path))
-    batch_id = await add_batch(inferq, files, [chat_line("a", "driven after the bug")])
-    async with coordinator_of_its_own(inferq, files, scan_s=0.05) as coordinator:
-        real, looks = coordinator._uses_my_store, []
-
-        async def a_bug_at_the_first_look(batch_id: str) -> bool:
-            looks.append(batch_id)
-            if len(looks) == 1:
-                raise RuntimeError("a bug met by one scan (for the test)")
-            return await real(batch_id)
-
-        coordinator._uses_my_store = a_bug_at_the_first_look  # looked up on each scan, the first one included
-        fields = await ended(inferq, batch_id)
-    assert fields["status"] == "completed" and "batch scan failed" in caplog.text
-
-
 async def test_a_batch_that_fails_partway_keeps_the_answers_it_had_in_its_output_file(inferq, echo_worker, tmp_path):
     # Failing retired the batch, which deleted its answers: hours of them, lost with no file written.
     files = LocalFileStore(str(tmp_path))
